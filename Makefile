@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine: `make up` (the whole system) and `make test`.
+UV ?= uv
+NAME ?=
+
+.PHONY: install up down test lint typecheck bench fetch-kafka
+
+install:
+	$(UV) sync --frozen
+
+up: install
+	$(UV) run --frozen callback-infra up --services
+
+down:
+	$(UV) run --frozen callback-infra down
+
+lint: install
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+typecheck: install
+	$(UV) run --frozen mypy shared/src
+
+test: lint typecheck
+	$(UV) run --frozen pytest
+
+bench: install
+	$(UV) run --frozen python -m bench $(NAME)
+
+fetch-kafka: install
+	$(UV) run --frozen callback-infra fetch

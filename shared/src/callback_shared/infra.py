@@ -1,0 +1,598 @@
+"""Real Kafka and MongoDB for tests and local runs, from the first source that works.
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_URL`` in the environment: a user's own cluster.
+2. A Docker engine that answers: testcontainers (Kafka and MongoDB images).
+3. Local processes on this machine: Apache Kafka (KRaft, single node, jars from Maven Central,
+   cached) and SecantusDB's ``secantusd-py`` (a MongoDB-protocol server).
+
+The pytest fixtures and the ``callback-infra`` CLI (``make up``/``make down``) both use
+:func:`provide`; they never care which source they got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KAFKA_VERSION = "4.1.2"
+KAFKA_POM = f"""<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>callback.platform</groupId>
+  <artifactId>local-kafka</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{KAFKA_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>2.0.17</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId>
+      <version>2.25.3</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
+      <version>2.25.3</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+LOG4J2_PROPERTIES = """status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.out.ref = out
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = info
+"""
+KAFKA_START_TIMEOUT = 120.0
+MONGO_START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+
+
+class InfraError(RuntimeError):
+    """Real infrastructure could not be provided; the message says what is missing."""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("CALLBACK_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "callback-platform"
+    )
+    return Path(root)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _require(tool: str, why: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise InfraError(f"`{tool}` not found on PATH: it is needed to {why}")
+    return path
+
+
+def _wait(
+    check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes], log: Path
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise InfraError(f"{what} exited with {proc.returncode}; see {log}:\n{_tail(log)}")
+        if check():
+            return
+        time.sleep(0.2)
+    raise InfraError(f"{what} not ready after {timeout:.0f}s; see {log}:\n{_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _stop_process(pid: int, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after ``timeout``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                waited, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                waited = 0
+                if not _alive(pid):
+                    return
+            if waited == pid:
+                return
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+
+
+# --- Kafka ------------------------------------------------------------------------------------
+
+
+def kafka_libs() -> Path:
+    """The broker's jars, fetched once from Maven Central with ``mvn`` and cached."""
+    key = hashlib.sha256(KAFKA_POM.encode()).hexdigest()[:12]
+    home = cache_dir() / f"kafka-{KAFKA_VERSION}-{key}"
+    libs = home / "libs"
+    if (home / "complete").exists():
+        return libs
+    java_missing = shutil.which("java") is None
+    if java_missing:
+        raise InfraError("`java` not found on PATH: a JDK 17+ is needed to run the local Kafka")
+    mvn = _require("mvn", "fetch the Kafka broker jars from Maven Central")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "pom.xml").write_text(KAFKA_POM)
+    result = subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(home / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise InfraError(f"mvn could not fetch the Kafka jars:\n{result.stdout}{result.stderr}")
+    (home / "complete").touch()
+    return libs
+
+
+@dataclass
+class LocalKafka:
+    """A single-node KRaft broker (broker + controller) on free loopback ports."""
+
+    work_dir: Path
+    port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
+    pid: int | None = None
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.work_dir / "kafka.log"
+
+    def _configure(self, libs: Path) -> Path:
+        data = self.work_dir / "data"
+        props = self.work_dir / "server.properties"
+        props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={data}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=10",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "min.insync.replicas=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=true",
+                ]
+            )
+            + "\n"
+        )
+        (self.work_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            result = subprocess.run(
+                [
+                    *self._java(libs, "kafka.tools.StorageTool"),
+                    "format",
+                    "--standalone",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise InfraError(f"kafka storage format failed:\n{result.stdout}{result.stderr}")
+        return props
+
+    def _java(self, libs: Path, main_class: str) -> list[str]:
+        java = _require("java", "run the local Kafka broker (a JDK 17+)")
+        return [
+            java,
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.work_dir / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+            main_class,
+        ]
+
+    def start(self, timeout: float = KAFKA_START_TIMEOUT) -> None:
+        """Start (or restart, keeping its data) the broker and wait until it serves metadata."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        libs = kafka_libs()
+        props = self._configure(libs)
+        self._proc = _spawn([*self._java(libs, "kafka.Kafka"), str(props)], self.log)
+        self.pid = self._proc.pid
+        _wait(
+            lambda: _port_open(self.port) and _kafka_answers(self.bootstrap_servers),
+            timeout,
+            "Kafka",
+            self._proc,
+            self.log,
+        )
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            _stop_process(self.pid)
+            self.pid = self._proc = None
+
+
+def _kafka_answers(bootstrap_servers: str) -> bool:
+    async def check() -> bool:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return True
+        except Exception:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    return asyncio.run(check())
+
+
+# --- MongoDB (SecantusDB) ----------------------------------------------------------------------
+
+
+def secantusd() -> str:
+    """``secantusd-py`` beside this interpreter (the project's venv), else on PATH."""
+    beside = Path(sys.executable).parent / "secantusd-py"
+    if beside.exists():
+        return str(beside)
+    return _require("secantusd-py", "run the local MongoDB-protocol server (PyPI: SecantusDB)")
+
+
+@dataclass
+class LocalMongo:
+    """SecantusDB's standalone server on a free loopback port, storing under ``work_dir``."""
+
+    work_dir: Path
+    port: int = field(default_factory=free_port)
+    pid: int | None = None
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.work_dir / "mongodb.log"
+
+    def start(self, timeout: float = MONGO_START_TIMEOUT) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            secantusd(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--storage-path",
+            str(self.work_dir / "data"),
+            "--log-level",
+            "WARNING",
+        ]
+        self._proc = _spawn(cmd, self.log)
+        self.pid = self._proc.pid
+        _wait(
+            lambda: _port_open(self.port) and _mongo_answers(self.url),
+            timeout,
+            "SecantusDB",
+            self._proc,
+            self.log,
+        )
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            _stop_process(self.pid)
+            self.pid = self._proc = None
+
+
+def _mongo_answers(url: str) -> bool:
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(url, serverSelectionTimeoutMS=1000)
+    try:
+        client.admin.command("ping")
+        return True
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+# --- the three sources -------------------------------------------------------------------------
+
+
+@dataclass
+class Infrastructure:
+    kafka_bootstrap_servers: str
+    mongodb_url: str
+    source: str
+    kafka: LocalKafka | None = None
+    mongo: LocalMongo | None = None
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "MONGODB_URL": self.mongodb_url,
+        }
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def docker_available() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        return (
+            subprocess.run(
+                [docker, "info"], capture_output=True, timeout=10, check=False
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _from_testcontainers(infra: Infrastructure, need_kafka: bool, need_mongo: bool) -> None:
+    if need_kafka:
+        from testcontainers.community.kafka import KafkaContainer
+
+        kafka = infra._stack.enter_context(
+            KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft()
+        )
+        infra.kafka_bootstrap_servers = kafka.get_bootstrap_server()
+    if need_mongo:
+        from testcontainers.community.mongodb import MongoDbContainer
+
+        mongo = infra._stack.enter_context(MongoDbContainer("mongo:8.0"))
+        infra.mongodb_url = mongo.get_connection_url()
+
+
+def _from_local_processes(
+    infra: Infrastructure, work_dir: Path, need_kafka: bool, need_mongo: bool, keep_running: bool
+) -> None:
+    if need_mongo:
+        infra.mongo = LocalMongo(work_dir / "mongodb")
+        infra.mongo.start()
+        if not keep_running:
+            infra._stack.callback(infra.mongo.stop)
+        infra.mongodb_url = infra.mongo.url
+    if need_kafka:
+        infra.kafka = LocalKafka(work_dir / "kafka")
+        infra.kafka.start()
+        if not keep_running:
+            infra._stack.callback(infra.kafka.stop)
+        infra.kafka_bootstrap_servers = infra.kafka.bootstrap_servers
+
+
+def provide(work_dir: Path, *, keep_running: bool = False, use_env: bool = True) -> Infrastructure:
+    """Kafka + MongoDB from the first source that works (see the module docstring).
+
+    ``keep_running`` leaves local processes up after :meth:`Infrastructure.close` (``make up``).
+    """
+    kafka_url = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "") if use_env else ""
+    mongo_url = os.environ.get("MONGODB_URL", "") if use_env else ""
+    infra = Infrastructure(kafka_url, mongo_url, source="environment")
+    need_kafka, need_mongo = not kafka_url, not mongo_url
+    if not (need_kafka or need_mongo):
+        return infra
+    try:
+        if docker_available():
+            infra.source = "testcontainers"
+            _from_testcontainers(infra, need_kafka, need_mongo)
+        else:
+            infra.source = "local processes"
+            _from_local_processes(infra, work_dir, need_kafka, need_mongo, keep_running)
+    except BaseException:
+        infra.close()
+        raise
+    return infra
+
+
+@contextlib.contextmanager
+def provided(work_dir: Path | None = None) -> Iterator[Infrastructure]:
+    with contextlib.ExitStack() as stack:
+        if work_dir is None:
+            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="callback-")))
+        infra = provide(work_dir)
+        stack.callback(infra.close)
+        yield infra
+
+
+# --- the CLI behind `make up` / `make down` ----------------------------------------------------
+
+SERVICES = ["scheduler", "state-tracker", "routing-sim", "exporter", "admin-api"]
+
+
+def _state_file(run_dir: Path) -> Path:
+    return run_dir / "state.json"
+
+
+def _wait_http(url: str, timeout: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        time.sleep(0.5)
+    return False
+
+
+def up(run_dir: Path, with_services: bool) -> dict[str, Any]:
+    if _state_file(run_dir).exists():
+        raise InfraError(f"already up ({_state_file(run_dir)}); run `make down` first")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    infra = provide(run_dir / "infra", keep_running=True)
+    if infra.source == "testcontainers":
+        raise InfraError("a Docker engine answers: use `docker compose up` to run the system")
+    state: dict[str, Any] = {"source": infra.source, "env": infra.env(), "processes": {}}
+    for name, part in (("kafka", infra.kafka), ("mongodb", infra.mongo)):
+        if part is not None and part.pid is not None:
+            state["processes"][name] = part.pid
+    _state_file(run_dir).write_text(json.dumps(state, indent=2))
+    if with_services:
+        ports = {
+            "admin-api": 8080,
+            "scheduler": 8081,
+            "state-tracker": 8082,
+            "exporter": 8083,
+            "routing-sim": 8084,
+        }
+        bin_dir = Path(sys.executable).parent
+        for name in SERVICES:
+            env = {**os.environ, **infra.env(), "HTTP_PORT": str(ports[name]), "LOG_FORMAT": "json"}
+            proc = _spawn(
+                [str(bin_dir / f"callback-{name}")], run_dir / "logs" / f"{name}.log", env
+            )
+            state["processes"][name] = proc.pid
+            state.setdefault("urls", {})[name] = f"http://127.0.0.1:{ports[name]}"
+            _state_file(run_dir).write_text(json.dumps(state, indent=2))
+        for name in SERVICES:
+            if not _wait_http(f"{state['urls'][name]}/readyz", 90):
+                raise InfraError(f"{name} did not turn ready; see {run_dir / 'logs' / name}.log")
+    (run_dir / "env").write_text("".join(f"export {k}={v}\n" for k, v in infra.env().items()))
+    return state
+
+
+def down(run_dir: Path) -> list[str]:
+    state_file = _state_file(run_dir)
+    if not state_file.exists():
+        return []
+    state = json.loads(state_file.read_text())
+    stopped = []
+    # services first (they flush to Kafka/MongoDB on SIGTERM), then the infrastructure
+    for name in [*reversed(SERVICES), "kafka", "mongodb"]:
+        pid = state["processes"].get(name)
+        if pid is not None and _alive(pid):
+            _stop_process(pid)
+            stopped.append(name)
+    state_file.unlink()
+    return stopped
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="callback-infra", description=__doc__.split("\n")[0])
+    parser.add_argument("--run-dir", type=Path, default=Path(".run"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("up", help="start Kafka + MongoDB (and with --services, all services)")
+    start.add_argument("--services", action="store_true")
+    sub.add_parser("down", help="stop everything `up` started")
+    sub.add_parser("fetch", help="download and cache the local Kafka jars")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            print(f"Kafka {KAFKA_VERSION} jars in {kafka_libs()}")
+        elif args.command == "up":
+            state = up(args.run_dir, args.services)
+            print(f"infrastructure from {state['source']}:")
+            for key, value in state["env"].items():
+                print(f"  {key}={value}")
+            for name, url in state.get("urls", {}).items():
+                print(f"  {name:14} {url}")
+            print(f"logs in {args.run_dir}/; `make down` stops it all")
+        else:
+            stopped = down(args.run_dir)
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    except InfraError as exc:
+        print(f"callback-infra: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,205 @@
+"""Contracts: the callback record, admin commands and every Kafka event (pydantic v2).
+
+Every event carries ``event_id``, ``schema_version`` and ``occurred_at`` and is keyed on Kafka by
+its ``callback_id`` so one callback's events stay ordered.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from callback_shared.states import CallbackResult, CallbackState
+
+#: Fixed by the guide: a record lives 14 days after its Desired Callback Time (no setting).
+RETENTION = timedelta(days=14)
+#: Default length of the desired window (per service).
+DEFAULT_DESIRED_WINDOW = timedelta(minutes=2)
+#: A name recording survives a recreate or reschedule made within this time of completion.
+NAME_RECORDING_KEPT_FOR = timedelta(days=4)
+#: The Callback tab's page size, and the most a list page may hold.
+MAX_PAGE_SIZE = 250
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone (e.g. Z or +00:00)")
+    return value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_aware_utc)]
+
+
+def expire_at(desired_time: datetime) -> datetime:
+    """When the TTL index deletes a record: 14 days after its desired time."""
+    return desired_time + RETENTION
+
+
+class CallbackType(StrEnum):
+    IMMEDIATE = "IMMEDIATE"
+    SCHEDULED = "SCHEDULED"
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimelineEntry(Contract):
+    """One change of a callback: when, into which state, by whom or what."""
+
+    at: UtcDateTime
+    state: CallbackState
+    result: CallbackResult | None = None
+    actor: str | None = None
+    source: str = Field(description="What made the change: admin-api, routing, scheduler...")
+    note: str | None = None
+
+
+class Callback(Contract):
+    """The callback record as the API shows it (stored in MongoDB with ``_id`` = ``id``)."""
+
+    id: UUID
+    service_name: str
+    customer_number: str = Field(description="E.164")
+    type: CallbackType
+    desired_time: UtcDateTime
+    state: CallbackState
+    result: CallbackResult | None = None
+    priority: int = 0
+    name_recording_uri: str | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    created_by: str | None = None
+    recreated_from: UUID | None = None
+    position_in_queue: int | None = None
+    estimated_wait_seconds: float | None = None
+    route_point: str | None = None
+    queue: str | None = None
+    agent: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+    dial_attempts: int = 0
+    diagnostic_data: dict[str, Any] = Field(default_factory=dict)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+
+
+# --- commands (admin API request bodies) -------------------------------------------------------
+
+
+class CreateCallback(Contract):
+    type: CallbackType
+    service_name: str = Field(min_length=1, max_length=200)
+    customer_number: str = Field(min_length=1, max_length=40)
+    desired_time: UtcDateTime | None = None
+    name_recording_uri: str | None = Field(None, max_length=2000)
+    priority: int = Field(0, ge=0, le=100)
+
+
+class RescheduleCallback(Contract):
+    desired_time: UtcDateTime
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+class Event(Contract):
+    event_id: UUID = Field(default_factory=uuid4)
+    schema_version: Literal[1] = 1
+    occurred_at: UtcDateTime = Field(default_factory=utcnow)
+    callback_id: UUID
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka message key: the callback id keeps one callback's events in order."""
+        return str(self.callback_id).encode()
+
+
+class DueCallback(Event):
+    """scheduler -> routing: this callback is due now; ``attempt`` counts dial attempts from 1."""
+
+    service_name: str
+    customer_number: str
+    type: CallbackType
+    desired_time: UtcDateTime
+    priority: int = 0
+    attempt: int = Field(ge=1)
+
+
+class RoutingEventKind(StrEnum):
+    QUEUED = "QUEUED"
+    POSITION_UPDATED = "POSITION_UPDATED"
+    ROUTING = "ROUTING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    ABANDONED_IN_QUEUE = "ABANDONED_IN_QUEUE"
+    DIAL_FAILED = "DIAL_FAILED"
+
+
+class DialFailure(StrEnum):
+    NO_ANSWER = "NO_ANSWER"
+    BUSY = "BUSY"
+
+
+class RoutingEvent(Event):
+    """routing (ORS/URS) -> state-tracker. ``sequence`` orders the events of one attempt."""
+
+    kind: RoutingEventKind
+    service_name: str
+    attempt: int = Field(ge=1)
+    sequence: int = Field(ge=0)
+    position_in_queue: int | None = Field(None, ge=0)
+    estimated_wait_seconds: float | None = Field(None, ge=0)
+    agent: str | None = None
+    route_point: str | None = None
+    queue: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+    dial_failure: DialFailure | None = None
+    diagnostic_data: dict[str, Any] = Field(default_factory=dict)
+
+
+class LifecycleEventKind(StrEnum):
+    CREATED = "CREATED"
+    RESCHEDULED = "RESCHEDULED"
+    STATE_CHANGED = "STATE_CHANGED"
+    CANCELLED = "CANCELLED"
+    CANCELLATION_REFUSED = "CANCELLATION_REFUSED"
+    RECREATED = "RECREATED"
+
+
+class LifecycleEvent(Event):
+    """A change of a callback announced to the rest of the platform (exporter, audit)."""
+
+    kind: LifecycleEventKind
+    service_name: str
+    customer_number: str
+    desired_time: UtcDateTime
+    state: CallbackState
+    result: CallbackResult | None = None
+    previous_state: CallbackState | None = None
+    actor: str | None = None
+    batch_id: UUID | None = None
+    reason: str | None = None
+
+
+class DeadLetter(BaseModel):
+    """A message a consumer could not use, parked with the reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: UUID = Field(default_factory=uuid4)
+    occurred_at: UtcDateTime = Field(default_factory=utcnow)
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    payload: str
+    reason: str

@@ -1,0 +1,58 @@
+"""MongoDB plumbing: the ``AsyncMongoClient`` factory, collection names and index bootstrap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+from callback_shared.settings import PlatformSettings
+
+CALLBACKS = "callbacks"
+
+Document = dict[str, Any]
+
+#: Indexes of the ``callbacks`` collection, by name. ``expire_at`` = desired time + 14 days and
+#: ``expireAfterSeconds=0``: the server deletes each record 14 days after its desired time.
+CALLBACK_INDEXES: list[IndexModel] = [
+    IndexModel([("expire_at", ASCENDING)], name="retention_ttl", expireAfterSeconds=0),
+    # list: time range on desired time, sorted by desired time, cursor on (desired_time, _id)
+    IndexModel([("desired_time", ASCENDING), ("_id", ASCENDING)], name="by_desired_time"),
+    IndexModel(
+        [("service_name", ASCENDING), ("desired_time", ASCENDING), ("_id", ASCENDING)],
+        name="by_service_desired_time",
+    ),
+    IndexModel(
+        [("state", ASCENDING), ("desired_time", ASCENDING), ("_id", ASCENDING)],
+        name="by_state_desired_time",
+    ),
+    # Callback Search and the search box by number; duplicate checks and throttling
+    IndexModel(
+        [("customer_number", ASCENDING), ("desired_time", DESCENDING)], name="by_customer_number"
+    ),
+    IndexModel(
+        [("service_name", ASCENDING), ("customer_number", ASCENDING), ("state", ASCENDING)],
+        name="open_by_service_number",
+    ),
+]
+
+
+def make_mongo_client(settings: PlatformSettings, **options: Any) -> AsyncMongoClient[Document]:
+    """A client that returns aware UTC datetimes and standard UUIDs; connects lazily."""
+    options.setdefault("serverSelectionTimeoutMS", 5000)
+    options.setdefault("appname", "callback-platform")
+    return AsyncMongoClient(
+        settings.mongodb_url, tz_aware=True, uuidRepresentation="standard", **options
+    )
+
+
+def database(
+    client: AsyncMongoClient[Document], settings: PlatformSettings
+) -> AsyncDatabase[Document]:
+    return client[settings.mongodb_database]
+
+
+async def ensure_indexes(db: AsyncDatabase[Document]) -> list[str]:
+    """Create every index the platform needs. Idempotent: a second run changes nothing."""
+    return await db[CALLBACKS].create_indexes(CALLBACK_INDEXES)

@@ -1,0 +1,170 @@
+"""What every service process shares: connections, readiness, health/metrics HTTP, clean stop.
+
+A service builds a :class:`ServiceRuntime`, registers its Kafka subscribers on ``runtime.broker``
+and its background loops with :meth:`ServiceRuntime.on_ready`, then calls :func:`serve`. The
+HTTP server answers ``/healthz`` at once; dependencies are connected in the background with
+backoff, and ``/readyz`` turns 200 only while MongoDB and Kafka both answer. SIGTERM stops the
+background loops, lets in-flight messages finish, and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from pymongo.asynchronous.database import AsyncDatabase
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from callback_shared.kafka import ensure_topics, make_broker
+from callback_shared.log import configure_logging
+from callback_shared.mongo import Document, database, ensure_indexes, make_mongo_client
+from callback_shared.settings import PlatformSettings
+
+ReadyHook = Callable[["ServiceRuntime"], Awaitable[None]]
+
+READY = Gauge("callback_service_ready", "1 while the service's dependencies answer", ["service"])
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, settings: PlatformSettings, *, title: str | None = None) -> None:
+        self.name = name
+        self.settings = settings
+        self.log = structlog.get_logger(name)
+        self.broker: KafkaBroker = make_broker(settings, client_id=name)
+        self.mongo = make_mongo_client(settings)
+        self.db: AsyncDatabase[Document] = database(self.mongo, settings)
+        self.connected = asyncio.Event()
+        self._ready_hooks: list[ReadyHook] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.app = FastAPI(title=title or name, lifespan=self._lifespan)
+        self._add_probes()
+
+    def on_ready(self, hook: ReadyHook) -> ReadyHook:
+        """Run ``hook`` once dependencies are connected (e.g. start a background loop)."""
+        self._ready_hooks.append(hook)
+        return hook
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """A background task cancelled on shutdown; a crash is logged, never silent."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        task.add_done_callback(self._report_crash)
+        self._tasks.append(task)
+        return task
+
+    def _report_crash(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error(
+                "background task crashed", task=task.get_name(), exc_info=task.exception()
+            )
+
+    async def _connect(self) -> None:
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential_jitter(initial=0.2, max=5),
+            retry=retry_if_exception_type(Exception),
+            before_sleep=lambda state: self.log.warning(
+                "dependencies not reachable yet, retrying",
+                attempt=state.attempt_number,
+                error=repr(state.outcome.exception()) if state.outcome else None,
+            ),
+        ):
+            with attempt:
+                await self.mongo.admin.command("ping")
+                await ensure_indexes(self.db)
+                await ensure_topics(self.settings, self.name)
+                try:
+                    await self.broker.start()
+                except Exception:
+                    await self.broker.stop()
+                    raise
+        for hook in self._ready_hooks:
+            await hook(self)
+        self.connected.set()
+        self.log.info("service ready")
+
+    async def is_ready(self) -> dict[str, bool]:
+        checks = {"started": self.connected.is_set(), "mongodb": False, "kafka": False}
+        if checks["started"]:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.mongo.admin.command("ping"), 2)
+                checks["mongodb"] = True
+            with contextlib.suppress(Exception):
+                checks["kafka"] = await self.broker.ping(timeout=2)
+        return checks
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        self.log.info("service starting", http_port=self.settings.http_port)
+        connect = asyncio.create_task(self._connect(), name="connect")
+        try:
+            yield
+        finally:
+            self.log.info("service stopping")
+            connect.cancel()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(connect, *self._tasks, return_exceptions=True)
+            await self.broker.stop()
+            await self.mongo.close()
+            READY.labels(self.name).set(0)
+            self.log.info("service stopped")
+
+    def _add_probes(self) -> None:
+        @self.app.get("/healthz", include_in_schema=False)
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @self.app.get("/readyz", include_in_schema=False)
+        async def readyz() -> JSONResponse:
+            checks = await self.is_ready()
+            ready = all(checks.values())
+            READY.labels(self.name).set(int(ready))
+            return JSONResponse(
+                {"status": "ready" if ready else "not ready", "checks": checks},
+                status_code=200 if ready else 503,
+            )
+
+        @self.app.get("/metrics", include_in_schema=False)
+        async def metrics() -> PlainTextResponse:
+            return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def serve(runtime: ServiceRuntime) -> None:
+    """Serve the runtime's app until SIGTERM/SIGINT; returns normally (exit code 0)."""
+    settings = runtime.settings
+    config = uvicorn.Config(
+        runtime.app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+    # uvicorn re-raises the signal it stopped on once it is done; the graceful stop it just made
+    # is a normal end, so SIGTERM then means exit code 0.
+    signal.signal(signal.SIGTERM, _exit_normally)
+    uvicorn.Server(config).run()
+
+
+def _exit_normally(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def run_service(
+    name: str, settings: PlatformSettings, build: Callable[[ServiceRuntime], None]
+) -> None:
+    """The whole ``main`` of a service: logging, runtime, the service's own wiring, serve."""
+    configure_logging(name, settings)
+    runtime = ServiceRuntime(name, settings)
+    build(runtime)
+    serve(runtime)

@@ -1,0 +1,40 @@
+"""Real infrastructure for tests: Kafka + a MongoDB-protocol server (callback_shared.infra)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from callback_shared.infra import Infrastructure, provide
+from callback_shared.mongo import Document, make_mongo_client
+from callback_shared.settings import PlatformSettings
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tests.support import isolated_env
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
+    provided = provide(Path(tmp_path_factory.mktemp("infra")))
+    yield provided
+    provided.close()
+
+
+@pytest.fixture
+def env(infra: Infrastructure) -> dict[str, str]:
+    """Environment for one test: its own database and its own topics on the shared servers."""
+    return isolated_env(infra)
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> PlatformSettings:
+    return PlatformSettings(**{k.lower(): v for k, v in env.items()})
+
+
+@pytest.fixture
+async def db(settings: PlatformSettings) -> AsyncIterator[AsyncDatabase[Document]]:
+    client = make_mongo_client(settings)
+    yield client[settings.mongodb_database]
+    await client.drop_database(settings.mongodb_database)
+    await client.close()

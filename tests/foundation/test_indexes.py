@@ -1,0 +1,45 @@
+"""Index bootstrap against the real MongoDB-protocol server."""
+
+import asyncio
+import time
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+from callback_shared.models import RETENTION, expire_at, utcnow
+from callback_shared.mongo import CALLBACKS, ensure_indexes
+
+
+async def test_bootstrap_is_idempotent_and_ttl_index_has_right_options(db):
+    await ensure_indexes(db)
+    first = await db[CALLBACKS].index_information()
+    await ensure_indexes(db)
+    second = await db[CALLBACKS].index_information()
+    assert first == second
+    assert {"retention_ttl", "by_desired_time", "by_service_desired_time"} <= set(first)
+    ttl = first["retention_ttl"]
+    assert ttl["key"] == [("expire_at", 1)]
+    assert ttl["expireAfterSeconds"] == 0
+    assert sum("expireAfterSeconds" in index for index in first.values()) == 1
+
+
+@pytest.mark.slow
+async def test_server_deletes_a_record_whose_expiry_has_passed(db):
+    """The TTL monitor runs about once a minute: wait up to three minutes for it."""
+    await ensure_indexes(db)
+    now = utcnow()
+    expired_id, kept_id = uuid4(), uuid4()
+    await db[CALLBACKS].insert_many(
+        [
+            # desired 14 days and a second ago: its expiry has passed
+            {"_id": expired_id, "expire_at": expire_at(now - RETENTION - timedelta(seconds=1))},
+            {"_id": kept_id, "expire_at": expire_at(now)},
+        ]
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if await db[CALLBACKS].count_documents({"_id": expired_id}) == 0:
+            break
+        await asyncio.sleep(2)
+    assert await db[CALLBACKS].count_documents({"_id": expired_id}) == 0
+    assert await db[CALLBACKS].count_documents({"_id": kept_id}) == 1
