@@ -61,6 +61,7 @@ class TimelineEntry(Contract):
     actor: str | None = None
     source: str = Field(description="What made the change: admin-api, routing, scheduler...")
     note: str | None = None
+    event_id: UUID | None = Field(None, description="The event that made the change, if any.")
 
 
 class Callback(Contract):
@@ -89,6 +90,36 @@ class Callback(Contract):
     dial_attempts: int = 0
     diagnostic_data: dict[str, Any] = Field(default_factory=dict)
     timeline: list[TimelineEntry] = Field(default_factory=list)
+
+
+# --- services (virtual queues) -----------------------------------------------------------------
+
+
+class DuplicateCheck(StrEnum):
+    OFF = "off"
+    MAX_2 = "max_2"
+    STRICT_1 = "strict_1"
+
+
+class DialRetryPolicy(Contract):
+    max_attempts: int = Field(3, ge=1, le=20, description="Dial attempts before COMPLETED(FAILED).")
+    min_interval_seconds: float = Field(
+        300, ge=0, description="Wait between a failed dial and the next attempt."
+    )
+
+
+class ServiceConfig(Contract):
+    """Settings of one service (virtual queue); stored in ``services`` with ``_id`` = name.
+
+    A service with no stored settings uses these defaults.
+    """
+
+    name: str = Field(min_length=1, max_length=200)
+    time_zone: str = "UTC"
+    desired_window_seconds: int = Field(
+        int(DEFAULT_DESIRED_WINDOW.total_seconds()), ge=1, le=86_400
+    )
+    dial_retry: DialRetryPolicy = Field(default_factory=DialRetryPolicy)
 
 
 # --- commands (admin API request bodies) -------------------------------------------------------

@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from callback_shared.settings import PlatformSettings
 
 CALLBACKS = "callbacks"
+SERVICES = "services"
 
 Document = dict[str, Any]
 
@@ -35,6 +36,11 @@ CALLBACK_INDEXES: list[IndexModel] = [
         [("service_name", ASCENDING), ("customer_number", ASCENDING), ("state", ASCENDING)],
         name="open_by_service_number",
     ),
+    # scheduler: what is due next; what was marked for emission but not acknowledged
+    IndexModel([("dispatch_at", ASCENDING)], name="dispatch_due", sparse=True),
+    IndexModel([("dispatch_pending", ASCENDING)], name="dispatch_pending", sparse=True),
+    # outbox relay: documents whose events are not yet published
+    IndexModel([("outbox_since", ASCENDING)], name="outbox_pending", sparse=True),
 ]
 
 

@@ -1,0 +1,45 @@
+"""``python -m bench [NAME]``: run every benchmark in bench/ (or one) on real infrastructure."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+import sys
+import tempfile
+from pathlib import Path
+
+from callback_shared.infra import provide
+
+from bench.harness import table, write
+
+NOT_BENCHMARKS = {"harness", "__main__"}
+
+
+def available() -> list[str]:
+    here = Path(__file__).parent
+    return sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name not in NOT_BENCHMARKS)
+
+
+def main() -> None:
+    names = sys.argv[1:] or available()
+    unknown = set(names) - set(available())
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {sorted(unknown)}; available: {available()}")
+    if not names:
+        sys.exit("no benchmarks in bench/ yet")
+    with tempfile.TemporaryDirectory(prefix="callback-bench-") as work_dir:
+        infra = provide(Path(work_dir))
+        try:
+            for name in names:
+                module = importlib.import_module(f"bench.{name}")
+                result = asyncio.run(module.run(infra))
+                path = write(result)
+                print(table(result))
+                print(f"-> {path}\n")
+        finally:
+            infra.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Events written with the change they announce, in the same single-document update.
+
+There are no multi-document transactions on our MongoDB-protocol server, so a command that
+changes a callback adds the lifecycle event(s) announcing it to the document's own ``outbox``
+array in the *same* atomic update (:func:`with_outbox`). The writer then publishes them at once and
+removes them (:meth:`OutboxRelay.flush`); if Kafka or the process fails in between, the events stay
+in the document and the relay loop (:meth:`OutboxRelay.run`) publishes them later. An event may
+therefore be published twice, never lost and never without its change; consumers de-duplicate
+by ``event_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from faststream.kafka import KafkaBroker
+from pymongo.asynchronous.collection import AsyncCollection
+
+from callback_shared.models import Event, utcnow
+from callback_shared.mongo import Document
+
+OUTBOX = "outbox"
+#: Set while a document's outbox holds events: the relay's (sparse) index key.
+OUTBOX_SINCE = "outbox_since"
+
+log = structlog.get_logger(__name__)
+
+
+def outbox_entry(topic: str, event: Event) -> Document:
+    return {
+        "event_id": event.event_id,
+        "topic": topic,
+        "key": str(event.callback_id),
+        "payload": event.model_dump_json(),
+    }
+
+
+def with_outbox(update: Document, entries: Iterable[Document]) -> Document:
+    """``update`` plus pushing ``entries`` to the document's outbox, in one update document."""
+    entries = list(entries)
+    if not entries:
+        return update
+    merged = {op: dict(fields) for op, fields in update.items()}
+    merged.setdefault("$push", {})[OUTBOX] = {"$each": entries}
+    merged.setdefault("$set", {}).setdefault(OUTBOX_SINCE, utcnow())
+    return merged
+
+
+class OutboxRelay:
+    """Publishes outbox events to Kafka and removes them once the broker acknowledged them."""
+
+    def __init__(self, collection: AsyncCollection[Document], broker: KafkaBroker) -> None:
+        self.collection = collection
+        self.broker = broker
+
+    async def publish(self, entries: Iterable[Document]) -> None:
+        """Publish and wait for every acknowledgement (idempotent producer, acks=all)."""
+        await asyncio.gather(
+            *(
+                self.broker.publish(
+                    entry["payload"].encode(),
+                    entry["topic"],
+                    key=entry["key"].encode(),
+                    headers={"content-type": "application/json"},
+                )
+                for entry in entries
+            )
+        )
+
+    async def flush(self, documents: Iterable[Document]) -> None:
+        """Publish the outbox entries of these (freshly written) documents, then remove them."""
+        documents = [doc for doc in documents if doc.get(OUTBOX)]
+        if not documents:
+            return
+        await self.publish(entry for doc in documents for entry in doc[OUTBOX])
+        for doc in documents:
+            await self._remove(doc["_id"], [entry["event_id"] for entry in doc[OUTBOX]])
+
+    async def _remove(self, callback_id: Any, event_ids: list[Any]) -> None:
+        await self.collection.update_one(
+            {"_id": callback_id}, {"$pull": {OUTBOX: {"event_id": {"$in": event_ids}}}}
+        )
+        await self.collection.update_one(
+            {"_id": callback_id, OUTBOX: {"$size": 0}}, {"$unset": {OUTBOX_SINCE: ""}}
+        )
+
+    async def relay_pending(self, older_than: timedelta, limit: int = 500) -> int:
+        """Publish what writers left behind (crash, Kafka down); returns documents relayed."""
+        cutoff = utcnow() - older_than
+        cursor = self.collection.find(
+            {OUTBOX_SINCE: {"$lte": cutoff}}, {OUTBOX: 1}, limit=limit
+        ).sort(OUTBOX_SINCE, 1)
+        documents = await cursor.to_list()
+        await self.flush(documents)
+        return len(documents)
+
+    async def run(
+        self, interval: float = 1.0, older_than: timedelta = timedelta(seconds=5)
+    ) -> None:
+        """The relay loop: never gives up; Kafka or MongoDB errors are logged and retried."""
+        while True:
+            try:
+                relayed = await self.relay_pending(older_than)
+                if relayed:
+                    log.warning("relayed events left in outboxes", documents=relayed)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; will retry")
+            await asyncio.sleep(interval)
