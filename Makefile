@@ -2,7 +2,7 @@
 UV ?= uv
 NAME ?=
 
-.PHONY: install up down test lint typecheck bench fetch-kafka
+.PHONY: install up down test lint typecheck bench fetch-kafka deploy-tools docs
 
 install:
 	$(UV) sync --frozen
@@ -20,7 +20,7 @@ lint: install
 typecheck: install
 	$(UV) run --frozen mypy shared/src
 
-test: lint typecheck
+test: lint typecheck deploy-tools
 	$(UV) run --frozen pytest
 
 bench: install
@@ -28,3 +28,11 @@ bench: install
 
 fetch-kafka: install
 	$(UV) run --frozen callback-infra fetch
+
+# pinned offline checkers for tests/deploy (helm, compose-check, kubernetes-validate, hadolint)
+deploy-tools:
+	bash deploy/tools.sh
+
+# regenerate the settings table in docs/configuration.md from the settings classes
+docs: install
+	$(UV) run --frozen python -m tests.deploy.settings_reference --write

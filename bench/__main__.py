@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import pkgutil
 import sys
 import tempfile
 from pathlib import Path
 
+import structlog
 from callback_shared.infra import provide
 
 from bench.harness import table, write
@@ -22,6 +24,7 @@ def available() -> list[str]:
 
 
 def main() -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     names = sys.argv[1:] or available()
     unknown = set(names) - set(available())
     if unknown:

@@ -13,8 +13,11 @@ import os
 import platform
 import statistics
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
+
+from callback_shared.infra import KAFKA_VERSION, Infrastructure
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -51,6 +54,15 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     python = platform.python_version()
     return f"{platform.system()} {cpu}, {os.cpu_count()} cores{memory}, Python {python}"
+
+
+def backend(infra: Infrastructure) -> str:
+    if infra.source == "local processes":
+        return (
+            f"Apache Kafka {KAFKA_VERSION} (KRaft, single node) + SecantusDB "
+            f"{version('secantusdb')} (MongoDB wire protocol), local processes on this machine"
+        )
+    return f"Kafka + MongoDB from {infra.source}"
 
 
 def percentile(values: list[float], pct: float) -> float:

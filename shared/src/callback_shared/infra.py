@@ -522,6 +522,8 @@ def up(run_dir: Path, with_services: bool) -> dict[str, Any]:
     if _state_file(run_dir).exists():
         raise InfraError(f"already up ({_state_file(run_dir)}); run `make down` first")
     run_dir.mkdir(parents=True, exist_ok=True)
+    # development only: the admin API's HS256 secret (mint tokens with callback-admin-token)
+    jwt_secret = os.environ.get("JWT_SECRET") or base64.urlsafe_b64encode(os.urandom(32)).decode()
     infra = provide(run_dir / "infra", keep_running=True)
     if infra.source == "testcontainers":
         raise InfraError("a Docker engine answers: use `docker compose up` to run the system")
@@ -541,6 +543,8 @@ def up(run_dir: Path, with_services: bool) -> dict[str, Any]:
         bin_dir = Path(sys.executable).parent
         for name in SERVICES:
             env = {**os.environ, **infra.env(), "HTTP_PORT": str(ports[name]), "LOG_FORMAT": "json"}
+            if name == "admin-api":
+                env["JWT_SECRET"] = jwt_secret
             proc = _spawn(
                 [str(bin_dir / f"callback-{name}")], run_dir / "logs" / f"{name}.log", env
             )
@@ -550,7 +554,8 @@ def up(run_dir: Path, with_services: bool) -> dict[str, Any]:
         for name in SERVICES:
             if not _wait_http(f"{state['urls'][name]}/readyz", 90):
                 raise InfraError(f"{name} did not turn ready; see {run_dir / 'logs' / name}.log")
-    (run_dir / "env").write_text("".join(f"export {k}={v}\n" for k, v in infra.env().items()))
+    exports = {**infra.env(), "JWT_SECRET": jwt_secret}
+    (run_dir / "env").write_text("".join(f"export {k}={v}\n" for k, v in exports.items()))
     return state
 
 

@@ -6,12 +6,13 @@ its ``callback_id`` so one callback's events stay ordered.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from callback_shared.states import CallbackResult, CallbackState
 
@@ -108,6 +109,79 @@ class DialRetryPolicy(Contract):
     )
 
 
+class Weekday(StrEnum):
+    MONDAY = "monday"
+    TUESDAY = "tuesday"
+    WEDNESDAY = "wednesday"
+    THURSDAY = "thursday"
+    FRIDAY = "friday"
+    SATURDAY = "saturday"
+    SUNDAY = "sunday"
+
+    @classmethod
+    def of(cls, day: date) -> Weekday:
+        return list(cls)[day.weekday()]
+
+
+def _minutes(hh_mm: str) -> int:
+    hours, minutes = hh_mm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class OfficeHours(Contract):
+    """One opening of a day, in the service's local time; ``closes`` may be ``24:00``."""
+
+    opens: str = Field("00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["08:00"])
+    closes: str = Field("24:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", examples=["18:00"])
+
+    @model_validator(mode="after")
+    def _closes_after_opening(self) -> OfficeHours:
+        if self.closes_minute <= self.opens_minute:
+            raise ValueError("closes must be later than opens")
+        return self
+
+    @property
+    def opens_minute(self) -> int:
+        """Minutes after local midnight."""
+        return _minutes(self.opens)
+
+    @property
+    def closes_minute(self) -> int:
+        return _minutes(self.closes)
+
+
+def _open_every_day() -> dict[Weekday, list[OfficeHours]]:
+    return {day: [OfficeHours()] for day in Weekday}
+
+
+class ImmediateOutsideOfficeHours(StrEnum):
+    REFUSE = "refuse"
+    ACCEPT = "accept"
+
+
+class RequestGuards(Contract):
+    """What a create request must pass, per service (PRODUCT.md, request guards)."""
+
+    duplicate_check: DuplicateCheck = Field(
+        DuplicateCheck.STRICT_1,
+        description="Open callbacks allowed per customer number: off, at most 2, strictly 1.",
+    )
+    max_requests_per_number_per_day: int | None = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="Accepted requests per customer number per local day; null: no cap.",
+    )
+    max_open_callbacks: int | None = Field(
+        None, ge=1, le=10_000_000, description="Open callbacks of the service; null: no cap."
+    )
+    immediate_outside_office_hours: ImmediateOutsideOfficeHours = Field(
+        ImmediateOutsideOfficeHours.REFUSE,
+        description="What happens to an immediate request outside office hours.",
+    )
+    refuse_premium_rate: bool = Field(True, description="Refuse premium-rate customer numbers.")
+
+
 class ServiceConfig(Contract):
     """Settings of one service (virtual queue); stored in ``services`` with ``_id`` = name.
 
@@ -115,11 +189,50 @@ class ServiceConfig(Contract):
     """
 
     name: str = Field(min_length=1, max_length=200)
-    time_zone: str = "UTC"
+    time_zone: str = Field(
+        "UTC", max_length=64, description="IANA time zone of office hours and closed dates."
+    )
     desired_window_seconds: int = Field(
         int(DEFAULT_DESIRED_WINDOW.total_seconds()), ge=1, le=86_400
     )
     dial_retry: DialRetryPolicy = Field(default_factory=DialRetryPolicy)
+    default_country: str = Field(
+        "US",
+        pattern=r"^[A-Z]{2}$",
+        description="ISO 3166 region completing national customer numbers.",
+    )
+    office_hours: dict[Weekday, list[OfficeHours]] = Field(
+        default_factory=_open_every_day,
+        description="Openings per weekday in local time; a weekday left out is closed.",
+    )
+    closed_dates: list[date] = Field(
+        default_factory=list, max_length=1000, description="Local dates the service is closed."
+    )
+    slot_length_minutes: int = Field(
+        15, ge=1, le=1440, description="Length of a scheduling slot; slots start at opening."
+    )
+    slot_capacity: int = Field(10, ge=1, le=100_000, description="Callbacks one slot may hold.")
+    schedule_horizon_days: int = Field(
+        30, ge=1, le=366, description="How far ahead a callback may be scheduled."
+    )
+    guards: RequestGuards = Field(default_factory=RequestGuards)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    @property
+    def desired_window(self) -> timedelta:
+        return timedelta(seconds=self.desired_window_seconds)
 
 
 # --- commands (admin API request bodies) -------------------------------------------------------

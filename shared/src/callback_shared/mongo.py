@@ -11,6 +11,11 @@ from callback_shared.settings import PlatformSettings
 
 CALLBACKS = "callbacks"
 SERVICES = "services"
+#: Scheduling slots of each service: ``_id`` = ``<service>|<slot start, UTC ISO>``, ``taken`` and
+#: the ids of the callbacks holding a place (``holders``), so a place is taken atomically.
+SLOTS = "slots"
+#: Accepted create requests per service, customer number and local day (request throttling).
+REQUEST_COUNTERS = "request_counters"
 
 Document = dict[str, Any]
 
@@ -38,9 +43,36 @@ CALLBACK_INDEXES: list[IndexModel] = [
     ),
     # scheduler: what is due next; what was marked for emission but not acknowledged
     IndexModel([("dispatch_at", ASCENDING)], name="dispatch_due", sparse=True),
-    IndexModel([("dispatch_pending", ASCENDING)], name="dispatch_pending", sparse=True),
+    IndexModel(
+        [("dispatch_pending", ASCENDING), ("dispatched_at", ASCENDING)],
+        name="dispatch_pending",
+        sparse=True,
+    ),
+    IndexModel([("dispatch_token", ASCENDING)], name="dispatch_token", sparse=True),
     # outbox relay: documents whose events are not yet published
     IndexModel([("outbox_since", ASCENDING)], name="outbox_pending", sparse=True),
+    # admin-api: list by service and state; open callbacks of a service (request guard)
+    IndexModel(
+        [
+            ("service_name", ASCENDING),
+            ("state", ASCENDING),
+            ("desired_time", ASCENDING),
+            ("_id", ASCENDING),
+        ],
+        name="by_service_state_desired_time",
+    ),
+]
+
+#: Indexes of the ``slots`` collection: availability of a service's day; slots expire with the
+#: callbacks they held.
+SLOT_INDEXES: list[IndexModel] = [
+    IndexModel([("service_name", ASCENDING), ("start", ASCENDING)], name="by_service_start"),
+    IndexModel([("expire_at", ASCENDING)], name="slot_retention_ttl", expireAfterSeconds=0),
+]
+
+#: Indexes of the ``request_counters`` collection: a counter lives until its day is over.
+REQUEST_COUNTER_INDEXES: list[IndexModel] = [
+    IndexModel([("expire_at", ASCENDING)], name="counter_retention_ttl", expireAfterSeconds=0),
 ]
 
 
@@ -61,4 +93,7 @@ def database(
 
 async def ensure_indexes(db: AsyncDatabase[Document]) -> list[str]:
     """Create every index the platform needs. Idempotent: a second run changes nothing."""
-    return await db[CALLBACKS].create_indexes(CALLBACK_INDEXES)
+    created = await db[CALLBACKS].create_indexes(CALLBACK_INDEXES)
+    created += await db[SLOTS].create_indexes(SLOT_INDEXES)
+    created += await db[REQUEST_COUNTERS].create_indexes(REQUEST_COUNTER_INDEXES)
+    return created

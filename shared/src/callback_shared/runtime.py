@@ -44,6 +44,7 @@ class ServiceRuntime:
         self.db: AsyncDatabase[Document] = database(self.mongo, settings)
         self.connected = asyncio.Event()
         self._ready_hooks: list[ReadyHook] = []
+        self._stop_hooks: list[ReadyHook] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self.app = FastAPI(title=title or name, lifespan=self._lifespan)
         self._add_probes()
@@ -52,6 +53,17 @@ class ServiceRuntime:
         """Run ``hook`` once dependencies are connected (e.g. start a background loop)."""
         self._ready_hooks.append(hook)
         return hook
+
+    def on_stop(self, hook: ReadyHook) -> ReadyHook:
+        """Run ``hook`` on SIGTERM before anything is cancelled (e.g. finish in-flight work);
+        together the stop hooks get ``shutdown_grace_seconds``."""
+        self._stop_hooks.append(hook)
+        return hook
+
+    async def join(self, name: str) -> None:
+        """Wait for the spawned task called ``name`` to end by itself."""
+        tasks = [task for task in self._tasks if task.get_name() == name]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         """A background task cancelled on shutdown; a crash is logged, never silent."""
@@ -110,6 +122,13 @@ class ServiceRuntime:
         finally:
             self.log.info("service stopping")
             connect.cancel()
+            if self.connected.is_set() and self._stop_hooks:
+                try:
+                    async with asyncio.timeout(self.settings.shutdown_grace_seconds):
+                        for hook in self._stop_hooks:
+                            await hook(self)
+                except Exception:
+                    self.log.exception("in-flight work did not finish cleanly")
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(connect, *self._tasks, return_exceptions=True)

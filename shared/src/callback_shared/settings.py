@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Literal, NoReturn, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo.errors import ConfigurationError, InvalidURI
 from pymongo.uri_parser import parse_uri
@@ -83,14 +83,54 @@ class SchedulerSettings(PlatformSettings):
     scheduler_poll_interval_seconds: float = Field(
         0.05, gt=0, description="Longest sleep between two looks for due callbacks."
     )
+    scheduler_batch: int = Field(1000, ge=1, description="Most callbacks taken in one write.")
+    scheduler_redispatch_after_seconds: float = Field(
+        30,
+        gt=0,
+        description="A callback emitted but not yet seen by routing after this long is emitted "
+        "again (its replica died before publishing, or routing lost it).",
+    )
 
 
 class StateTrackerSettings(PlatformSettings):
     http_port: int = 8082
+    state_tracker_group_id: str = Field(
+        "state-tracker", description="Kafka consumer group of the state-tracker replicas."
+    )
+    state_tracker_batch_size: int = Field(
+        500, ge=1, description="Most routing events applied in one MongoDB bulk write."
+    )
 
 
 class AdminApiSettings(PlatformSettings):
     http_port: int = 8080
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="HS256 secret verifying admin API tokens (at least 32 bytes). Without it and "
+        "without JWT_PUBLIC_KEY every API request is refused (401).",
+    )
+    jwt_public_key: str | None = Field(
+        None, description="PEM public key verifying RS256 admin API tokens."
+    )
+    jwt_issuer: str | None = Field(None, description="Required `iss` claim, if set.")
+    jwt_audience: str | None = Field(None, description="Required `aud` claim, if set.")
+    jwt_leeway_seconds: float = Field(
+        10, ge=0, le=300, description="Clock skew tolerated on `exp`, `nbf` and `iat`."
+    )
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes (HS256)")
+        return value
+
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        if value is not None and "-----BEGIN PUBLIC KEY-----" not in value:
+            raise ValueError("must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+        return value
 
 
 class ExporterSettings(PlatformSettings):
@@ -100,6 +140,18 @@ class ExporterSettings(PlatformSettings):
 class RoutingSimSettings(PlatformSettings):
     http_port: int = 8084
     routing_sim_seed: int = Field(1, description="Seed of the simulation's random choices.")
+    routing_sim_services: str = Field(
+        "{}",
+        description="JSON object: service name -> routing profile (agents, handle_seconds_min/max, "
+        "dial_failure_probability, abandon_probability, patience_seconds, ...); validated by "
+        "routing-sim at start. Services not listed use ROUTING_SIM_DEFAULT_PROFILE.",
+    )
+    routing_sim_default_profile: str = Field(
+        "{}",
+        description="JSON object: the routing profile of services not in ROUTING_SIM_SERVICES; "
+        "keys left out take the built-in defaults (2 agents, 1-3 s handle time, 10% failed "
+        "dials, no abandons).",
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=PlatformSettings)

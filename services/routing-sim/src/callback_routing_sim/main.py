@@ -1,13 +1,126 @@
-"""Entry point of the routing-sim service."""
+"""Entry point of the routing-sim service: due callbacks in, routing events out.
 
+The edge only: a FastStream subscriber feeding :class:`~callback_routing_sim.simulation.Simulation`
+and a publisher writing its events to Kafka. A due callback's offset is committed once its QUEUED
+event is on Kafka; one that cannot be read is parked on the dead-letter topic and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from callback_shared.models import DeadLetter, DueCallback, RoutingEvent
 from callback_shared.runtime import ServiceRuntime, run_service
 from callback_shared.settings import RoutingSimSettings, load_settings
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
+from pydantic import ValidationError
+
+from callback_routing_sim.profiles import load_profiles
+from callback_routing_sim.simulation import Publish, Simulation
 
 SERVICE = "routing-sim"
+CONSUMER_GROUP = "routing-sim"
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+def kafka_publisher(broker: KafkaBroker, topic: str) -> Publish:
+    """Send a batch in order without waiting between messages, then wait for every ack."""
+
+    async def publish(events: Sequence[RoutingEvent]) -> None:
+        pending: list[asyncio.Future[Any]] = []
+        try:
+            for event in events:
+                pending.append(
+                    await broker.publish(
+                        event.model_dump_json().encode(),
+                        topic,
+                        key=event.key,
+                        headers=JSON_HEADERS,
+                        no_confirm=True,
+                    )
+                )
+        except BaseException:
+            # the batch is retried whole; collect the outcome of what was sent so far
+            asyncio.gather(*pending, return_exceptions=True)
+            raise
+        await asyncio.gather(*pending)
+
+    return publish
+
+
+def raw_body(message: StreamMessage[Any]) -> bytes:
+    """The body as sent, whatever its content type: one that is not JSON is parked, not retried
+    (FastStream's own decoder would fail on it before the handler, and NACK it for ever)."""
+    return message.body
 
 
 def build(runtime: ServiceRuntime) -> None:
     """Wire the service's subscribers and background loops onto the runtime."""
+    settings = runtime.settings
+    if not isinstance(settings, RoutingSimSettings):
+        raise TypeError(f"{SERVICE} needs RoutingSimSettings, not {type(settings).__name__}")
+    simulation = Simulation(
+        load_profiles(settings),
+        settings.routing_sim_seed,
+        kafka_publisher(runtime.broker, settings.topic_routing_events),
+    )
+
+    @runtime.broker.subscriber(
+        settings.topic_due_callbacks,
+        group_id=CONSUMER_GROUP,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=raw_body,
+        title="routing-sim/due-callbacks",
+        description="Due callbacks to route (DueCallback JSON).",
+    )
+    async def on_due_callback(body: bytes, message: KafkaMessage) -> None:
+        try:
+            due = DueCallback.model_validate_json(body)
+        except ValidationError as exc:
+            await park(message, exc)
+            return
+        await simulation.accept(due)
+
+    async def park(message: KafkaMessage, exc: ValidationError) -> None:
+        record = message.raw_message
+        assert isinstance(record, ConsumerRecord)
+        reason = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        dead = DeadLetter(
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode(errors="replace") if record.key is not None else None,
+            payload=message.body.decode(errors="replace"),
+            reason=f"not a DueCallback: {reason}",
+        )
+        runtime.log.warning(
+            "malformed due callback parked on the dead-letter topic",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=dead.reason,
+        )
+        await runtime.broker.publish(
+            dead.model_dump_json().encode(),
+            settings.topic_dead_letter,
+            key=record.key,
+            headers=JSON_HEADERS,
+        )
+
+    async def start_simulation(runtime: ServiceRuntime) -> None:
+        runtime.spawn(simulation.run(), name="routing-sim-outbox")
+
+    runtime.on_ready(start_simulation)
 
 
 def main() -> None:

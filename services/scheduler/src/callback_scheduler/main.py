@@ -1,13 +1,28 @@
 """Entry point of the scheduler service."""
 
+from callback_shared.mongo import CALLBACKS
 from callback_shared.runtime import ServiceRuntime, run_service
 from callback_shared.settings import SchedulerSettings, load_settings
+
+from callback_scheduler.dispatcher import Dispatcher
 
 SERVICE = "scheduler"
 
 
 def build(runtime: ServiceRuntime) -> None:
-    """Wire the service's subscribers and background loops onto the runtime."""
+    settings = runtime.settings
+    assert isinstance(settings, SchedulerSettings)
+    dispatcher = Dispatcher(runtime.db[CALLBACKS], runtime.broker, settings)
+
+    @runtime.on_ready
+    async def start_dispatching(runtime: ServiceRuntime) -> None:
+        runtime.log.info("dispatcher starting", replica=dispatcher.replica)
+        runtime.spawn(dispatcher.run(), "dispatcher")
+
+    @runtime.on_stop
+    async def stop_dispatching(runtime: ServiceRuntime) -> None:
+        dispatcher.stop()
+        await runtime.join("dispatcher")
 
 
 def main() -> None:

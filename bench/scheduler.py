@@ -1,0 +1,145 @@
+"""Scheduler: dispatch lateness with 100k pending callbacks and 10k due within one minute (the
+real scheduler process), and dispatch throughput beside a raw aiokafka producer sending the
+same messages in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from callback_scheduler.dispatcher import Dispatcher
+from callback_shared.documents import due_callback_event
+from callback_shared.infra import Infrastructure, free_port
+from callback_shared.kafka import make_broker
+from callback_shared.models import DueCallback, utcnow
+from callback_shared.mongo import CALLBACKS
+from callback_shared.settings import SchedulerSettings
+
+from bench.common import callback_documents, insert, isolated_settings, prepare
+from bench.harness import Metric, Result, backend, percentile
+
+PENDING = 100_000
+DUE_IN_THE_MINUTE = 10_000
+BACKLOG = 10_000
+
+
+async def lateness(infra: Infrastructure) -> dict[str, Metric]:
+    settings = isolated_settings(SchedulerSettings, infra)
+    db = await prepare(settings)
+    rng = random.Random(1)
+    later = [
+        utcnow() + timedelta(hours=1, seconds=rng.uniform(0, 3600))
+        for _ in range(PENDING - DUE_IN_THE_MINUTE)
+    ]
+    await insert(db, callback_documents(later))
+    start = utcnow() + timedelta(seconds=20)  # after the last inserts and the start-up
+    due_soon = [start + timedelta(seconds=rng.uniform(0, 60)) for _ in range(DUE_IN_THE_MINUTE)]
+    await insert(db, callback_documents(due_soon))
+    if utcnow() > start - timedelta(seconds=5):
+        raise RuntimeError("seeding took too long: the first callbacks would be due already")
+    env = {
+        **os.environ,
+        **{name.upper(): str(value) for name, value in settings.model_dump().items()},
+        "HTTP_PORT": str(free_port()),
+        "LOG_LEVEL": "WARNING",
+        # no routing runs here to take the callbacks: never emit them again
+        "SCHEDULER_REDISPATCH_AFTER_SECONDS": "3600",
+    }
+    scheduler = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "callback-scheduler"), env=env
+    )
+    consumer = AIOKafkaConsumer(
+        settings.topic_due_callbacks,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    late_ms: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + 240
+        while len(late_ms) < DUE_IN_THE_MINUTE and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    event = DueCallback.model_validate_json(record.value)
+                    emitted = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+                    lateness_ms = (emitted - event.desired_time).total_seconds() * 1000
+                    late_ms.setdefault(str(event.callback_id), lateness_ms)
+    finally:
+        await consumer.stop()
+        scheduler.terminate()
+        await asyncio.wait_for(scheduler.wait(), 30)
+    if len(late_ms) != DUE_IN_THE_MINUTE:
+        raise RuntimeError(f"only {len(late_ms)} of {DUE_IN_THE_MINUTE} callbacks were emitted")
+    await db.client.drop_database(settings.mongodb_database)
+    values = list(late_ms.values())
+    return {
+        "lateness_p50_ms": Metric(percentile(values, 50), "ms"),
+        "lateness_p99_ms": Metric(percentile(values, 99), "ms", target=100),
+        "lateness_max_ms": Metric(max(values), "ms"),
+    }
+
+
+async def throughput(infra: Infrastructure) -> dict[str, Metric]:
+    """A backlog of 10k due callbacks: the dispatcher empties it; then a raw producer sends the
+    very same messages; then a raw ``update_many`` touches the same documents once."""
+    settings = isolated_settings(SchedulerSettings, infra)
+    db = await prepare(settings)
+    docs = callback_documents([utcnow() - timedelta(seconds=1)] * BACKLOG)
+    await insert(db, docs)
+    broker = make_broker(settings, "bench-scheduler")
+    await broker.start()
+    try:
+        dispatcher = Dispatcher(db[CALLBACKS], broker, settings)
+        started = time.perf_counter()
+        emitted = 0
+        while emitted < BACKLOG:
+            emitted += await dispatcher.dispatch_due()
+        ours = time.perf_counter() - started
+    finally:
+        await broker.stop()
+
+    payloads = [
+        (due_callback_event(doc).key, due_callback_event(doc).model_dump_json().encode())
+        for doc in docs
+    ]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        sent = [
+            await producer.send(settings.topic_due_callbacks + "-raw", value, key=key)
+            for key, value in payloads
+        ]
+        await asyncio.gather(*sent)
+        raw = time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+    started = time.perf_counter()
+    await db[CALLBACKS].update_many({}, {"$set": {"touched": True}})
+    raw_mongo = time.perf_counter() - started
+    await db.client.drop_database(settings.mongodb_database)
+    return {
+        "dispatch_per_s": Metric(BACKLOG / ours, "1/s", better="higher"),
+        "raw_producer_per_s": Metric(BACKLOG / raw, "1/s", better="higher"),
+        "throughput_ratio_vs_raw": Metric(raw / ours, "ratio", target=0.5, better="higher"),
+        "raw_mongo_update_per_s": Metric(BACKLOG / raw_mongo, "1/s", better="higher"),
+        "throughput_ratio_vs_raw_mongo_update": Metric(raw_mongo / ours, "ratio", better="higher"),
+    }
+
+
+async def run(infra: Infrastructure) -> Result:
+    result = Result("scheduler", backend=backend(infra))
+    result.metrics.update(await lateness(infra))
+    result.metrics.update(await throughput(infra))
+    return result

@@ -1,0 +1,168 @@
+"""Routing events as conditional single-document updates, through the shared state machine.
+
+Pure functions, no I/O. Each routing event becomes one ``UpdateOne`` whose filter only matches
+when the event may be applied: the callback is in the state the event moves it from (a move the
+machine allows), the event belongs to the callback's current dial attempt, and it is newer than
+the last routing event applied (``routing_sequence``). So a redelivered, stale or forbidden
+event matches nothing and changes nothing, without a read before the write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from callback_shared.documents import timeline_entry
+from callback_shared.models import DialRetryPolicy, RoutingEvent, RoutingEventKind
+from callback_shared.mongo import Document
+from callback_shared.states import CallbackResult, CallbackState, check_transition
+
+S, R, K = CallbackState, CallbackResult, RoutingEventKind
+
+#: How many applied routing event ids a document remembers (state changes only).
+APPLIED_EVENTS_KEPT = 64
+
+#: The move each kind of routing event makes: (from, to, result). QUEUED is the first event of
+#: an attempt (from SCHEDULED) or, later in the attempt, a lost agent reservation (from
+#: ROUTING); DIAL_FAILED depends on the retry policy (see :func:`plan_change`).
+MOVES: dict[RoutingEventKind, tuple[CallbackState, CallbackState, CallbackResult | None]] = {
+    K.QUEUED: (S.SCHEDULED, S.QUEUED, None),
+    K.ROUTING: (S.QUEUED, S.ROUTING, None),
+    K.PROCESSING: (S.ROUTING, S.PROCESSING, None),
+    K.COMPLETED: (S.PROCESSING, S.COMPLETED, R.AGENT),
+    K.ABANDONED_IN_QUEUE: (S.QUEUED, S.COMPLETED, R.ABANDONED_IN_QUEUE),
+}
+
+#: Routing details copied onto the record when an event carries them.
+ROUTING_FIELDS = (
+    "position_in_queue",
+    "estimated_wait_seconds",
+    "agent",
+    "route_point",
+    "queue",
+    "from_number",
+    "to_number",
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    filter: Document
+    update: Document
+    #: for a change of state: (from, to, result); None for a position update
+    move: tuple[CallbackState, CallbackState, CallbackResult | None] | None
+
+
+def move_of(
+    event: RoutingEvent, retry: DialRetryPolicy
+) -> tuple[CallbackState, CallbackState, CallbackResult | None] | None:
+    """The change of state ``event`` makes, checked against the state machine."""
+    if event.kind is K.POSITION_UPDATED:
+        return None
+    if event.kind is K.DIAL_FAILED:
+        exhausted = event.attempt >= retry.max_attempts
+        move = (S.ROUTING, S.COMPLETED, R.FAILED) if exhausted else (S.ROUTING, S.SCHEDULED, None)
+    elif event.kind is K.QUEUED and event.sequence > 0:
+        move = (S.ROUTING, S.QUEUED, None)
+    else:
+        move = MOVES[event.kind]
+    check_transition(*move)
+    return move
+
+
+def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> Change:
+    """The conditional update that applies ``event`` (see the module docstring)."""
+    details = {
+        name: getattr(event, name) for name in ROUTING_FIELDS if getattr(event, name) is not None
+    }
+    if event.diagnostic_data:
+        details.update({f"diagnostic_data.{k}": v for k, v in event.diagnostic_data.items()})
+    base_filter: Document = {
+        "_id": event.callback_id,
+        "attempt": event.attempt,
+        "routing_sequence": {"$lt": event.sequence},
+    }
+    set_fields: Document = {"routing_sequence": event.sequence, "updated_at": now, **details}
+    move = move_of(event, retry)
+    if move is None:
+        return Change({**base_filter, "state": S.QUEUED.value}, {"$set": set_fields}, None)
+
+    source, target, result = move
+    inc: dict[str, int] = {}
+    # routing has the attempt: the scheduler's dispatch mark is done with
+    unset: dict[str, str] = {"dispatch_pending": "", "dispatch_token": ""}
+    note = None
+    if event.kind is K.DIAL_FAILED:
+        inc["dial_attempts"] = 1
+        if target is S.COMPLETED:
+            note = f"dial failed ({event.dial_failure}); attempts exhausted"
+        else:
+            retry_at = now + timedelta(seconds=retry.min_interval_seconds)
+            note = f"dial failed ({event.dial_failure}); retry at {retry_at.isoformat()}"
+            inc["attempt"] = 1
+            set_fields.update(routing_sequence=-1, dispatch_at=retry_at)
+            unset.update(agent="", position_in_queue="", estimated_wait_seconds="")
+    elif event.kind is K.PROCESSING:
+        inc["dial_attempts"] = 1
+    set_fields["state"] = target.value
+    set_fields["result"] = result.value if result else None
+    if target is S.COMPLETED:
+        set_fields["completed_at"] = now
+        unset.update(position_in_queue="", estimated_wait_seconds="")
+    for name in unset:
+        set_fields.pop(name, None)
+    update: dict[str, Any] = {
+        "$set": set_fields,
+        "$unset": unset,
+        "$push": {
+            "timeline": timeline_entry(
+                event.occurred_at,
+                target,
+                "routing",
+                result=result,
+                note=note,
+                event_id=event.event_id,
+            ),
+            "applied_events": {"$each": [event.event_id], "$slice": -APPLIED_EVENTS_KEPT},
+        },
+    }
+    if inc:
+        update["$inc"] = inc
+    return Change({**base_filter, "state": source.value}, update, move)
+
+
+#: What the state-tracker reads back after a batch: enough to tell what was applied and to
+#: announce it, not the timeline.
+READ_BACK: Document = {
+    "state": 1,
+    "attempt": 1,
+    "routing_sequence": 1,
+    "applied_events": 1,
+    "service_name": 1,
+    "customer_number": 1,
+    "desired_time": 1,
+}
+
+
+def was_applied(event: RoutingEvent, doc: Document | None) -> bool:
+    """Whether ``event`` is reflected in ``doc`` (read after the write)."""
+    if doc is None:
+        return False
+    if event.kind is K.POSITION_UPDATED:
+        return bool(doc["attempt"] == event.attempt and doc["routing_sequence"] >= event.sequence)
+    return event.event_id in doc.get("applied_events", [])
+
+
+def rejection_reason(event: RoutingEvent, change: Change, doc: Document | None) -> str:
+    """Why ``event`` changed nothing: for the log and the rejected-events metric."""
+    if doc is None:
+        return "unknown callback"
+    if event.attempt < doc["attempt"] or (
+        event.attempt == doc["attempt"] and event.sequence <= doc["routing_sequence"]
+    ):
+        return "stale or duplicate"
+    if event.attempt > doc["attempt"]:
+        return "attempt not dispatched yet"
+    target = change.move[1] if change.move else S.QUEUED
+    return f"forbidden transition {doc['state']} -> {target}"

@@ -1,0 +1,168 @@
+"""The state-tracker as a separate process: idempotent, out-of-order safe, DLQ for bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from callback_shared.models import DialFailure, RoutingEvent, RoutingEventKind, utcnow
+from callback_shared.mongo import CALLBACKS, SERVICES
+from callback_shared.states import CallbackResult, CallbackState
+
+from tests.pipeline.helpers import TopicReader, eventually, produce, seed_callbacks
+from tests.support import start_service
+
+pytestmark = pytest.mark.e2e
+K = RoutingEventKind
+
+
+def routing(callback_id, kind, sequence, attempt=1, **fields) -> RoutingEvent:
+    return RoutingEvent(
+        callback_id=callback_id,
+        kind=kind,
+        service_name="billing",
+        attempt=attempt,
+        sequence=sequence,
+        **fields,
+    )
+
+
+def happy_path(callback_id, attempt=1) -> list[RoutingEvent]:
+    return [
+        routing(callback_id, K.QUEUED, 0, attempt, position_in_queue=3, estimated_wait_seconds=30),
+        routing(callback_id, K.POSITION_UPDATED, 1, attempt, position_in_queue=1),
+        routing(callback_id, K.ROUTING, 2, attempt, agent="agent-7", route_point="RP1"),
+        routing(callback_id, K.PROCESSING, 3, attempt, from_number="+1800", to_number="+1415"),
+        routing(callback_id, K.COMPLETED, 4, attempt),
+    ]
+
+
+def encoded(events: list[RoutingEvent]) -> list[tuple[bytes, bytes]]:
+    return [(event.key, event.model_dump_json().encode()) for event in events]
+
+
+async def test_applies_events_idempotently_and_parks_bad_ones(env, db, tmp_path):
+    now = utcnow()
+    done, abandoned, retried, exhausted, stale_target = await seed_callbacks(db, [now] * 5)
+    await db[SERVICES].insert_one(
+        {"_id": "billing", "dial_retry": {"max_attempts": 2, "min_interval_seconds": 60}}
+    )
+    first = happy_path(done)
+    events = [
+        *first,
+        *first[1:3],  # duplicates, redelivered after later events
+        routing(abandoned, K.QUEUED, 0),
+        routing(abandoned, K.ABANDONED_IN_QUEUE, 1),
+        routing(abandoned, K.ROUTING, 2, agent="late"),  # forbidden: COMPLETED -> ROUTING
+        routing(retried, K.QUEUED, 0),
+        routing(retried, K.ROUTING, 1, agent="a1"),
+        routing(retried, K.DIAL_FAILED, 2, dial_failure=DialFailure.NO_ANSWER),
+        routing(exhausted, K.QUEUED, 0, attempt=2),  # attempt not dispatched yet
+        routing(stale_target, K.QUEUED, 0),
+        routing(stale_target, K.ROUTING, 5, agent="a2"),
+        routing(stale_target, K.QUEUED, 3),  # older than what was applied: stale
+        routing(uuid.uuid4(), K.QUEUED, 0),  # unknown callback
+    ]
+    malformed = [
+        (b"k1", b"{not json"),
+        (b"k2", b'{"callback_id": "x", "kind": "TELEPORTED"}'),
+    ]
+    tracker = start_service("state-tracker", env, tmp_path)
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    async with (
+        TopicReader(bootstrap, env["TOPIC_LIFECYCLE_EVENTS"]) as lifecycle,
+        TopicReader(bootstrap, env["TOPIC_DEAD_LETTER"]) as dead,
+    ):
+        try:
+            await asyncio.to_thread(tracker.wait_ready)
+            await produce(bootstrap, env["TOPIC_ROUTING_EVENTS"], encoded(events) + malformed)
+
+            async def settled() -> bool:
+                doc = await db[CALLBACKS].find_one({"_id": done})
+                return doc["state"] == "COMPLETED" and len(dead.messages) >= 3
+
+            await eventually(settled, 30, "events applied and bad ones parked")
+            await asyncio.sleep(1)
+        finally:
+            assert tracker.terminate() == 0, tracker.output()
+
+    docs = {doc["_id"]: doc for doc in await db[CALLBACKS].find().to_list()}
+    d = docs[done]
+    assert (d["state"], d["result"]) == (CallbackState.COMPLETED, CallbackResult.AGENT)
+    assert (d["agent"], d["route_point"], d["to_number"]) == ("agent-7", "RP1", "+1415")
+    assert d["dial_attempts"] == 1
+    states = [entry["state"] for entry in d["timeline"]]
+    assert states == ["SCHEDULED", "QUEUED", "ROUTING", "PROCESSING", "COMPLETED"]
+    times = [entry["at"] for entry in d["timeline"][1:]]
+    assert times == sorted(times)
+
+    a = docs[abandoned]
+    assert (a["state"], a["result"]) == ("COMPLETED", "ABANDONED_IN_QUEUE")
+    assert a.get("agent") is None
+
+    r = docs[retried]
+    assert (r["state"], r["attempt"], r["dial_attempts"]) == ("SCHEDULED", 2, 1)
+    assert r["dispatch_at"] > utcnow()
+    assert "dispatch_pending" not in r and r["routing_sequence"] == -1
+
+    assert docs[exhausted]["state"] == "SCHEDULED" and docs[exhausted]["attempt"] == 1
+    s = docs[stale_target]
+    assert (s["state"], s["agent"], s["routing_sequence"]) == ("ROUTING", "a2", 5)
+
+    # one lifecycle event per state change, none for stale or forbidden events; a redelivered
+    # event announces its change again with the same event id (consumers de-duplicate)
+    unique: dict[str, dict] = {}
+    for message in lifecycle.messages:
+        assert unique.setdefault(message["event_id"], message) == message
+    changes = [(m["callback_id"], m["state"], m.get("result")) for m in unique.values()]
+    assert [c[1:] for c in changes if c[0] == str(done)] == [
+        ("QUEUED", None),
+        ("ROUTING", None),
+        ("PROCESSING", None),
+        ("COMPLETED", "AGENT"),
+    ]
+    assert [c[1:] for c in changes if c[0] == str(abandoned)] == [
+        ("QUEUED", None),
+        ("COMPLETED", "ABANDONED_IN_QUEUE"),
+    ]
+    assert [c[1] for c in changes if c[0] == str(retried)] == ["QUEUED", "ROUTING", "SCHEDULED"]
+    previous = [m["previous_state"] for m in unique.values() if m["callback_id"] == str(done)]
+    assert previous == ["SCHEDULED", "QUEUED", "ROUTING", "PROCESSING"]
+
+    reasons = sorted(letter["reason"].split(":")[0] for letter in dead.messages)
+    assert reasons == ["malformed routing event", "malformed routing event", "unknown callback"]
+    assert {letter["payload"] for letter in dead.messages} >= {"{not json"}
+
+
+async def test_redelivered_batch_republishes_the_same_lifecycle_events(env, db, tmp_path):
+    """A state-tracker killed after writing but before committing: the batch comes again and
+    the announcements are published again with the same ids, never lost."""
+    (callback_id,) = await seed_callbacks(db, [utcnow()])
+    events = happy_path(callback_id)
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    async with TopicReader(bootstrap, env["TOPIC_LIFECYCLE_EVENTS"]) as lifecycle:
+        # first consumer group applies everything and announces it
+        tracker = start_service("state-tracker", env, tmp_path)
+        await asyncio.to_thread(tracker.wait_ready)
+        await produce(bootstrap, env["TOPIC_ROUTING_EVENTS"], encoded(events))
+
+        async def announced(count: int):
+            async def check() -> bool:
+                return len(lifecycle.messages) >= count
+
+            return check
+
+        await eventually(await announced(4), 30, "four announcements")
+        assert tracker.terminate() == 0
+        first_ids = [m["event_id"] for m in lifecycle.messages]
+        # a new group re-reads the topic from the start: the documents already hold the changes
+        again = start_service(
+            "state-tracker", env, tmp_path, STATE_TRACKER_GROUP_ID="state-tracker-replay"
+        )
+        await asyncio.to_thread(again.wait_ready)
+        await eventually(await announced(8), 30, "announcements published again")
+        assert again.terminate() == 0
+    assert [m["event_id"] for m in lifecycle.messages[4:]] == first_ids
+    doc = await db[CALLBACKS].find_one({"_id": callback_id})
+    assert len(doc["timeline"]) == 5
