@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
+from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
+from pydantic import BaseModel
 
+from callback_shared.models import DeadLetter
 from callback_shared.settings import PlatformSettings
 
 
@@ -56,3 +61,33 @@ async def ensure_topics(settings: PlatformSettings, client_id: str) -> None:
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+async def publish_event(
+    broker: KafkaBroker, topic: str, event: BaseModel, key: bytes | None
+) -> None:
+    """Publish one contract model as JSON and wait for the broker's acknowledgement."""
+    await broker.publish(event.model_dump_json().encode(), topic, key=key, headers=JSON_HEADERS)
+
+
+def raw_body(message: StreamMessage[Any]) -> Any:
+    """A subscriber decoder that hands the handler the bytes as sent (a list of them for a batch
+    subscriber): parsing, and parking what is malformed on the dead-letter topic, is the
+    handler's job. FastStream's own decoder would fail on a malformed JSON body before the
+    handler runs, and with NACK_ON_ERROR the message would come back for ever."""
+    return message.body
+
+
+def dead_letter(record: ConsumerRecord[Any, Any], reason: str) -> DeadLetter:
+    """The dead letter of a consumed record that cannot be used, with the reason."""
+    return DeadLetter(
+        source_topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key.decode(errors="replace") if record.key is not None else None,
+        payload=(record.value or b"").decode(errors="replace"),
+        reason=reason,
+    )

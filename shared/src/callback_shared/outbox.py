@@ -20,6 +20,7 @@ import structlog
 from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.collection import AsyncCollection
 
+from callback_shared.kafka import JSON_HEADERS
 from callback_shared.models import Event, utcnow
 from callback_shared.mongo import Document
 
@@ -65,7 +66,7 @@ class OutboxRelay:
                     entry["payload"].encode(),
                     entry["topic"],
                     key=entry["key"].encode(),
-                    headers={"content-type": "application/json"},
+                    headers=JSON_HEADERS,
                 )
                 for entry in entries
             )

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from callback_shared.models import DeadLetter, DueCallback, RoutingEvent
+from callback_shared.kafka import JSON_HEADERS, dead_letter, publish_event, raw_body
+from callback_shared.models import DueCallback, RoutingEvent
 from callback_shared.runtime import ServiceRuntime, run_service
 from callback_shared.settings import RoutingSimSettings, load_settings
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.message import StreamMessage
 from pydantic import ValidationError
 
 from callback_routing_sim.profiles import load_profiles
@@ -26,7 +26,6 @@ from callback_routing_sim.simulation import Publish, Simulation
 
 SERVICE = "routing-sim"
 CONSUMER_GROUP = "routing-sim"
-JSON_HEADERS = {"content-type": "application/json"}
 
 
 def kafka_publisher(broker: KafkaBroker, topic: str) -> Publish:
@@ -52,12 +51,6 @@ def kafka_publisher(broker: KafkaBroker, topic: str) -> Publish:
         await asyncio.gather(*pending)
 
     return publish
-
-
-def raw_body(message: StreamMessage[Any]) -> bytes:
-    """The body as sent, whatever its content type: one that is not JSON is parked, not retried
-    (FastStream's own decoder would fail on it before the handler, and NACK it for ever)."""
-    return message.body
 
 
 def build(runtime: ServiceRuntime) -> None:
@@ -95,14 +88,7 @@ def build(runtime: ServiceRuntime) -> None:
             f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
             for error in exc.errors()
         )
-        dead = DeadLetter(
-            source_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key.decode(errors="replace") if record.key is not None else None,
-            payload=message.body.decode(errors="replace"),
-            reason=f"not a DueCallback: {reason}",
-        )
+        dead = dead_letter(record, f"not a DueCallback: {reason}")
         runtime.log.warning(
             "malformed due callback parked on the dead-letter topic",
             topic=record.topic,
@@ -110,12 +96,7 @@ def build(runtime: ServiceRuntime) -> None:
             offset=record.offset,
             reason=dead.reason,
         )
-        await runtime.broker.publish(
-            dead.model_dump_json().encode(),
-            settings.topic_dead_letter,
-            key=record.key,
-            headers=JSON_HEADERS,
-        )
+        await publish_event(runtime.broker, settings.topic_dead_letter, dead, record.key)
 
     async def start_simulation(runtime: ServiceRuntime) -> None:
         runtime.spawn(simulation.run(), name="routing-sim-outbox")

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from callback_shared.documents import due_callback_event
+from callback_shared.kafka import publish_event
 from callback_shared.models import utcnow
 from callback_shared.mongo import Document
 from callback_shared.settings import SchedulerSettings
@@ -118,16 +119,9 @@ class Dispatcher:
         if not docs:
             return
         events = [due_callback_event(doc) for doc in docs]
+        topic = self.settings.topic_due_callbacks
         await asyncio.gather(
-            *(
-                self.broker.publish(
-                    event.model_dump_json().encode(),
-                    self.settings.topic_due_callbacks,
-                    key=event.key,
-                    headers={"content-type": "application/json"},
-                )
-                for event in events
-            )
+            *(publish_event(self.broker, topic, event, event.key) for event in events)
         )
         emitted = self.clock()
         DISPATCHED.labels(str(redispatch).lower()).inc(len(docs))

@@ -3,22 +3,17 @@
 import asyncio
 from typing import Any
 
+from callback_shared.kafka import raw_body
 from callback_shared.mongo import CALLBACKS, SERVICES
 from callback_shared.runtime import ServiceRuntime, run_service
 from callback_shared.settings import StateTrackerSettings, load_settings
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from faststream.message import StreamMessage
 
 from callback_state_tracker.tracker import StateTracker
 
 SERVICE = "state-tracker"
 RETRY_PAUSE_SECONDS = 1.0
-
-
-async def raw_bodies(message: StreamMessage[Any]) -> Any:
-    """Hand the handler raw records: parsing (and parking what is malformed) is its job."""
-    return message.body
 
 
 def build(runtime: ServiceRuntime) -> None:
@@ -33,7 +28,7 @@ def build(runtime: ServiceRuntime) -> None:
         batch=True,
         max_records=settings.state_tracker_batch_size,
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_bodies,
+        decoder=raw_body,
     )
     async def apply_routing_events(body: Any, message: KafkaMessage) -> None:
         """Any MongoDB or Kafka error raises: the batch is not committed and comes again

@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from aiokafka import ConsumerRecord
 from callback_shared.documents import lifecycle_event
+from callback_shared.kafka import dead_letter, publish_event
 from callback_shared.models import (
     DeadLetter,
     DialRetryPolicy,
@@ -151,34 +152,25 @@ class StateTracker:
             offset=record.offset,
             reason=reason[:500],
         )
-        return DeadLetter(
-            source_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key.decode(errors="replace") if record.key else None,
-            payload=(record.value or b"").decode(errors="replace"),
-            reason=reason,
-        )
+        return dead_letter(record, reason)
 
     async def _publish(self, announcements: list[Event], dead: list[DeadLetter]) -> None:
-        sends = [
-            self.broker.publish(
-                event.model_dump_json().encode(),
-                self.settings.topic_lifecycle_events,
-                key=event.key,
-                headers={"content-type": "application/json"},
-            )
-            for event in announcements
-        ] + [
-            self.broker.publish(
-                letter.model_dump_json().encode(),
-                self.settings.topic_dead_letter,
-                key=letter.key.encode() if letter.key else None,
-                headers={"content-type": "application/json"},
-            )
-            for letter in dead
-        ]
-        await asyncio.gather(*sends)
+        topics = self.settings
+        await asyncio.gather(
+            *(
+                publish_event(self.broker, topics.topic_lifecycle_events, event, event.key)
+                for event in announcements
+            ),
+            *(
+                publish_event(
+                    self.broker,
+                    topics.topic_dead_letter,
+                    letter,
+                    letter.key.encode() if letter.key else None,
+                )
+                for letter in dead
+            ),
+        )
 
 
 def announcement(
