@@ -35,4 +35,4 @@ deploy-tools:
 
 # regenerate the settings table in docs/configuration.md from the settings classes
 docs: install
-	$(UV) run --frozen python -m tests.deploy.settings_reference --write
+	$(UV) run --frozen python -m tests.deploy.reference --write

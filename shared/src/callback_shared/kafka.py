@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
+from prometheus_client import Counter
 from pydantic import BaseModel
 
 from callback_shared.models import DeadLetter
@@ -65,6 +69,11 @@ async def ensure_topics(settings: PlatformSettings, client_id: str) -> None:
 
 JSON_HEADERS = {"content-type": "application/json"}
 
+DEAD_LETTERS = Counter(
+    "callback_dead_letters_total", "Messages parked on the dead-letter topic", ["source_topic"]
+)
+log = structlog.get_logger(__name__)
+
 
 async def publish_event(
     broker: KafkaBroker, topic: str, event: BaseModel, key: bytes | None
@@ -82,12 +91,33 @@ def raw_body(message: StreamMessage[Any]) -> Any:
 
 
 def dead_letter(record: ConsumerRecord[Any, Any], reason: str) -> DeadLetter:
-    """The dead letter of a consumed record that cannot be used, with the reason."""
+    """The dead letter of a consumed record that cannot be used, with the reason (logged and
+    counted here; publish it with :func:`park`)."""
+    key = record.key.decode(errors="replace") if record.key is not None else None
+    DEAD_LETTERS.labels(record.topic).inc()
+    log.warning(
+        "message parked on the dead-letter topic",
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=key,
+        reason=reason[:500],
+    )
     return DeadLetter(
         source_topic=record.topic,
         partition=record.partition,
         offset=record.offset,
-        key=record.key.decode(errors="replace") if record.key is not None else None,
+        key=key,
         payload=(record.value or b"").decode(errors="replace"),
         reason=reason,
+    )
+
+
+async def park(broker: KafkaBroker, topic: str, letters: Sequence[DeadLetter]) -> None:
+    """Publish dead letters to the dead-letter ``topic``, keyed as their messages were."""
+    await asyncio.gather(
+        *(
+            publish_event(broker, topic, letter, letter.key.encode() if letter.key else None)
+            for letter in letters
+        )
     )

@@ -16,6 +16,9 @@ SERVICES = "services"
 SLOTS = "slots"
 #: Accepted create requests per service, customer number and local day (request throttling).
 REQUEST_COUNTERS = "request_counters"
+#: The Cancellation Summary Report: one entry per actor, batch and callback (see
+#: :mod:`callback_shared.reports`).
+CANCELLATION_REPORT = "cancellation_report"
 
 Document = dict[str, Any]
 
@@ -75,6 +78,16 @@ REQUEST_COUNTER_INDEXES: list[IndexModel] = [
     IndexModel([("expire_at", ASCENDING)], name="counter_retention_ttl", expireAfterSeconds=0),
 ]
 
+#: Indexes of the ``cancellation_report`` collection: a user's recent cancellations, newest first
+#: (equality on ``actor``, range on ``occurred_at``); entries expire at ``expire_at``.
+CANCELLATION_REPORT_INDEXES: list[IndexModel] = [
+    IndexModel(
+        [("actor", ASCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)],
+        name="report_by_actor_occurred_at",
+    ),
+    IndexModel([("expire_at", ASCENDING)], name="report_retention_ttl", expireAfterSeconds=0),
+]
+
 
 def make_mongo_client(settings: PlatformSettings, **options: Any) -> AsyncMongoClient[Document]:
     """A client that returns aware UTC datetimes and standard UUIDs; connects lazily."""
@@ -96,4 +109,5 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> list[str]:
     created = await db[CALLBACKS].create_indexes(CALLBACK_INDEXES)
     created += await db[SLOTS].create_indexes(SLOT_INDEXES)
     created += await db[REQUEST_COUNTERS].create_indexes(REQUEST_COUNTER_INDEXES)
+    created += await db[CANCELLATION_REPORT].create_indexes(CANCELLATION_REPORT_INDEXES)
     return created

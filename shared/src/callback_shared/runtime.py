@@ -12,24 +12,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 import uvicorn
+from aiokafka import ConsumerRecord
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from pymongo.asynchronous.database import AsyncDatabase
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from callback_shared.kafka import ensure_topics, make_broker
+from callback_shared.kafka import ensure_topics, make_broker, raw_body
 from callback_shared.log import configure_logging
 from callback_shared.mongo import Document, database, ensure_indexes, make_mongo_client
 from callback_shared.settings import PlatformSettings
 
 ReadyHook = Callable[["ServiceRuntime"], Awaitable[None]]
+BatchHandler = Callable[[Sequence[ConsumerRecord[Any, Any]]], Awaitable[None]]
+
+#: Pause before a batch that failed (MongoDB or Kafka down) is delivered again.
+BATCH_RETRY_PAUSE_SECONDS = 1.0
 
 READY = Gauge("callback_service_ready", "1 while the service's dependencies answer", ["service"])
 
@@ -59,6 +66,33 @@ class ServiceRuntime:
         together the stop hooks get ``shutdown_grace_seconds``."""
         self._stop_hooks.append(hook)
         return hook
+
+    def consume_batches(
+        self, topic: str, group_id: str, max_records: int, handler: BatchHandler
+    ) -> None:
+        """Feed ``handler`` the raw records of ``topic`` in batches, at least once: a batch's
+        offsets are committed only after ``handler`` returned; if it raises, the batch comes
+        again after a pause (a crash, even ``kill -9``, delivers it again too). The handler
+        parses the records itself and parks what is malformed (see :func:`~.kafka.raw_body`).
+        """
+
+        @self.broker.subscriber(
+            topic,
+            group_id=group_id,
+            auto_offset_reset="earliest",
+            batch=True,
+            max_records=max_records,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            decoder=raw_body,
+            title=f"{self.name}:{topic}",
+        )
+        async def consume(body: Any, message: KafkaMessage) -> None:
+            try:
+                await handler(message.raw_message)
+            except Exception:
+                self.log.exception("batch not applied; it will be delivered again", topic=topic)
+                await asyncio.sleep(BATCH_RETRY_PAUSE_SECONDS)
+                raise
 
     async def join(self, name: str) -> None:
         """Wait for the spawned task called ``name`` to end by itself."""

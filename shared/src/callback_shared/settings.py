@@ -135,6 +135,21 @@ class AdminApiSettings(PlatformSettings):
 
 class ExporterSettings(PlatformSettings):
     http_port: int = 8083
+    exporter_group_id: str = Field(
+        "exporter",
+        description="Kafka consumer group of the exporter replicas. A new group re-reads the "
+        "lifecycle topic from its start and rebuilds the same report.",
+    )
+    exporter_batch_size: int = Field(
+        500, ge=1, description="Most lifecycle events applied in one MongoDB bulk write."
+    )
+    exporter_report_retention_days: float = Field(
+        14,
+        gt=0,
+        le=3650,
+        description="How long a Cancellation Summary Report entry is kept after its cancellation "
+        "(or refused cancellation), by a TTL index; 14 days like the callback records.",
+    )
 
 
 class RoutingSimSettings(PlatformSettings):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from callback_shared.kafka import JSON_HEADERS, dead_letter, publish_event, raw_body
+from callback_shared.kafka import JSON_HEADERS, dead_letter, park, raw_body
 from callback_shared.models import DueCallback, RoutingEvent
 from callback_shared.runtime import ServiceRuntime, run_service
 from callback_shared.settings import RoutingSimSettings, load_settings
@@ -77,11 +77,11 @@ def build(runtime: ServiceRuntime) -> None:
         try:
             due = DueCallback.model_validate_json(body)
         except ValidationError as exc:
-            await park(message, exc)
+            await park_malformed(message, exc)
             return
         await simulation.accept(due)
 
-    async def park(message: KafkaMessage, exc: ValidationError) -> None:
+    async def park_malformed(message: KafkaMessage, exc: ValidationError) -> None:
         record = message.raw_message
         assert isinstance(record, ConsumerRecord)
         reason = "; ".join(
@@ -89,14 +89,7 @@ def build(runtime: ServiceRuntime) -> None:
             for error in exc.errors()
         )
         dead = dead_letter(record, f"not a DueCallback: {reason}")
-        runtime.log.warning(
-            "malformed due callback parked on the dead-letter topic",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason=dead.reason,
-        )
-        await publish_event(runtime.broker, settings.topic_dead_letter, dead, record.key)
+        await park(runtime.broker, settings.topic_dead_letter, [dead])
 
     async def start_simulation(runtime: ServiceRuntime) -> None:
         runtime.spawn(simulation.run(), name="routing-sim-outbox")

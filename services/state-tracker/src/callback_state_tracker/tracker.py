@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from aiokafka import ConsumerRecord
 from callback_shared.documents import lifecycle_event
-from callback_shared.kafka import dead_letter, publish_event
+from callback_shared.kafka import dead_letter, park, publish_event
 from callback_shared.models import (
     DeadLetter,
     DialRetryPolicy,
@@ -47,7 +47,6 @@ APPLIED = Counter("callback_routing_events_applied_total", "Routing events appli
 REJECTED = Counter(
     "callback_routing_events_rejected_total", "Routing events that changed nothing", ["reason"]
 )
-DEAD_LETTERS = Counter("callback_dead_letters_total", "Messages parked on the dead-letter topic")
 BATCH_SECONDS = Histogram("callback_routing_batch_seconds", "Time to apply one batch")
 
 RETRY_POLICY_TTL = 30.0
@@ -92,7 +91,7 @@ class StateTracker:
             try:
                 parsed.append((record, RoutingEvent.model_validate_json(record.value or b"")))
             except ValidationError as exc:
-                dead.append(self._dead_letter(record, f"malformed routing event: {exc}"))
+                dead.append(dead_letter(record, f"malformed routing event: {exc}"))
         announcements = await self._apply(parsed, dead)
         await self._publish(announcements, dead)
         BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -131,7 +130,7 @@ class StateTracker:
                 event_id=str(event.event_id),
             )
             if doc is None:
-                dead.append(self._dead_letter(record, reason))
+                dead.append(dead_letter(record, reason))
         return announcements
 
     async def _read_back(self, ids: list[Any]) -> dict[Any, Document]:
@@ -143,33 +142,11 @@ class StateTracker:
         )
         return {doc["_id"]: doc for docs in found for doc in docs}
 
-    def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str) -> DeadLetter:
-        DEAD_LETTERS.inc()
-        log.warning(
-            "message parked on the dead-letter topic",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason=reason[:500],
-        )
-        return dead_letter(record, reason)
-
     async def _publish(self, announcements: list[Event], dead: list[DeadLetter]) -> None:
-        topics = self.settings
+        topic = self.settings.topic_lifecycle_events
         await asyncio.gather(
-            *(
-                publish_event(self.broker, topics.topic_lifecycle_events, event, event.key)
-                for event in announcements
-            ),
-            *(
-                publish_event(
-                    self.broker,
-                    topics.topic_dead_letter,
-                    letter,
-                    letter.key.encode() if letter.key else None,
-                )
-                for letter in dead
-            ),
+            *(publish_event(self.broker, topic, event, event.key) for event in announcements),
+            park(self.broker, self.settings.topic_dead_letter, dead),
         )
 
 
