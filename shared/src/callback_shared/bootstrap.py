@@ -59,7 +59,7 @@ async def bootstrap(settings: PlatformSettings, retry_seconds: float) -> None:
     """Both steps, retried with backoff until ``retry_seconds`` have passed."""
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(retry_seconds),
-        wait=wait_exponential_jitter(initial=0.5, max=5),
+        wait=wait_exponential_jitter(multiplier=0.5, max=5),
         before_sleep=lambda state: log.warning(
             "dependencies not reachable yet, retrying",
             attempt=state.attempt_number,

@@ -42,7 +42,7 @@ DISPATCH_FIELDS = ("dispatch_at", "dispatch_pending", "dispatch_token")
 
 #: Fields of the document that the API never shows.
 INTERNAL_FIELDS = (
-    "_id", "expire_at", "attempt", "dispatch_at", "claim", "dispatch_pending",
+    "_id", "expire_at", "attempt", "dispatch_at", "dispatch_pending",
     "routing_sequence", "applied_events", "outbox", "outbox_since", "completed_at",
     "dispatched_at", "dispatch_token", "due_at",
 )  # fmt: skip

@@ -115,7 +115,7 @@ class ServiceRuntime:
 
     async def _connect(self) -> None:
         async for attempt in AsyncRetrying(
-            wait=wait_exponential_jitter(initial=0.2, max=5),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5),
             retry=retry_if_exception_type(Exception),
             before_sleep=lambda state: self.log.warning(
                 "dependencies not reachable yet, retrying",

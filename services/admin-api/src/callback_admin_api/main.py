@@ -1,13 +1,78 @@
-"""Entry point of the admin-api service."""
+"""Entry point of the admin-api service: the HTTP API of PRODUCT.md under ``/api/v1``."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from callback_shared.mongo import CALLBACKS
+from callback_shared.outbox import OutboxRelay
 from callback_shared.runtime import ServiceRuntime, run_service
 from callback_shared.settings import AdminApiSettings, load_settings
+from fastapi.openapi.utils import get_openapi
+
+from callback_admin_api.auth import TokenVerifier
+from callback_admin_api.context import AdminApi
+from callback_admin_api.problems import PROBLEM_JSON, Problem, install_problem_handlers
+from callback_admin_api.repository import Repository
+from callback_admin_api.routes import API_PREFIX, ROUTERS
 
 SERVICE = "admin-api"
+DESCRIPTION = """Commands and queries of the Callback Administrator's Guide.
+
+Every request carries `Authorization: Bearer <JWT>` with the claims `sub` (username), `roles`
+(`callback_monitor`, `callback_supervisor`, `callback_administrator`) and `services` (granted
+virtual queues, `*` for all). Errors are `application/problem+json` documents naming the field.
+"""
 
 
 def build(runtime: ServiceRuntime) -> None:
-    """Wire the service's subscribers and background loops onto the runtime."""
+    """Wire the API, its collaborators and the outbox relay onto the runtime."""
+    settings = runtime.settings
+    if not isinstance(settings, AdminApiSettings):
+        settings = AdminApiSettings.model_validate(settings.model_dump())
+    api = AdminApi(
+        settings=settings,
+        repository=Repository(runtime.db),
+        relay=OutboxRelay(runtime.db[CALLBACKS], runtime.broker),
+        verifier=TokenVerifier(settings),
+    )
+    if not api.verifier.configured:
+        runtime.log.warning("neither JWT_SECRET nor JWT_PUBLIC_KEY is set: every API call is 401")
+    app = runtime.app
+    app.state.admin_api = api
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    app.openapi = lambda: _openapi(runtime)  # type: ignore[method-assign]
+
+    @runtime.on_ready
+    async def start_outbox_relay(runtime: ServiceRuntime) -> None:
+        runtime.spawn(api.relay.run(), "outbox-relay")
+
+
+def _openapi(runtime: ServiceRuntime) -> dict[str, Any]:
+    """The published schema: error responses are problem documents."""
+    app = runtime.app
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title="Callback admin API",
+            version="1.0.0",
+            description=DESCRIPTION,
+            routes=app.routes,
+        )
+        problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(problem.pop("$defs", {}))
+        components["Problem"] = problem
+        for path in schema["paths"].values():
+            for operation in path.values():
+                for code, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if code.startswith("4") and "application/json" in content:
+                        content[PROBLEM_JSON] = content.pop("application/json")
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def main() -> None:

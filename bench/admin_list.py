@@ -1,0 +1,339 @@
+"""admin-api: list-page latency on a large collection, beside the raw driver; create throughput.
+
+Seeds ``RECORDS`` callbacks over four weeks (20 services, every state), then times list pages
+through the API (in-process ASGI: auth, validation, views and JSON included, no socket) for a
+mix of filters: presets with and without service/state filters, a restricted grant, the search
+box, and following pages by cursor. Beside each API page, in the same run and on the same
+server, the raw PyMongo driver replays exactly the queries the API sent for that page (captured
+once per scenario), so ``p99_ratio_vs_raw`` is the API's own overhead. For information it also
+times the naive single query (the whole range in one ``find``), which the API's windowed reads
+avoid. Then it times creates with every request guard on (number validation, duplicate check,
+daily throttle, open-callbacks cap, office hours, slot capacity).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from callback_admin_api.context import AdminApi
+from callback_admin_api.main import build
+from callback_admin_api.tokens import mint_token
+from callback_shared.documents import new_callback_document, timeline_entry
+from callback_shared.infra import Infrastructure
+from callback_shared.models import (
+    CallbackType,
+    DuplicateCheck,
+    RequestGuards,
+    ServiceConfig,
+    utcnow,
+)
+from callback_shared.mongo import CALLBACKS, Document, ensure_indexes, make_mongo_client
+from callback_shared.runtime import ServiceRuntime
+from callback_shared.settings import AdminApiSettings
+from callback_shared.states import CallbackResult, CallbackState
+from pymongo.asynchronous.collection import AsyncCollection
+
+from bench.harness import Metric, Result, median, percentile
+
+RECORDS = 200_000
+SERVICES = [f"service-{n:02d}" for n in range(20)]
+ROUNDS = 25
+CREATES = 1_000
+CREATE_CONCURRENCY = 8
+SECRET = secrets.token_urlsafe(48)
+STATES = [
+    (CallbackState.COMPLETED, CallbackResult.AGENT),
+    (CallbackState.COMPLETED, CallbackResult.CANCELLED_BY_ADMIN),
+    (CallbackState.COMPLETED, CallbackResult.ABANDONED_IN_QUEUE),
+    (CallbackState.QUEUED, None),
+    (CallbackState.ROUTING, None),
+    (CallbackState.PROCESSING, None),
+]
+
+
+def _record(rng: random.Random, now: Any) -> Document:
+    desired = now + timedelta(seconds=rng.uniform(-14 * 86_400, 14 * 86_400))
+    desired = desired.replace(microsecond=desired.microsecond // 1000 * 1000)
+    doc = new_callback_document(
+        callback_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+        service_name=rng.choice(SERVICES),
+        customer_number=f"+1415{rng.randrange(10**7):07d}",
+        type=rng.choice(list(CallbackType)),
+        desired_time=desired,
+        now=desired - timedelta(hours=1),
+        created_by="seed",
+    )
+    if desired < now:
+        state, result = rng.choice(STATES)
+        doc.pop("dispatch_at")
+        doc.update(state=state.value, result=result.value if result else None, updated_at=desired)
+        doc["timeline"].append(timeline_entry(desired, state, "routing", result=result))
+    return doc
+
+
+async def _seed(collection: AsyncCollection[Document], now: Any) -> float:
+    rng = random.Random(7)
+    started = time.perf_counter()
+    batch = 5_000
+    for _ in range(RECORDS // batch):
+        await collection.insert_many([_record(rng, now) for _ in range(batch)], ordered=False)
+    return time.perf_counter() - started
+
+
+class _RecordingCursor:
+    def __init__(self, cursor: Any, call: dict[str, Any]) -> None:
+        self._cursor, self._call = cursor, call
+
+    def sort(self, spec: Any) -> _RecordingCursor:
+        self._call["sort"] = spec
+        self._cursor = self._cursor.sort(spec)
+        return self
+
+    def limit(self, limit: int) -> _RecordingCursor:
+        self._call["limit"] = limit
+        self._cursor = self._cursor.limit(limit)
+        return self
+
+    async def to_list(self) -> list[Document]:
+        result: list[Document] = await self._cursor.to_list()
+        return result
+
+
+class _RecordingCollection:
+    """Stands in for the repository's collection while one page is captured."""
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+        self.calls: list[dict[str, Any]] = []
+
+    def find(self, filter_: Document, projection: Any = None) -> _RecordingCursor:
+        call: dict[str, Any] = {"filter": filter_, "projection": projection}
+        self.calls.append(call)
+        return _RecordingCursor(self.collection.find(filter_, projection), call)
+
+
+async def _raw(collection: AsyncCollection[Document], calls: list[dict[str, Any]]) -> int:
+    """The driver alone, sending the same queries in the same order."""
+    found = 0
+    for call in calls:
+        cursor = collection.find(call["filter"], call["projection"])
+        if "sort" in call:
+            cursor = cursor.sort(call["sort"])
+        docs = await cursor.limit(call.get("limit", 0)).to_list()
+        found += len(docs)
+    return found
+
+
+async def _timed(action: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    await action()
+    return (time.perf_counter() - started) * 1000
+
+
+async def run(infra: Infrastructure) -> Result:
+    tag = uuid.uuid4().hex[:8]
+    settings = AdminApiSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
+        mongodb_url=infra.mongodb_url,
+        mongodb_database=f"bench_admin_list_{tag}",
+        topic_lifecycle_events=f"bench-{tag}.lifecycle",
+        topic_due_callbacks=f"bench-{tag}.due",
+        topic_routing_events=f"bench-{tag}.routing-events",
+        topic_dead_letter=f"bench-{tag}.dead-letter",
+        topic_partitions=3,
+        jwt_secret=SECRET,  # type: ignore[arg-type]
+    )
+    runtime = ServiceRuntime("admin-api", settings)
+    build(runtime)
+    collection = runtime.db[CALLBACKS]
+    now = utcnow()
+    await ensure_indexes(runtime.db)
+    print(f"seeding {RECORDS} callbacks...", flush=True)
+    seed_seconds = await _seed(collection, now)
+    print(f"seeded in {seed_seconds:.0f}s; starting the API", flush=True)
+    everyone = {"Authorization": f"Bearer {mint_token(SECRET, 'bench', ['callback_supervisor'])}"}
+    three = {
+        "Authorization": "Bearer "
+        + mint_token(SECRET, "bench", ["callback_supervisor"], SERVICES[:3])
+    }
+    try:
+        async with LifespanManager(runtime.app, startup_timeout=300, shutdown_timeout=60):
+            await asyncio.wait_for(runtime.connected.wait(), 300)
+            api: AdminApi = runtime.app.state.admin_api
+            transport = httpx.ASGITransport(app=runtime.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                lists = await _list_latencies(client, api, collection, everyone, three)
+                creates_per_s = await _create_throughput(client, api, everyone)
+    finally:
+        cleaner = make_mongo_client(settings)
+        await cleaner.drop_database(settings.mongodb_database)
+        await cleaner.close()
+    api_ms, raw_ms, naive_ms = lists
+    result = Result(
+        name="admin_list",
+        backend=f"{infra.source}: SecantusDB/MongoDB at {infra.mongodb_url}, Kafka 4.x; "
+        f"{RECORDS} callbacks; API in-process (ASGI)",
+    )
+    result.metrics = {
+        "list_p50_ms": Metric(median(api_ms), "ms"),
+        "list_p99_ms": Metric(percentile(api_ms, 99), "ms"),
+        "raw_p50_ms": Metric(median(raw_ms), "ms"),
+        "raw_p99_ms": Metric(percentile(raw_ms, 99), "ms"),
+        "p99_ratio_vs_raw": Metric(percentile(api_ms, 99) / percentile(raw_ms, 99), "x", 1.5),
+        "p50_ratio_vs_raw": Metric(median(api_ms) / median(raw_ms), "x", 1.5),
+        "naive_single_query_p50_ms": Metric(median(naive_ms), "ms"),
+        "creates_per_s": Metric(creates_per_s, "1/s", better="higher"),
+        "seed_inserts_per_s": Metric(RECORDS / seed_seconds, "1/s", better="higher"),
+    }
+    return result
+
+
+async def _list_latencies(
+    client: httpx.AsyncClient,
+    api: AdminApi,
+    collection: AsyncCollection[Document],
+    everyone: dict[str, str],
+    three: dict[str, str],
+) -> tuple[list[float], list[float], list[float]]:
+    scenarios: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+        ("last 14 days, every service", {"range": "last_14_days"}, everyone),
+        ("last 14 days, one service", {"range": "last_14_days", "service": SERVICES[3]}, everyone),
+        (
+            "next 7 days, 2 services x 2 states",
+            {
+                "range": "next_7_days",
+                "service": SERVICES[4:6],
+                "state": ["SCHEDULED", "QUEUED"],
+            },
+            everyone,
+        ),
+        ("last 30 days, COMPLETED", {"range": "last_30_days", "state": "COMPLETED"}, everyone),
+        ("today, grant of 3 services", {"range": "today"}, three),
+        (
+            "last 30 days, phone prefix",
+            {"range": "last_30_days", "field": "phone_number", "q": "+141512"},
+            everyone,
+        ),
+        (
+            "last 14 days, service prefix",
+            {"range": "last_14_days", "field": "service_name", "q": "service-1"},
+            everyone,
+        ),
+    ]
+    # following pages: the cursor of page 1 and of page 2 of the busiest list
+    first = (await client.get("/api/v1/callbacks", params=scenarios[3][1], headers=everyone)).json()
+    second = (
+        await client.get(
+            "/api/v1/callbacks",
+            params={**scenarios[3][1], "cursor": first["next_cursor"]},
+            headers=everyone,
+        )
+    ).json()
+    for n, page in ((2, first), (3, second)):
+        scenarios.append(
+            (
+                f"last 30 days, COMPLETED, page {n}",
+                {**scenarios[3][1], "cursor": page["next_cursor"]},
+                everyone,
+            )
+        )
+    api_ms: list[float] = []
+    raw_ms: list[float] = []
+    naive_ms: list[float] = []
+    real = api.repository.callbacks
+    for name, params, headers in scenarios:
+        recorder = _RecordingCollection(real)
+        api.repository.callbacks = recorder  # type: ignore[assignment]
+        try:
+            response = await client.get("/api/v1/callbacks", params=params, headers=headers)
+        finally:
+            api.repository.callbacks = real
+        assert response.status_code == 200, response.text
+        items = len(response.json()["items"])
+        calls = recorder.calls
+        assert await _raw(real, calls) >= items
+
+        async def api_page(
+            params: dict[str, Any] = params, headers: dict[str, str] = headers
+        ) -> None:
+            page = await client.get("/api/v1/callbacks", params=params, headers=headers)
+            assert page.status_code == 200
+
+        async def raw_page(calls: list[dict[str, Any]] = calls) -> None:
+            await _raw(real, calls)
+
+        scenario_api, scenario_raw = [], []
+        for _ in range(ROUNDS):
+            # alternate so that both see the same server state and caches
+            scenario_api.append(await _timed(api_page))
+            scenario_raw.append(await _timed(raw_page))
+        api_ms += scenario_api
+        raw_ms += scenario_raw
+        print(
+            f"{name:40} items {items:3}  queries {len(calls):2}  "
+            f"api p50 {median(scenario_api):7.1f} ms  raw p50 {median(scenario_raw):7.1f} ms",
+            flush=True,
+        )
+    # the naive alternative: one query over the whole 14-day range
+    start = utcnow() - timedelta(days=14)
+    for _ in range(3):
+
+        async def naive() -> None:
+            await (
+                collection.find({"desired_time": {"$gte": start, "$lt": utcnow()}})
+                .sort([("desired_time", 1), ("_id", 1)])
+                .limit(251)
+                .to_list()
+            )
+
+        naive_ms.append(await _timed(naive))
+    return api_ms, raw_ms, naive_ms
+
+
+async def _create_throughput(
+    client: httpx.AsyncClient, api: AdminApi, headers: dict[str, str]
+) -> float:
+    """Creates with every guard on, from concurrent clients; half scheduled into slots."""
+    service = "bench-create"
+    await api.repository.save_service(
+        ServiceConfig(
+            name=service,
+            slot_capacity=1_000,
+            guards=RequestGuards(
+                duplicate_check=DuplicateCheck.STRICT_1,
+                max_requests_per_number_per_day=3,
+                max_open_callbacks=1_000_000,
+            ),
+        )
+    )
+    slot = (utcnow() + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    numbers = iter(range(CREATES))
+    statuses: list[int] = []
+
+    async def worker() -> None:
+        for n in numbers:
+            body: dict[str, Any] = {
+                "service_name": service,
+                "customer_number": f"+1650253{n:04d}",
+                "type": "IMMEDIATE",
+            }
+            if n % 2:
+                body |= {"type": "SCHEDULED", "desired_time": slot.isoformat()}
+            response = await client.post("/api/v1/callbacks", json=body, headers=headers)
+            statuses.append(response.status_code)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CREATE_CONCURRENCY)))
+    elapsed = time.perf_counter() - started
+    assert statuses.count(201) == CREATES, {s: statuses.count(s) for s in set(statuses)}
+    print(f"{CREATES} creates in {elapsed:.1f}s", flush=True)
+    return CREATES / elapsed

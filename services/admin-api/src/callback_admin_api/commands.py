@@ -1,0 +1,414 @@
+"""The commands of the guide: create/schedule, reschedule, cancel, recreate; service settings.
+
+Each command that changes a callback writes the lifecycle event announcing it into the
+document's outbox in the same single-document update, then publishes it at once
+(:meth:`OutboxRelay.flush`); if Kafka is down, the relay loop publishes it later and the command
+still succeeds. A conditional filter on the state makes a racing change win or lose cleanly:
+a change is never applied over one the command did not see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
+
+import structlog
+from callback_shared.documents import (
+    DISPATCH_FIELDS,
+    lifecycle_event,
+    new_callback_document,
+    timeline_entry,
+)
+from callback_shared.models import (
+    CallbackType,
+    CreateCallback,
+    ImmediateOutsideOfficeHours,
+    LifecycleEventKind,
+    ServiceConfig,
+    expire_at,
+)
+from callback_shared.mongo import Document
+from callback_shared.outbox import OUTBOX, OUTBOX_SINCE, outbox_entry, with_outbox
+from callback_shared.states import (
+    CallbackResult,
+    CallbackState,
+    ForbiddenTransition,
+    check_transition,
+)
+
+from callback_admin_api.auth import Principal
+from callback_admin_api.context import AdminApi
+from callback_admin_api.numbers import InvalidNumber, normalise_customer_number
+from callback_admin_api.problems import (
+    Conflict,
+    Forbidden,
+    InvalidField,
+    NotFound,
+    TooManyRequests,
+)
+from callback_admin_api.rules import OPEN_CALLBACKS_ALLOWED, keeps_name_recording
+from callback_admin_api.schedule import is_open, is_slot_start, local_date, next_local_midnight
+from callback_admin_api.views import RecreateCallback
+
+SOURCE = "admin-api"
+#: Attempts at a conditional update before a command gives up on a callback that keeps changing.
+UPDATE_ATTEMPTS = 3
+
+log = structlog.get_logger("admin-api")
+
+
+def require_service(principal: Principal, service_name: str) -> None:
+    if not principal.grants(service_name):
+        raise Forbidden(f"service {service_name!r} is not granted to you")
+
+
+async def load_callback(api: AdminApi, principal: Principal, callback_id: UUID) -> Document:
+    """The callback, if it exists in a service granted to the caller: otherwise the same 404,
+    so nobody learns whether a record exists in a service they do not see."""
+    doc = await api.repository.get(callback_id)
+    if doc is None or not principal.grants(doc["service_name"]):
+        raise NotFound("no such callback among your services")
+    return doc
+
+
+async def publish(api: AdminApi, doc: Document) -> None:
+    """Publish the document's outbox now; if that fails the relay loop publishes it later."""
+    try:
+        await api.relay.flush([doc])
+    except Exception:
+        log.warning(
+            "lifecycle event left for the outbox relay", callback_id=str(doc["_id"]), exc_info=True
+        )
+
+
+# --- create, schedule, recreate ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewCallback:
+    service_name: str
+    customer_number: str  # E.164
+    type: CallbackType
+    desired_time: datetime | None
+    priority: int
+    name_recording_uri: str | None
+    recreated_from: UUID | None = None
+
+
+async def create_callback(api: AdminApi, principal: Principal, command: CreateCallback) -> Document:
+    require_service(principal, command.service_name)
+    config, _ = await api.repository.service_config(command.service_name)
+    try:
+        number = normalise_customer_number(
+            command.customer_number,
+            config.default_country,
+            refuse_premium=config.guards.refuse_premium_rate,
+        )
+    except InvalidNumber as exc:
+        raise InvalidField("customer_number", str(exc)) from None
+    new = NewCallback(
+        service_name=command.service_name,
+        customer_number=number,
+        type=command.type,
+        desired_time=command.desired_time,
+        priority=command.priority,
+        name_recording_uri=command.name_recording_uri,
+    )
+    return await _admit(api, principal, config, new)
+
+
+async def recreate_callback(
+    api: AdminApi, principal: Principal, callback_id: UUID, body: RecreateCallback
+) -> Document:
+    original = await load_callback(api, principal, callback_id)
+    if original["state"] != CallbackState.COMPLETED:
+        raise Conflict(
+            f"only a COMPLETED callback can be recreated; this one is {original['state']}",
+            state=original["state"],
+        )
+    config, _ = await api.repository.service_config(original["service_name"])
+    now = api.clock()
+    kept = keeps_name_recording(original, now)
+    new = NewCallback(
+        service_name=original["service_name"],
+        customer_number=original["customer_number"],
+        type=body.type,
+        desired_time=body.desired_time,
+        priority=original.get("priority", 0) if body.priority is None else body.priority,
+        name_recording_uri=original.get("name_recording_uri") if kept else None,
+        recreated_from=original["_id"],
+    )
+    return await _admit(api, principal, config, new)
+
+
+async def _admit(
+    api: AdminApi, principal: Principal, config: ServiceConfig, new: NewCallback
+) -> Document:
+    """Every request guard, then the record: places and counters taken atomically, given back
+    if a later step fails."""
+    repo = api.repository
+    now = api.clock()
+    desired = _desired_time(config, new.type, new.desired_time, now)
+    await _check_duplicates(api, config, new.customer_number)
+    await _check_open_callbacks(api, config)
+    day = local_date(config, now)
+    daily_cap = config.guards.max_requests_per_number_per_day
+    if daily_cap is not None:
+        midnight = next_local_midnight(config, now)
+        counted = await repo.count_request(
+            config.name, new.customer_number, day, daily_cap, midnight + timedelta(days=1)
+        )
+        if not counted:
+            raise TooManyRequests(
+                f"customer number {new.customer_number} reached today's {daily_cap} requests "
+                f"in service {config.name!r}",
+                retry_after_seconds=int((midnight - now).total_seconds()),
+            )
+    callback_id = uuid4()
+    slot_taken = False
+    try:
+        if new.type is CallbackType.SCHEDULED:
+            slot_taken = await repo.take_slot(
+                config.name, desired, config.slot_capacity, callback_id
+            )
+            if not slot_taken:
+                raise Conflict(f"desired_time: the slot at {desired.isoformat()} is full")
+        doc = new_callback_document(
+            callback_id=callback_id,
+            service_name=config.name,
+            customer_number=new.customer_number,
+            type=new.type,
+            desired_time=desired,
+            now=now,
+            priority=new.priority,
+            name_recording_uri=new.name_recording_uri,
+            created_by=principal.username,
+            recreated_from=new.recreated_from,
+        )
+        if new.recreated_from is not None:
+            kind, reason = LifecycleEventKind.RECREATED, f"recreated from {new.recreated_from}"
+        else:
+            kind, reason = LifecycleEventKind.CREATED, None
+        event = lifecycle_event(doc, kind, occurred_at=now, actor=principal.username, reason=reason)
+        doc[OUTBOX] = [outbox_entry(api.lifecycle_topic, event)]
+        doc[OUTBOX_SINCE] = now
+        await repo.insert(doc)
+    except BaseException:
+        if slot_taken:
+            await repo.release_slot(config.name, desired, callback_id)
+        if daily_cap is not None:
+            await repo.uncount_request(config.name, new.customer_number, day)
+        raise
+    await publish(api, doc)
+    return doc
+
+
+def _desired_time(
+    config: ServiceConfig, type_: CallbackType, desired: datetime | None, now: datetime
+) -> datetime:
+    if type_ is CallbackType.IMMEDIATE:
+        if desired is not None:
+            raise InvalidField("desired_time", "must be left out for an IMMEDIATE callback")
+        refuse = config.guards.immediate_outside_office_hours is ImmediateOutsideOfficeHours.REFUSE
+        if refuse and not is_open(config, now):
+            raise InvalidField(
+                "type",
+                f"service {config.name!r} is outside office hours or closed today: immediate "
+                "callbacks are refused now; schedule one in an available slot",
+            )
+        return now
+    if desired is None:
+        raise InvalidField("desired_time", "required for a SCHEDULED callback")
+    check_scheduled_time(config, desired, now)
+    return desired
+
+
+def check_scheduled_time(config: ServiceConfig, desired: datetime, now: datetime) -> None:
+    """A scheduled time must be a future slot start within the service's horizon."""
+    if desired <= now:
+        raise InvalidField("desired_time", "must be in the future")
+    if desired > now + timedelta(days=config.schedule_horizon_days):
+        raise InvalidField(
+            "desired_time", f"must be at most {config.schedule_horizon_days} days ahead"
+        )
+    if not is_slot_start(config, desired):
+        raise InvalidField(
+            "desired_time",
+            "is not the start of an open slot (outside office hours, a closed date, or not on "
+            f"a slot boundary); see GET /api/v1/services/{config.name}/availability",
+        )
+
+
+async def _check_duplicates(api: AdminApi, config: ServiceConfig, customer_number: str) -> None:
+    allowed = OPEN_CALLBACKS_ALLOWED[config.guards.duplicate_check]
+    if allowed is None:
+        return
+    open_ids = await api.repository.open_callbacks_of_number(config.name, customer_number, allowed)
+    if len(open_ids) >= allowed:
+        shown = ", ".join(str(callback_id) for callback_id in open_ids)
+        raise Conflict(
+            f"customer number {customer_number} already has {len(open_ids)} open callback(s) "
+            f"in service {config.name!r}: {shown}",
+            open_callback_ids=[str(callback_id) for callback_id in open_ids],
+        )
+
+
+async def _check_open_callbacks(api: AdminApi, config: ServiceConfig) -> None:
+    cap = config.guards.max_open_callbacks
+    if cap is not None and await api.repository.count_open(config.name, cap) >= cap:
+        raise TooManyRequests(
+            f"service {config.name!r} already holds {cap} open callbacks, the most it accepts",
+            retry_after_seconds=60,
+        )
+
+
+# --- reschedule, cancel ------------------------------------------------------------------------
+
+
+async def reschedule_callback(
+    api: AdminApi, principal: Principal, callback_id: UUID, desired: datetime
+) -> Document:
+    repo = api.repository
+    doc = await load_callback(api, principal, callback_id)
+    if doc["state"] != CallbackState.SCHEDULED or doc.get("dispatch_pending"):
+        raise Conflict(
+            "only a SCHEDULED callback not yet dispatched can be rescheduled; this one is "
+            f"{doc['state']}",
+            state=doc["state"],
+        )
+    if desired == doc["desired_time"]:
+        raise InvalidField("desired_time", "is already the callback's desired time")
+    config, _ = await repo.service_config(doc["service_name"])
+    now = api.clock()
+    check_scheduled_time(config, desired, now)
+    if not await repo.take_slot(config.name, desired, config.slot_capacity, callback_id):
+        raise Conflict(f"desired_time: the slot at {desired.isoformat()} is full")
+    previous = doc["desired_time"]
+    note = f"rescheduled from {previous.isoformat()} to {desired.isoformat()}"
+    event = lifecycle_event(
+        {**doc, "desired_time": desired},
+        LifecycleEventKind.RESCHEDULED,
+        occurred_at=now,
+        previous_state=CallbackState.SCHEDULED,
+        actor=principal.username,
+        reason=note,
+    )
+    update = {
+        "$set": {
+            "desired_time": desired,
+            "dispatch_at": desired,
+            "expire_at": expire_at(desired),
+            "updated_at": now,
+        },
+        "$push": {
+            "timeline": timeline_entry(
+                now, CallbackState.SCHEDULED, SOURCE, actor=principal.username, note=note
+            )
+        },
+    }
+    updated = await repo.update(
+        {
+            "_id": callback_id,
+            "state": CallbackState.SCHEDULED.value,
+            "dispatch_pending": {"$ne": True},
+            "desired_time": previous,
+        },
+        with_outbox(update, [outbox_entry(api.lifecycle_topic, event)]),
+    )
+    if updated is None:
+        await repo.release_slot(config.name, desired, callback_id)
+        raise Conflict("the callback was dispatched or changed meanwhile; reload it")
+    await repo.release_slot(config.name, previous, callback_id)
+    await publish(api, updated)
+    return updated
+
+
+async def cancel_callback(api: AdminApi, principal: Principal, callback_id: UUID) -> Document:
+    """COMPLETED(CANCELLED_BY_ADMIN) unless PROCESSING or COMPLETED (409, announced as a refused
+    cancellation)."""
+    repo = api.repository
+    for _ in range(UPDATE_ATTEMPTS):
+        doc = await load_callback(api, principal, callback_id)
+        state = CallbackState(doc["state"])
+        now = api.clock()
+        try:
+            check_transition(state, CallbackState.COMPLETED, CallbackResult.CANCELLED_BY_ADMIN)
+        except ForbiddenTransition:
+            await _refuse_cancellation(api, principal, doc, now)
+            raise Conflict(f"a {state} callback cannot be cancelled", state=state) from None
+        event = lifecycle_event(
+            {**doc, "state": CallbackState.COMPLETED, "result": CallbackResult.CANCELLED_BY_ADMIN},
+            LifecycleEventKind.CANCELLED,
+            occurred_at=now,
+            previous_state=state,
+            actor=principal.username,
+        )
+        update = {
+            "$set": {
+                "state": CallbackState.COMPLETED.value,
+                "result": CallbackResult.CANCELLED_BY_ADMIN.value,
+                "updated_at": now,
+                "completed_at": now,
+            },
+            # the scheduler must never emit a cancelled callback (nor emit it again)
+            "$unset": dict.fromkeys(DISPATCH_FIELDS, ""),
+            "$push": {
+                "timeline": timeline_entry(
+                    now,
+                    CallbackState.COMPLETED,
+                    SOURCE,
+                    result=CallbackResult.CANCELLED_BY_ADMIN,
+                    actor=principal.username,
+                    note="cancelled",
+                )
+            },
+        }
+        updated = await repo.update(
+            {"_id": callback_id, "state": state.value},
+            with_outbox(update, [outbox_entry(api.lifecycle_topic, event)]),
+        )
+        if updated is None:
+            continue  # its state changed meanwhile: decide again on the new state
+        await repo.release_slot(doc["service_name"], doc["desired_time"], callback_id)
+        await publish(api, updated)
+        return updated
+    raise Conflict("the callback kept changing state while being cancelled; try again")
+
+
+async def _refuse_cancellation(
+    api: AdminApi, principal: Principal, doc: Document, now: datetime
+) -> None:
+    event = lifecycle_event(
+        doc,
+        LifecycleEventKind.CANCELLATION_REFUSED,
+        occurred_at=now,
+        previous_state=CallbackState(doc["state"]),
+        actor=principal.username,
+        reason=str(doc["state"]),
+    )
+    updated = await api.repository.update(
+        {"_id": doc["_id"], "state": doc["state"]},
+        with_outbox({}, [outbox_entry(api.lifecycle_topic, event)]),
+    )
+    if updated is not None:
+        await publish(api, updated)
+
+
+# --- service settings ---------------------------------------------------------------------------
+
+
+async def save_service(
+    api: AdminApi, principal: Principal, name: str, config: ServiceConfig
+) -> ServiceConfig:
+    require_service(principal, name)
+    if config.name != name:
+        raise InvalidField("name", "must equal the service name in the path")
+    await api.repository.save_service(config)
+    return config
+
+
+async def delete_service(api: AdminApi, principal: Principal, name: str) -> None:
+    require_service(principal, name)
+    if not await api.repository.delete_service(name):
+        raise NotFound(f"service {name!r} has no stored settings")

@@ -1,0 +1,203 @@
+"""The queries of the guide: the list, one record with its metrics, Callback Search,
+availability of a service's day, and the granted services."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from callback_shared.models import MAX_PAGE_SIZE, RETENTION, ServiceConfig
+from callback_shared.mongo import Document
+from callback_shared.states import CallbackState
+
+from callback_admin_api.auth import Principal
+from callback_admin_api.commands import load_callback, require_service
+from callback_admin_api.context import AdminApi
+from callback_admin_api.listing import (
+    InvalidCriteria,
+    PageCursor,
+    RangePreset,
+    SearchField,
+    build_criteria,
+    query_plan,
+    resolve_range,
+)
+from callback_admin_api.problems import Forbidden, InvalidField
+from callback_admin_api.schedule import openings, slot_starts, start_of_day
+from callback_admin_api.views import (
+    Availability,
+    CallbackPage,
+    CallbackView,
+    SearchResults,
+    ServiceList,
+    ServiceView,
+    Slot,
+    callback_view,
+    search_row,
+)
+
+#: How long past its expiry a record may still be there (the TTL monitor runs now and then).
+TTL_GRACE = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """The list's query parameters."""
+
+    range: RangePreset | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    time_zone: str = "UTC"
+    states: tuple[CallbackState, ...] = ()
+    services: tuple[str, ...] = ()
+    field: SearchField | None = None
+    q: str | None = None
+    page_size: int = MAX_PAGE_SIZE
+    cursor: str | None = None
+
+
+async def list_callbacks(api: AdminApi, principal: Principal, request: ListRequest) -> CallbackPage:
+    now = api.clock()
+    try:
+        zone = ZoneInfo(request.time_zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidField("tz", "unknown time zone", location="query") from None
+    try:
+        start, end = resolve_range(request.range, request.start, request.end, now=now, zone=zone)
+        if request.services:
+            ungranted = sorted(name for name in set(request.services) if not principal.grants(name))
+            if ungranted:
+                raise Forbidden(f"service(s) not granted to you: {', '.join(ungranted)}")
+            services: frozenset[str] | None = frozenset(request.services)
+        else:
+            services = None if principal.all_services else principal.services
+        criteria = build_criteria(
+            start,
+            end,
+            services=services,
+            states=frozenset(request.states) or None,
+            search_field=request.field,
+            q=request.q,
+        )
+        after = PageCursor.decode(request.cursor) if request.cursor else None
+    except InvalidCriteria as exc:
+        raise InvalidField(exc.field, exc.message, location="query") from None
+    docs: list[Document] = []
+    window = timedelta(0)
+    # Nothing older is retained (the TTL index deletes it; its monitor may lag a little).
+    retained = replace(criteria, start=max(criteria.start, now - RETENTION - TTL_GRACE))
+    if not criteria.matches_nothing and retained.start < retained.end:
+        docs, window = await api.repository.page(
+            retained, query_plan(retained), after, request.page_size + 1
+        )
+    custom = request.start is not None or request.end is not None
+    more = len(docs) > request.page_size
+    docs = docs[: request.page_size]
+    configs = await api.repository.service_configs(doc["service_name"] for doc in docs)
+    items = [callback_view(doc, configs[doc["service_name"]].desired_window, now) for doc in docs]
+    next_cursor = None
+    if more:
+        last = docs[-1]
+        next_cursor = PageCursor(last["desired_time"], last["_id"], window.total_seconds()).encode()
+    return CallbackPage(
+        items=items,
+        next_cursor=next_cursor,
+        page_size=request.page_size,
+        range_from=start,
+        range_to=end,
+        range=None if custom else request.range or RangePreset.LAST_14_DAYS,
+    )
+
+
+async def get_callback(
+    api: AdminApi, principal: Principal, callback_id: UUID, *, advanced: bool
+) -> CallbackView:
+    doc = await load_callback(api, principal, callback_id)
+    config, _ = await api.repository.service_config(doc["service_name"])
+    return callback_view(doc, config.desired_window, api.clock(), advanced=advanced)
+
+
+def search_filter(q: str) -> Document:
+    """Callback Search matches a whole callback id or a whole customer number."""
+    text = q.strip()
+    try:
+        return {"_id": UUID(text)}
+    except ValueError:
+        pass
+    digits = re.sub(r"[\s().-]", "", text).removeprefix("+")
+    if not digits.isdigit() or not digits.isascii() or len(digits) > 15:
+        raise InvalidField("q", "a callback id or a customer phone number", location="query")
+    return {"customer_number": "+" + digits}
+
+
+async def search_callbacks(api: AdminApi, principal: Principal, q: str) -> SearchResults:
+    filter_ = search_filter(q)
+    if not principal.all_services:
+        filter_["service_name"] = {"$in": sorted(principal.services)}
+    docs = await api.repository.search(filter_, MAX_PAGE_SIZE)
+    return SearchResults(items=[search_row(doc) for doc in docs])
+
+
+async def availability(
+    api: AdminApi, principal: Principal, service_name: str, day: date
+) -> Availability:
+    require_service(principal, service_name)
+    config, _ = await api.repository.service_config(service_name)
+    now = api.clock()
+    starts = slot_starts(config, day)
+    taken = await api.repository.slots_taken(
+        service_name, start_of_day(config, day), start_of_day(config, day + timedelta(days=1))
+    )
+    slots = []
+    for start in starts:
+        used = taken.get(start, 0)
+        if start > now and used < config.slot_capacity:
+            slots.append(
+                Slot(
+                    start=start,
+                    local_start=start.astimezone(config.zone),
+                    capacity=config.slot_capacity,
+                    taken=used,
+                    remaining=config.slot_capacity - used,
+                )
+            )
+    return Availability(
+        service_name=service_name,
+        date=day,
+        time_zone=config.time_zone,
+        slot_length_minutes=config.slot_length_minutes,
+        closed=not openings(config, day),
+        slots=slots,
+    )
+
+
+async def list_services(api: AdminApi, principal: Principal) -> ServiceList:
+    """Granted services: stored settings, and (for named grants) the defaults of the rest."""
+    if principal.all_services:
+        stored = await api.repository.stored_services(None)
+        return ServiceList(items=[ServiceView(settings=config, stored=True) for config in stored])
+    names = sorted(principal.services)
+    stored = {config.name: config for config in await api.repository.stored_services(names)}
+    return ServiceList(
+        items=[
+            ServiceView(
+                settings=stored.get(name) or ServiceConfig(name=name), stored=name in stored
+            )
+            for name in names
+        ]
+    )
+
+
+async def get_service(api: AdminApi, principal: Principal, service_name: str) -> ServiceView:
+    require_service(principal, service_name)
+    config, stored = await api.repository.service_config(service_name)
+    return ServiceView(settings=config, stored=stored)
+
+
+async def view(api: AdminApi, doc: Document) -> CallbackView:
+    """The view of a callback a command just wrote."""
+    config, _ = await api.repository.service_config(doc["service_name"])
+    return callback_view(doc, config.desired_window, api.clock())

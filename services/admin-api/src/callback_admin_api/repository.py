@@ -1,0 +1,293 @@
+"""Every MongoDB query of the admin API.
+
+Collections: ``callbacks`` (the records), ``services`` (settings, ``_id`` = name), ``slots``
+(places taken per service and slot start) and ``request_counters`` (accepted requests per
+service, customer number and local day). There are no multi-document transactions: places and
+counters are taken with one conditional update each (``taken < capacity``), created race-safely
+through their unique ``_id``, and given back if a later step of the command fails.
+
+A list page is read in windows of desired time (see :meth:`Repository.page`): on a large
+collection each query then touches about one page of index entries instead of the whole range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from callback_shared.models import ServiceConfig
+from callback_shared.mongo import CALLBACKS, REQUEST_COUNTERS, SERVICES, SLOTS, Document
+from callback_shared.states import OPEN_STATES
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from callback_admin_api.listing import ListCriteria, PageCursor, QueryPlan
+
+#: Fields a list page never needs (the timeline is shown by the detail view only).
+LIST_PROJECTION = {"timeline": 0, "outbox": 0, "applied_events": 0}
+PAGE_SORT = [("desired_time", ASCENDING), ("_id", ASCENDING)]
+#: First window of desired time read for a page, unless the cursor carries a better one.
+INITIAL_WINDOW = timedelta(hours=1)
+MIN_WINDOW = timedelta(seconds=1)
+
+
+def page_order(doc: Document) -> tuple[datetime, bytes]:
+    """The list's order in Python: desired time, then id (a UUID's bytes order as in BSON)."""
+    return doc["desired_time"], doc["_id"].bytes
+
+
+def next_window(window: timedelta, found: int, needed: int) -> timedelta:
+    """Grow the window after one that held too few: by the density seen, within 2x..16x."""
+    if found == 0:
+        # gently: an empty stretch (a night, a closed day) may end in a busy one
+        return window * 2
+    return window * min(16.0, max(2.0, 1.25 * needed / found))
+
+
+def window_filter(plan: QueryPlan, stream: Document, desired_time: Any) -> Document:
+    """The query of one stream over one window. The leading clause is the one an index should
+    drive (servers that pick an index by the first usable clause then pick that one)."""
+    if plan.driver == "time":
+        return {"desired_time": desired_time, **stream}
+    return {**stream, "desired_time": desired_time}
+
+
+def slot_id(service_name: str, start: datetime) -> str:
+    return f"{service_name}|{start.astimezone(UTC).isoformat()}"
+
+
+def counter_id(service_name: str, customer_number: str, day: date) -> str:
+    return f"{service_name}|{customer_number}|{day.isoformat()}"
+
+
+class Repository:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.callbacks = db[CALLBACKS]
+        self.services = db[SERVICES]
+        self.slots = db[SLOTS]
+        self.counters = db[REQUEST_COUNTERS]
+
+    # --- services -------------------------------------------------------------------------------
+
+    async def service_config(self, name: str) -> tuple[ServiceConfig, bool]:
+        """The service's settings, and whether they are stored (else the defaults)."""
+        doc = await self.services.find_one({"_id": name})
+        if doc is None:
+            return ServiceConfig(name=name), False
+        return _config(doc), True
+
+    async def service_configs(self, names: Iterable[str]) -> dict[str, ServiceConfig]:
+        wanted = sorted(set(names))
+        configs = {name: ServiceConfig(name=name) for name in wanted}
+        if wanted:
+            async for doc in self.services.find({"_id": {"$in": wanted}}):
+                configs[doc["_id"]] = _config(doc)
+        return configs
+
+    async def stored_services(self, names: Iterable[str] | None) -> list[ServiceConfig]:
+        """Stored settings: of ``names``, or of every service when ``names`` is None."""
+        filter_: Document = {} if names is None else {"_id": {"$in": sorted(set(names))}}
+        return [_config(doc) async for doc in self.services.find(filter_).sort("_id", 1)]
+
+    async def save_service(self, config: ServiceConfig) -> None:
+        body = config.model_dump(mode="json", exclude={"name"})
+        await self.services.replace_one({"_id": config.name}, body, upsert=True)
+
+    async def delete_service(self, name: str) -> bool:
+        result = await self.services.delete_one({"_id": name})
+        return result.deleted_count == 1
+
+    # --- callbacks ------------------------------------------------------------------------------
+
+    async def get(self, callback_id: UUID) -> Document | None:
+        return await self.callbacks.find_one({"_id": callback_id})
+
+    async def insert(self, doc: Document) -> None:
+        await self.callbacks.insert_one(doc)
+
+    async def update(self, filter_: Document, update: Document) -> Document | None:
+        """Apply ``update`` to the one document matching ``filter_``; the document after it."""
+        return await self.callbacks.find_one_and_update(
+            filter_, update, return_document=ReturnDocument.AFTER
+        )
+
+    async def open_callbacks_of_number(
+        self, service_name: str, customer_number: str, limit: int
+    ) -> list[UUID]:
+        cursor = self.callbacks.find(
+            {
+                "service_name": service_name,
+                "customer_number": customer_number,
+                "state": {"$in": sorted(OPEN_STATES)},
+            },
+            {"_id": 1},
+        ).limit(limit)
+        return [doc["_id"] async for doc in cursor]
+
+    async def count_open(self, service_name: str, up_to: int) -> int:
+        """Open callbacks of the service, counted up to ``up_to``."""
+        cursor = self.callbacks.find(
+            {"service_name": service_name, "state": {"$in": sorted(OPEN_STATES)}}, {"_id": 1}
+        ).limit(up_to)
+        return len(await cursor.to_list())
+
+    async def page(
+        self,
+        criteria: ListCriteria,
+        plan: QueryPlan,
+        after: PageCursor | None,
+        limit: int,
+    ) -> tuple[list[Document], timedelta]:
+        """Up to ``limit`` callbacks in list order after ``after``, and the window the next page
+        should start with.
+
+        Windows of desired time are read one after the other, each growing by the density seen,
+        until the page is full or the range ends; each window is one query per stream of the
+        plan, merged in order.
+        """
+        found: list[Document] = []
+        span = criteria.end - criteria.start
+        window = span
+        if plan.windowed:
+            carried = timedelta(seconds=after.window_seconds) if after else INITIAL_WINDOW
+            window = max(MIN_WINDOW, min(carried, span))
+        lower, inclusive = criteria.start, True
+        if after is not None and criteria.start <= after.desired_time < criteria.end:
+            found = await self._ties(plan, after, limit)
+            lower, inclusive = after.desired_time, False
+        elif after is not None and after.desired_time >= criteria.end:
+            return [], window
+        while len(found) < limit and lower < criteria.end:
+            upper = min(lower + window, criteria.end)
+            time_clause = {"$gte" if inclusive else "$gt": lower, "$lt": upper}
+            needed = limit - len(found)
+            batch: list[Document] = []
+            for stream in plan.streams:
+                batch += await self._read(plan, stream, time_clause, needed)
+            batch.sort(key=page_order)
+            found += batch[:needed]
+            if len(batch) >= needed:
+                break
+            window = next_window(window, len(batch), needed)
+            lower, inclusive = upper, True
+        took = found[-1]["desired_time"] - found[0]["desired_time"] if found else timedelta(0)
+        if took > timedelta(0):
+            # the next page likely needs about the stretch of desired time this one took
+            window = max(MIN_WINDOW, took * 1.25)
+        return found, window
+
+    async def _read(
+        self, plan: QueryPlan, stream: Document, desired_time: Any, limit: int
+    ) -> list[Document]:
+        filter_ = window_filter(plan, stream, desired_time)
+        cursor = self.callbacks.find(filter_, LIST_PROJECTION).sort(PAGE_SORT).limit(limit)
+        return await cursor.to_list()
+
+    async def _ties(self, plan: QueryPlan, after: PageCursor, limit: int) -> list[Document]:
+        """Callbacks at the cursor's very desired time that come after it (same slot)."""
+        found: list[Document] = []
+        for stream in plan.streams:
+            if "_id" in stream:
+                docs = await self._read(plan, stream, after.desired_time, 0)
+                found += [doc for doc in docs if doc["_id"].bytes > after.callback_id.bytes]
+            else:
+                filter_ = {"desired_time": after.desired_time, **stream}
+                filter_["_id"] = {"$gt": after.callback_id}
+                cursor = self.callbacks.find(filter_, LIST_PROJECTION).sort(PAGE_SORT)
+                found += await cursor.limit(limit).to_list()
+        found.sort(key=page_order)
+        return found[:limit]
+
+    async def search(self, filter_: Document, limit: int) -> list[Document]:
+        """Callback Search: every retained record matching, latest desired time first."""
+        cursor = self.callbacks.find(filter_, {"timeline": 0, "outbox": 0, "applied_events": 0})
+        return (
+            await cursor.sort([("desired_time", DESCENDING), ("_id", ASCENDING)])
+            .limit(limit)
+            .to_list()
+        )
+
+    # --- slots ----------------------------------------------------------------------------------
+
+    async def take_slot(
+        self, service_name: str, start: datetime, capacity: int, callback_id: UUID
+    ) -> bool:
+        """Take a place in the slot for ``callback_id``; False when the slot is full."""
+        filter_ = {
+            "_id": slot_id(service_name, start),
+            "taken": {"$lt": capacity},
+            "holders": {"$ne": callback_id},
+        }
+        update: Document = {"$inc": {"taken": 1}, "$push": {"holders": callback_id}}
+        on_insert = {
+            "$setOnInsert": {
+                "service_name": service_name,
+                "start": start,
+                "expire_at": start + timedelta(days=14),
+            }
+        }
+        try:
+            await self.slots.update_one(filter_, {**update, **on_insert}, upsert=True)
+            return True
+        except DuplicateKeyError:
+            # The slot exists and is full, or a racing request just created it: once more,
+            # without creating it.
+            result = await self.slots.update_one(filter_, update)
+            return result.modified_count == 1
+
+    async def release_slot(self, service_name: str, start: datetime, callback_id: UUID) -> None:
+        """Give back ``callback_id``'s place, if it holds one (idempotent)."""
+        await self.slots.update_one(
+            {"_id": slot_id(service_name, start), "holders": callback_id},
+            {"$inc": {"taken": -1}, "$pull": {"holders": callback_id}},
+        )
+
+    async def slots_taken(
+        self, service_name: str, start: datetime, end: datetime
+    ) -> dict[datetime, int]:
+        cursor = self.slots.find(
+            {"service_name": service_name, "start": {"$gte": start, "$lt": end}},
+            {"start": 1, "taken": 1},
+        )
+        return {doc["start"]: doc["taken"] async for doc in cursor}
+
+    # --- request counters -----------------------------------------------------------------------
+
+    async def count_request(
+        self,
+        service_name: str,
+        customer_number: str,
+        day: date,
+        limit: int,
+        expire_at: datetime,
+    ) -> bool:
+        """Count one accepted request of the number on ``day``; False when at ``limit``."""
+        filter_ = {
+            "_id": counter_id(service_name, customer_number, day),
+            "count": {"$lt": limit},
+        }
+        try:
+            await self.counters.update_one(
+                filter_,
+                {"$inc": {"count": 1}, "$setOnInsert": {"expire_at": expire_at}},
+                upsert=True,
+            )
+            return True
+        except DuplicateKeyError:
+            result = await self.counters.update_one(filter_, {"$inc": {"count": 1}})
+            return result.modified_count == 1
+
+    async def uncount_request(self, service_name: str, customer_number: str, day: date) -> None:
+        await self.counters.update_one(
+            {"_id": counter_id(service_name, customer_number, day), "count": {"$gt": 0}},
+            {"$inc": {"count": -1}},
+        )
+
+
+def _config(doc: Document) -> ServiceConfig:
+    return ServiceConfig.model_validate(
+        {k: v for k, v in doc.items() if k != "_id"} | {"name": doc["_id"]}
+    )

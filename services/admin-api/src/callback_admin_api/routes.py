@@ -1,0 +1,223 @@
+"""The HTTP edge under ``/api/v1``: parse, authorise, call a command or query, shape the answer."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+from uuid import UUID
+
+from callback_shared.models import (
+    MAX_PAGE_SIZE,
+    CreateCallback,
+    RescheduleCallback,
+    ServiceConfig,
+    UtcDateTime,
+)
+from callback_shared.states import CallbackState
+from fastapi import APIRouter, Body, Path, Query, Response, status
+
+from callback_admin_api import commands, queries
+from callback_admin_api.deps import Api, Configurer, Operator, Reader
+from callback_admin_api.listing import RangePreset, SearchField
+from callback_admin_api.problems import problem_responses
+from callback_admin_api.views import (
+    Availability,
+    CallbackPage,
+    CallbackView,
+    RecreateCallback,
+    SearchResults,
+    ServiceList,
+    ServiceView,
+)
+
+API_PREFIX = "/api/v1"
+
+CallbackId = Annotated[UUID, Path(description="The callback id (UUID).")]
+ServiceName = Annotated[str, Path(min_length=1, max_length=200, description="Virtual queue.")]
+
+callbacks = APIRouter(prefix="/callbacks", tags=["callbacks"])
+search = APIRouter(tags=["search"])
+services = APIRouter(prefix="/services", tags=["services"])
+
+
+@callbacks.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an immediate or schedule a callback",
+    responses=problem_responses(400, 401, 403, 409, 422, 429),
+)
+async def create_callback(
+    api: Api, principal: Operator, command: CreateCallback, response: Response
+) -> CallbackView:
+    doc = await commands.create_callback(api, principal, command)
+    response.headers["Location"] = f"{API_PREFIX}/callbacks/{doc['_id']}"
+    return await queries.view(api, doc)
+
+
+@callbacks.get(
+    "",
+    summary="List callbacks: time range, states, services, search box; pages with a cursor",
+    response_model=CallbackPage,
+    responses=problem_responses(401, 403, 422),
+)
+async def list_callbacks(
+    api: Api,
+    principal: Reader,
+    range_: Annotated[
+        RangePreset | None,
+        Query(alias="range", description="Preset range (default last_14_days)."),
+    ] = None,
+    start: Annotated[
+        UtcDateTime | None, Query(alias="from", description="Custom range start (with to).")
+    ] = None,
+    end: Annotated[
+        UtcDateTime | None, Query(alias="to", description="Custom range end, excluded.")
+    ] = None,
+    tz: Annotated[
+        str, Query(max_length=64, description="Time zone of the presets' days (IANA).")
+    ] = "UTC",
+    state: Annotated[
+        list[CallbackState] | None, Query(description="Repeatable; absent = ALL states.")
+    ] = None,
+    service: Annotated[
+        list[Annotated[str, Query(min_length=1, max_length=200)]] | None,
+        Query(description="Repeatable; absent = ALL granted services."),
+    ] = None,
+    field: Annotated[SearchField | None, Query(description="Search box column.")] = None,
+    q: Annotated[str | None, Query(max_length=100, description="Search box prefix.")] = None,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = MAX_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=500, description="From next_cursor.")] = None,
+) -> Response:
+    request = queries.ListRequest(
+        range=range_,
+        start=start,
+        end=end,
+        time_zone=tz,
+        states=tuple(state or ()),
+        services=tuple(service or ()),
+        field=field,
+        q=q,
+        page_size=page_size,
+        cursor=cursor,
+    )
+    page = await queries.list_callbacks(api, principal, request)
+    # already validated: serialised once, not validated again against the response model
+    return Response(page.model_dump_json(), media_type="application/json")
+
+
+@callbacks.get(
+    "/{callback_id}",
+    summary="One callback with its metrics; advanced=true adds the timeline and actors",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def get_callback(
+    api: Api,
+    principal: Reader,
+    callback_id: CallbackId,
+    advanced: Annotated[bool, Query(description="Add the timeline with actors.")] = False,
+) -> CallbackView:
+    return await queries.get_callback(api, principal, callback_id, advanced=advanced)
+
+
+@callbacks.post(
+    "/{callback_id}/reschedule",
+    summary="Reschedule a SCHEDULED callback to an open slot",
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
+)
+async def reschedule_callback(
+    api: Api, principal: Operator, callback_id: CallbackId, command: RescheduleCallback
+) -> CallbackView:
+    doc = await commands.reschedule_callback(api, principal, callback_id, command.desired_time)
+    return await queries.view(api, doc)
+
+
+@callbacks.post(
+    "/{callback_id}/cancel",
+    summary="Cancel a callback unless PROCESSING or COMPLETED",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def cancel_callback(api: Api, principal: Operator, callback_id: CallbackId) -> CallbackView:
+    doc = await commands.cancel_callback(api, principal, callback_id)
+    return await queries.view(api, doc)
+
+
+@callbacks.post(
+    "/{callback_id}/recreate",
+    status_code=status.HTTP_201_CREATED,
+    summary="Recreate a COMPLETED callback as a new linked record",
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 429),
+)
+async def recreate_callback(
+    api: Api,
+    principal: Operator,
+    callback_id: CallbackId,
+    response: Response,
+    body: Annotated[RecreateCallback | None, Body()] = None,
+) -> CallbackView:
+    doc = await commands.recreate_callback(api, principal, callback_id, body or RecreateCallback())
+    response.headers["Location"] = f"{API_PREFIX}/callbacks/{doc['_id']}"
+    return await queries.view(api, doc)
+
+
+@search.get(
+    "/search",
+    summary="Callback Search: by callback id or customer number, over all retained records",
+    responses=problem_responses(401, 403, 422),
+)
+async def search_callbacks(
+    api: Api,
+    principal: Reader,
+    q: Annotated[str, Query(min_length=1, max_length=100, description="Callback id or number.")],
+) -> SearchResults:
+    return await queries.search_callbacks(api, principal, q)
+
+
+@services.get(
+    "", summary="The services granted to the caller", responses=problem_responses(401, 403)
+)
+async def list_services(api: Api, principal: Reader) -> ServiceList:
+    return await queries.list_services(api, principal)
+
+
+@services.get("/{name}", summary="A service's settings", responses=problem_responses(401, 403, 422))
+async def get_service(api: Api, principal: Reader, name: ServiceName) -> ServiceView:
+    return await queries.get_service(api, principal, name)
+
+
+@services.put(
+    "/{name}",
+    summary="Store a service's settings (administrator)",
+    responses=problem_responses(400, 401, 403, 422),
+)
+async def put_service(
+    api: Api, principal: Configurer, name: ServiceName, settings: ServiceConfig
+) -> ServiceView:
+    saved = await commands.save_service(api, principal, name, settings)
+    return ServiceView(settings=saved, stored=True)
+
+
+@services.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove a service's stored settings: the defaults apply again (administrator)",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def delete_service(api: Api, principal: Configurer, name: ServiceName) -> None:
+    await commands.delete_service(api, principal, name)
+
+
+@services.get(
+    "/{name}/availability",
+    summary="Open slots of a local date with remaining capacity",
+    responses=problem_responses(401, 403, 422),
+)
+async def get_availability(
+    api: Api,
+    principal: Reader,
+    name: ServiceName,
+    date_: Annotated[date, Query(alias="date", description="Local date of the service.")],
+) -> Availability:
+    return await queries.availability(api, principal, name, date_)
+
+
+ROUTERS = [callbacks, search, services]

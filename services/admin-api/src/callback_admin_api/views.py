@@ -1,0 +1,148 @@
+"""What the API shows: callback records with their warning and markers, and the other bodies."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from callback_shared.documents import OVERDUE_MESSAGE, is_overdue
+from callback_shared.models import (
+    Callback,
+    CallbackType,
+    ServiceConfig,
+    TimelineEntry,
+    UtcDateTime,
+)
+from callback_shared.mongo import Document
+from callback_shared.states import CANCELLABLE_STATES, CallbackResult, CallbackState
+from pydantic import BaseModel, ConfigDict, Field
+
+from callback_admin_api.listing import RangePreset
+
+
+class CallbackView(Callback):
+    """A callback record as the Callback tab shows it."""
+
+    timeline: list[TimelineEntry] | None = Field(  # type: ignore[assignment]
+        None, description="Every state change with its time and actor (advanced=true only)."
+    )
+    overdue: bool = Field(description="Still SCHEDULED after its desired window (warning icon).")
+    overdue_message: str | None = Field(description="The warning's message, when overdue.")
+    originated_as_scheduled: bool = Field(description="Created as SCHEDULED (calendar icon).")
+    can_cancel: bool
+    can_reschedule: bool
+    can_recreate: bool
+
+
+#: What a callback document holds that the API shows (``_id`` becomes ``id``).
+RECORD_FIELDS = frozenset(Callback.model_fields) - {"id"}
+
+
+def callback_view(
+    doc: Document, desired_window: timedelta, now: datetime, *, advanced: bool = False
+) -> CallbackView:
+    """The record as :func:`~callback_shared.documents.callback_from_document` reads it, plus
+    the warning, the markers and what may be done with it; validated once (a list page makes
+    250 of these)."""
+    # internal fields, and any another service may add, are not shown
+    record = {key: value for key, value in doc.items() if key in RECORD_FIELDS}
+    if not advanced:
+        record.pop("timeline", None)
+    overdue = is_overdue(doc, desired_window, now)
+    state = doc["state"]
+    return CallbackView.model_validate(
+        {
+            **record,
+            "id": doc["_id"],
+            "overdue": overdue,
+            "overdue_message": OVERDUE_MESSAGE if overdue else None,
+            "originated_as_scheduled": doc["type"] == CallbackType.SCHEDULED,
+            "can_cancel": state in CANCELLABLE_STATES,
+            "can_reschedule": state == CallbackState.SCHEDULED and not doc.get("dispatch_pending"),
+            "can_recreate": state == CallbackState.COMPLETED,
+        }
+    )
+
+
+class CallbackPage(BaseModel):
+    items: list[CallbackView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
+    page_size: int
+    range_from: UtcDateTime = Field(description="Start of the desired-time range shown.")
+    range_to: UtcDateTime = Field(description="End (excluded) of the desired-time range shown.")
+    range: RangePreset | None = None
+
+
+class SearchRow(BaseModel):
+    """One row of Callback Search (the guide's columns)."""
+
+    from_number: str | None = Field(description='"From" Number')
+    state: CallbackState
+    result: CallbackResult | None
+    route_point: str | None
+    last_updated_time: UtcDateTime
+    queue: str | None
+    to_number: str | None
+    callback_id: UUID
+    scheduled_time: UtcDateTime = Field(description="The Desired Callback Time.")
+    diagnostic_data: dict[str, Any]
+    service_name: str
+    customer_number: str
+
+
+class SearchResults(BaseModel):
+    items: list[SearchRow]
+
+
+def search_row(doc: Document) -> SearchRow:
+    return SearchRow(
+        from_number=doc.get("from_number"),
+        state=doc["state"],
+        result=doc.get("result"),
+        route_point=doc.get("route_point"),
+        last_updated_time=doc["updated_at"],
+        queue=doc.get("queue"),
+        to_number=doc.get("to_number"),
+        callback_id=doc["_id"],
+        scheduled_time=doc["desired_time"],
+        diagnostic_data=doc.get("diagnostic_data") or {},
+        service_name=doc["service_name"],
+        customer_number=doc["customer_number"],
+    )
+
+
+class Slot(BaseModel):
+    start: UtcDateTime = Field(description="Use as desired_time to schedule in this slot.")
+    local_start: datetime = Field(description="The same moment in the service's time zone.")
+    capacity: int
+    taken: int
+    remaining: int
+
+
+class Availability(BaseModel):
+    service_name: str
+    date: date
+    time_zone: str
+    slot_length_minutes: int
+    closed: bool = Field(description="A closed date, or a weekday without office hours.")
+    slots: list[Slot] = Field(description="Open slots with remaining capacity, in order.")
+
+
+class ServiceView(BaseModel):
+    settings: ServiceConfig
+    stored: bool = Field(description="False: no settings stored, the defaults apply.")
+
+
+class ServiceList(BaseModel):
+    items: list[ServiceView]
+
+
+class RecreateCallback(BaseModel):
+    """A new callback for the same customer and service, linked to the completed original."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: CallbackType = CallbackType.IMMEDIATE
+    desired_time: UtcDateTime | None = None
+    priority: int | None = Field(None, ge=0, le=100, description="Default: the original's.")

@@ -1,0 +1,315 @@
+"""Cancel, reschedule and recreate through HTTP: rules, actors, places, lifecycle events."""
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import pytest
+from callback_shared.mongo import CALLBACKS, SLOTS
+from callback_shared.states import CallbackResult, CallbackState
+
+from tests.admin_api.support import (
+    configure,
+    fields,
+    immediate,
+    lifecycle_events,
+    number,
+    problem,
+    scheduled,
+    stored_callback,
+    tomorrow_at,
+)
+
+URL = "/api/v1/callbacks"
+S, R = CallbackState, CallbackResult
+
+
+async def slot_taken(mongo, service, start):
+    slot = await mongo[SLOTS].find_one({"service_name": service, "start": start})
+    return 0 if slot is None else slot["taken"]
+
+
+async def test_cancel_completes_as_cancelled_by_admin_and_stops_the_dispatch(
+    client, tokens, service, mongo, admin_settings
+):
+    desired = tomorrow_at(12)
+    created = await client.post(
+        URL, json=scheduled(service, desired), headers=tokens.supervisor(sub="sam")
+    )
+    callback_id = created.json()["id"]
+    # a scheduler replica has taken it (emitted, routing has not reported yet)
+    await mongo[CALLBACKS].update_one(
+        {"_id": UUID(callback_id)},
+        {"$set": {"dispatch_pending": True, "dispatch_token": "replica-1"}},
+    )
+    assert await slot_taken(mongo, service, desired) == 1
+    response = await client.post(f"{URL}/{callback_id}/cancel", headers=tokens.administrator())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["state"], body["result"]) == ("COMPLETED", "CANCELLED_BY_ADMIN")
+    assert body["can_cancel"] is False and body["can_recreate"] is True
+    doc = await mongo[CALLBACKS].find_one({"_id": UUID(callback_id)})
+    assert not {"dispatch_at", "dispatch_pending", "dispatch_token"} & set(doc)
+    last = doc["timeline"][-1]
+    assert (last["state"], last["result"], last["actor"]) == (
+        "COMPLETED",
+        "CANCELLED_BY_ADMIN",
+        "ada",
+    )
+    # the place is given back
+    assert await slot_taken(mongo, service, desired) == 0
+    events = await lifecycle_events(
+        admin_settings.kafka_bootstrap_servers,
+        admin_settings.topic_lifecycle_events,
+        {doc["_id"]},
+        expected=2,
+    )
+    assert [e["kind"] for e in events] == ["CREATED", "CANCELLED"]
+    cancelled = events[1]
+    assert cancelled["actor"] == "ada" and cancelled["previous_state"] == "SCHEDULED"
+    assert (cancelled["state"], cancelled["result"]) == ("COMPLETED", "CANCELLED_BY_ADMIN")
+
+
+@pytest.mark.parametrize("state", [S.QUEUED, S.ROUTING])
+async def test_queued_and_routing_callbacks_can_be_cancelled(client, tokens, service, mongo, state):
+    doc = stored_callback(service, state=state)
+    await mongo[CALLBACKS].insert_one(doc)
+    response = await client.post(f"{URL}/{doc['_id']}/cancel", headers=tokens.supervisor())
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == "CANCELLED_BY_ADMIN"
+
+
+@pytest.mark.parametrize(
+    ("state", "result"), [(S.PROCESSING, None), (S.COMPLETED, R.AGENT), (S.COMPLETED, R.CANCELLED)]
+)
+async def test_processing_and_completed_callbacks_cannot_be_cancelled(
+    client, tokens, service, mongo, admin_settings, state, result
+):
+    doc = stored_callback(service, state=state, result=result)
+    await mongo[CALLBACKS].insert_one(doc)
+    response = await client.post(f"{URL}/{doc['_id']}/cancel", headers=tokens.supervisor())
+    assert problem(response, 409)["state"] == state
+    after = await mongo[CALLBACKS].find_one({"_id": doc["_id"]})
+    assert (after["state"], after["result"]) == (state.value, result)
+    assert len(after["timeline"]) == len(doc["timeline"])
+    (refused,) = await lifecycle_events(
+        admin_settings.kafka_bootstrap_servers,
+        admin_settings.topic_lifecycle_events,
+        {doc["_id"]},
+        expected=1,
+    )
+    assert refused["kind"] == "CANCELLATION_REFUSED" and refused["reason"] == state
+    assert refused["actor"] == "sam"
+
+
+async def test_a_cancel_never_overwrites_a_change_it_did_not_see(client, tokens, service, api):
+    """Routing moves the callback to PROCESSING between the cancel's read and its write: the
+    conditional update misses, the cancel decides again on PROCESSING and refuses."""
+    doc = stored_callback(service, state=S.ROUTING)
+    await api.repository.callbacks.insert_one(doc)
+    real_update = api.repository.update
+    raced = False
+
+    async def update_after_routing(filter_, update):
+        nonlocal raced
+        if not raced:
+            raced = True
+            await api.repository.callbacks.update_one(
+                {"_id": doc["_id"]}, {"$set": {"state": S.PROCESSING.value}}
+            )
+        return await real_update(filter_, update)
+
+    api.repository.update = update_after_routing
+    try:
+        response = await client.post(f"{URL}/{doc['_id']}/cancel", headers=tokens.supervisor())
+    finally:
+        del api.repository.update
+    assert problem(response, 409)["state"] == "PROCESSING"
+    after = await api.repository.get(doc["_id"])
+    assert after["state"] == "PROCESSING" and after["result"] is None
+
+
+async def test_reschedule_moves_the_place_and_the_retention(
+    client, tokens, service, mongo, admin_settings
+):
+    await configure(client, tokens, service, slot_capacity=1)
+    old, new = tomorrow_at(9), tomorrow_at(16)
+    created = await client.post(
+        URL,
+        json=scheduled(service, old, name_recording_uri="s3://r/1.wav"),
+        headers=tokens.supervisor(),
+    )
+    callback_id = created.json()["id"]
+    response = await client.post(
+        f"{URL}/{callback_id}/reschedule",
+        json={"desired_time": new.isoformat()},
+        headers=tokens.supervisor(sub="rita"),
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert datetime.fromisoformat(body["desired_time"]) == new
+    assert body["name_recording_uri"] == "s3://r/1.wav"
+    doc = await mongo[CALLBACKS].find_one({"_id": UUID(callback_id)})
+    assert doc["dispatch_at"] == new and doc["expire_at"] == new + timedelta(days=14)
+    assert doc["timeline"][-1]["actor"] == "rita" and doc["state"] == "SCHEDULED"
+    assert (await slot_taken(mongo, service, old), await slot_taken(mongo, service, new)) == (0, 1)
+    # the old place is free again for someone else
+    again = await client.post(
+        URL, json=scheduled(service, old, number(4)), headers=tokens.supervisor()
+    )
+    assert again.status_code == 201
+    events = await lifecycle_events(
+        admin_settings.kafka_bootstrap_servers,
+        admin_settings.topic_lifecycle_events,
+        {doc["_id"]},
+        expected=2,
+    )
+    assert events[1]["kind"] == "RESCHEDULED" and events[1]["actor"] == "rita"
+    assert datetime.fromisoformat(events[1]["desired_time"]) == new
+
+
+async def test_reschedule_needs_an_open_slot_with_capacity(client, tokens, service, mongo):
+    await configure(client, tokens, service, slot_capacity=1)
+    first = await client.post(
+        URL, json=scheduled(service, tomorrow_at(9)), headers=tokens.supervisor()
+    )
+    full_slot = tomorrow_at(10)
+    await client.post(
+        URL, json=scheduled(service, full_slot, number(1)), headers=tokens.supervisor()
+    )
+    callback_id = first.json()["id"]
+    full = await client.post(
+        f"{URL}/{callback_id}/reschedule",
+        json={"desired_time": full_slot.isoformat()},
+        headers=tokens.supervisor(),
+    )
+    problem(full, 409)
+    off_boundary = await client.post(
+        f"{URL}/{callback_id}/reschedule",
+        json={"desired_time": tomorrow_at(10, 7).isoformat()},
+        headers=tokens.supervisor(),
+    )
+    assert fields(problem(off_boundary, 422)) == {"desired_time"}
+    past = await client.post(
+        f"{URL}/{callback_id}/reschedule",
+        json={"desired_time": (datetime.now(UTC) - timedelta(days=1)).isoformat()},
+        headers=tokens.supervisor(),
+    )
+    assert fields(problem(past, 422)) == {"desired_time"}
+    doc = await mongo[CALLBACKS].find_one({"_id": UUID(callback_id)})
+    assert doc["desired_time"] == tomorrow_at(9)
+    assert await slot_taken(mongo, service, tomorrow_at(9)) == 1
+
+
+@pytest.mark.parametrize(
+    ("state", "extra"),
+    [
+        (S.QUEUED, {}),
+        (S.PROCESSING, {}),
+        (S.COMPLETED, {"result": R.AGENT}),
+        (S.SCHEDULED, {"dispatch_pending": True}),
+    ],
+)
+async def test_only_a_scheduled_callback_not_yet_dispatched_can_be_rescheduled(
+    client, tokens, service, mongo, state, extra
+):
+    doc = stored_callback(service, state=state, **extra)
+    await mongo[CALLBACKS].insert_one(doc)
+    response = await client.post(
+        f"{URL}/{doc['_id']}/reschedule",
+        json={"desired_time": tomorrow_at(13).isoformat()},
+        headers=tokens.supervisor(),
+    )
+    problem(response, 409)
+    after = await mongo[CALLBACKS].find_one({"_id": doc["_id"]})
+    assert after["desired_time"] == doc["desired_time"]
+    assert await slot_taken(mongo, service, tomorrow_at(13)) == 0
+
+
+@pytest.mark.parametrize(("days_ago", "kept"), [(3, True), (5, False)])
+async def test_recreate_links_the_new_record_and_keeps_the_recording_within_four_days(
+    client, tokens, service, mongo, admin_settings, days_ago, kept
+):
+    completed_at = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days_ago)
+    original = stored_callback(
+        service,
+        state=S.COMPLETED,
+        result=R.CANCELLED,
+        desired=completed_at - timedelta(minutes=5),
+        completed_at=completed_at,
+        name_recording_uri="s3://r/name.wav",
+    )
+    original["priority"] = 4
+    await mongo[CALLBACKS].insert_one(original)
+    response = await client.post(
+        f"{URL}/{original['_id']}/recreate", headers=tokens.supervisor(sub="rob")
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["recreated_from"] == str(original["_id"])
+    assert body["id"] != str(original["_id"])
+    assert (body["state"], body["type"], body["created_by"]) == ("SCHEDULED", "IMMEDIATE", "rob")
+    assert body["customer_number"] == original["customer_number"]
+    assert body["priority"] == 4
+    assert body["name_recording_uri"] == ("s3://r/name.wav" if kept else None)
+    (event,) = await lifecycle_events(
+        admin_settings.kafka_bootstrap_servers,
+        admin_settings.topic_lifecycle_events,
+        {UUID(body["id"])},
+        expected=1,
+    )
+    assert event["kind"] == "RECREATED" and event["actor"] == "rob"
+    assert str(original["_id"]) in event["reason"]
+
+
+async def test_recreate_can_schedule_into_a_slot(client, tokens, service, mongo):
+    original = stored_callback(service, state=S.COMPLETED, result=R.AGENT)
+    await mongo[CALLBACKS].insert_one(original)
+    desired = tomorrow_at(15, 15)
+    response = await client.post(
+        f"{URL}/{original['_id']}/recreate",
+        json={"type": "SCHEDULED", "desired_time": desired.isoformat()},
+        headers=tokens.supervisor(),
+    )
+    assert response.status_code == 201, response.text
+    assert datetime.fromisoformat(response.json()["desired_time"]) == desired
+    assert await slot_taken(mongo, service, desired) == 1
+
+
+@pytest.mark.parametrize("state", [S.SCHEDULED, S.QUEUED, S.ROUTING, S.PROCESSING])
+async def test_only_a_completed_callback_can_be_recreated(client, tokens, service, mongo, state):
+    doc = stored_callback(service, state=state)
+    await mongo[CALLBACKS].insert_one(doc)
+    response = await client.post(f"{URL}/{doc['_id']}/recreate", headers=tokens.supervisor())
+    assert problem(response, 409)["state"] == state
+    assert await mongo[CALLBACKS].count_documents({"service_name": service}) == 1
+
+
+async def test_commands_on_a_missing_callback_are_404(client, tokens):
+    missing = "00000000-0000-4000-8000-000000000000"
+    for path, body in [
+        ("cancel", None),
+        ("recreate", None),
+        ("reschedule", {"desired_time": tomorrow_at(9).isoformat()}),
+    ]:
+        response = await client.post(
+            f"{URL}/{missing}/{path}", json=body, headers=tokens.supervisor()
+        )
+        problem(response, 404)
+
+
+async def test_the_outbox_keeps_an_event_kafka_did_not_take(client, tokens, service, api, mongo):
+    """Kafka refuses the publish: the command still succeeds and its event stays in the
+    document's outbox for the relay loop."""
+
+    async def kafka_down(entries):
+        raise ConnectionError("kafka down")
+
+    api.relay.publish = kafka_down
+    try:
+        response = await client.post(URL, json=immediate(service), headers=tokens.supervisor())
+    finally:
+        del api.relay.publish
+    assert response.status_code == 201
+    doc = await mongo[CALLBACKS].find_one({"_id": UUID(response.json()["id"])})
+    assert [entry["event_id"] for entry in doc["outbox"]]
+    assert doc["outbox_since"] is not None

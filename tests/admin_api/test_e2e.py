@@ -1,0 +1,71 @@
+"""The real callback-admin-api process: create and cancel over HTTP, the lifecycle events on
+Kafka, and events a crashed writer left in an outbox published by the relay loop."""
+
+from datetime import timedelta
+from uuid import UUID
+
+import httpx
+import pytest
+from callback_shared.documents import lifecycle_event
+from callback_shared.models import LifecycleEventKind, utcnow
+from callback_shared.mongo import CALLBACKS, make_mongo_client
+from callback_shared.outbox import OUTBOX, OUTBOX_SINCE, outbox_entry
+from callback_shared.settings import PlatformSettings
+
+from tests.admin_api.support import (
+    SECRET,
+    Tokens,
+    immediate,
+    lifecycle_events,
+    number,
+    stored_callback,
+)
+from tests.support import start_service
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_create_and_cancel_reach_the_lifecycle_topic(env, tmp_path):
+    env = {**env, "JWT_SECRET": SECRET}
+    settings = PlatformSettings(**{k.lower(): v for k, v in env.items()})
+    # a writer crashed after storing its change: the event is still in the outbox
+    client = make_mongo_client(settings)
+    left = stored_callback("e2e-billing", customer_number=number(1))
+    event = lifecycle_event(left, LifecycleEventKind.CREATED, occurred_at=utcnow(), actor="ghost")
+    left[OUTBOX] = [outbox_entry(settings.topic_lifecycle_events, event)]
+    left[OUTBOX_SINCE] = utcnow() - timedelta(minutes=1)
+    await client[settings.mongodb_database][CALLBACKS].insert_one(left)
+
+    process = start_service("admin-api", env, tmp_path)
+    tokens = Tokens()
+    try:
+        process.wait_ready()
+        async with httpx.AsyncClient(base_url=f"{process.url}/api/v1", timeout=10) as http:
+            created = await http.post(
+                "/callbacks", json=immediate("e2e-billing"), headers=tokens.supervisor(sub="sam")
+            )
+            assert created.status_code == 201, created.text
+            callback_id = created.json()["id"]
+            cancelled = await http.post(
+                f"/callbacks/{callback_id}/cancel", headers=tokens.supervisor(sub="sam")
+            )
+            assert cancelled.status_code == 200, cancelled.text
+            assert cancelled.json()["result"] == "CANCELLED_BY_ADMIN"
+            unauthenticated = await http.get("/callbacks")
+            assert unauthenticated.status_code == 401
+        events = await lifecycle_events(
+            settings.kafka_bootstrap_servers,
+            settings.topic_lifecycle_events,
+            {UUID(callback_id), left["_id"]},
+            expected=3,
+        )
+    finally:
+        code = process.terminate()
+        await client.drop_database(settings.mongodb_database)
+        await client.close()
+    assert code == 0, process.output()
+    mine = [e for e in events if e["callback_id"] == callback_id]
+    assert [(e["kind"], e["actor"]) for e in mine] == [("CREATED", "sam"), ("CANCELLED", "sam")]
+    assert mine[1]["result"] == "CANCELLED_BY_ADMIN"
+    relayed = [e for e in events if e["callback_id"] == str(left["_id"])]
+    assert [(e["kind"], e["actor"]) for e in relayed] == [("CREATED", "ghost")]
