@@ -62,6 +62,7 @@ async def lateness(infra: Infrastructure) -> dict[str, Metric]:
     )
     await consumer.start()
     late_ms: dict[str, float] = {}
+    due_at: dict[str, datetime] = {}
     try:
         deadline = time.monotonic() + 240
         while len(late_ms) < DUE_IN_THE_MINUTE and time.monotonic() < deadline:
@@ -72,6 +73,7 @@ async def lateness(infra: Infrastructure) -> dict[str, Metric]:
                     emitted = datetime.fromtimestamp(record.timestamp / 1000, UTC)
                     lateness_ms = (emitted - event.desired_time).total_seconds() * 1000
                     late_ms.setdefault(str(event.callback_id), lateness_ms)
+                    due_at.setdefault(str(event.callback_id), event.desired_time)
     finally:
         await consumer.stop()
         scheduler.terminate()
@@ -84,7 +86,15 @@ async def lateness(infra: Infrastructure) -> dict[str, Metric]:
         "lateness_p50_ms": Metric(percentile(values, 50), "ms"),
         "lateness_p99_ms": Metric(percentile(values, 99), "ms", target=100),
         "lateness_max_ms": Metric(max(values), "ms"),
+        "late_over_100ms_share": Metric(sum(v > 100 for v in values) / len(values), "ratio"),
+        # when the late ones were due: one burst points at a server stall, not at the design
+        "late_over_100ms_span_s": Metric(late_span_seconds(late_ms, due_at), "s"),
     }
+
+
+def late_span_seconds(late_ms: dict[str, float], due_at: dict[str, datetime]) -> float:
+    late = sorted(due_at[key] for key, value in late_ms.items() if value > 100)
+    return (late[-1] - late[0]).total_seconds() if late else 0.0
 
 
 async def throughput(infra: Infrastructure) -> dict[str, Metric]:
