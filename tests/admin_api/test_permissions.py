@@ -24,11 +24,11 @@ from tests.admin_api.support import (
     tomorrow_at,
 )
 
-READ, OPERATE, CONFIGURE = "read", "operate", "configure"
+READ, OPERATE, CONFIGURE, EXPORT = "read", "operate", "configure", "export"
 ALLOWED = {
     MONITOR: {READ},
-    SUPERVISOR: {READ, OPERATE},
-    ADMINISTRATOR: {READ, OPERATE, CONFIGURE},
+    SUPERVISOR: {READ, OPERATE, EXPORT},
+    ADMINISTRATOR: {READ, OPERATE, CONFIGURE, EXPORT},
 }
 
 
@@ -53,6 +53,10 @@ ENDPOINTS = [
     Endpoint("reschedule", "POST", "/callbacks/{scheduled}/reschedule", OPERATE, 200, 404, "slot"),
     Endpoint("cancel", "POST", "/callbacks/{scheduled}/cancel", OPERATE, 200, 404),
     Endpoint("recreate", "POST", "/callbacks/{completed}/recreate", OPERATE, 201, 404),
+    Endpoint("bulk preview", "POST", "/callbacks/bulk-cancel/preview", OPERATE, 200, 200, "range"),
+    Endpoint("bulk cancel", "POST", "/callbacks/bulk-cancel", OPERATE, 200, 200, "range"),
+    # nobody has cancelled anything in this test's service: the report is empty (404)
+    Endpoint("cancellation report", "GET", "/reports/cancellations", EXPORT, 404, 404),
     Endpoint("search", "GET", "/search", READ, 200, 200, params="q"),
     Endpoint("services", "GET", "/services", READ, 200, 200),
     Endpoint("service settings", "GET", "/services/{service}", READ, 200, 403),
@@ -89,6 +93,7 @@ async def test_permission_matrix(client, tokens, service, api, mongo, endpoint, 
         "create": immediate(service, number(903)),
         "settings": {"name": service, "slot_capacity": 9},
         "slot": {"desired_time": (tomorrow_at(10) + timedelta(days=1)).isoformat()},
+        "range": {"all_in_range": {"range": "next_7_days"}},
         None: None,
     }[endpoint.body]
     params = {
@@ -127,6 +132,10 @@ async def test_permission_matrix(client, tokens, service, api, mongo, endpoint, 
         assert [row["callback_id"] for row in response.json()["items"]] == [str(scheduled["_id"])]
     elif expected == 200 and endpoint.name == "services":
         assert [item["settings"]["name"] for item in response.json()["items"]] == [service]
+    elif expected == 200 and endpoint.name == "bulk preview":
+        assert [item["id"] for item in response.json()["items"]] == [str(scheduled["_id"])]
+    elif expected == 200 and endpoint.name == "bulk cancel":
+        assert response.json()["cancelled"] == 1
     elif expected == 200 and endpoint.name.startswith("list"):
         listed = {item["id"] for item in response.json()["items"]}
         assert str(scheduled["_id"]) in listed

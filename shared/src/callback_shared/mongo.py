@@ -19,6 +19,8 @@ REQUEST_COUNTERS = "request_counters"
 #: The Cancellation Summary Report: one entry per actor, batch and callback (see
 #: :mod:`callback_shared.reports`).
 CANCELLATION_REPORT = "cancellation_report"
+#: Bulk cancel jobs of the admin API (``_id`` = batch id): progress of a large cancel.
+BULK_CANCEL_JOBS = "bulk_cancel_jobs"
 
 Document = dict[str, Any]
 
@@ -89,6 +91,12 @@ CANCELLATION_REPORT_INDEXES: list[IndexModel] = [
 ]
 
 
+#: Indexes of the ``bulk_cancel_jobs`` collection: a job is kept 14 days after it started.
+BULK_CANCEL_JOB_INDEXES: list[IndexModel] = [
+    IndexModel([("expire_at", ASCENDING)], name="bulk_job_retention_ttl", expireAfterSeconds=0),
+]
+
+
 def make_mongo_client(settings: PlatformSettings, **options: Any) -> AsyncMongoClient[Document]:
     """A client that returns aware UTC datetimes and standard UUIDs; connects lazily."""
     options.setdefault("serverSelectionTimeoutMS", 5000)
@@ -110,4 +118,5 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> list[str]:
     created += await db[SLOTS].create_indexes(SLOT_INDEXES)
     created += await db[REQUEST_COUNTERS].create_indexes(REQUEST_COUNTER_INDEXES)
     created += await db[CANCELLATION_REPORT].create_indexes(CANCELLATION_REPORT_INDEXES)
+    created += await db[BULK_CANCEL_JOBS].create_indexes(BULK_CANCEL_JOB_INDEXES)
     return created

@@ -30,12 +30,15 @@ class Permission(StrEnum):
     READ = "read"  # list, search, metrics, availability, services
     OPERATE = "operate"  # create, schedule, reschedule, cancel, recreate (bulk cancel, export)
     CONFIGURE = "configure"  # edit service settings
+    EXPORT = "export"  # the Cancellation Summary Report
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.MONITOR: frozenset({Permission.READ}),
-    Role.SUPERVISOR: frozenset({Permission.READ, Permission.OPERATE}),
-    Role.ADMINISTRATOR: frozenset({Permission.READ, Permission.OPERATE, Permission.CONFIGURE}),
+    Role.SUPERVISOR: frozenset({Permission.READ, Permission.OPERATE, Permission.EXPORT}),
+    Role.ADMINISTRATOR: frozenset(
+        {Permission.READ, Permission.OPERATE, Permission.CONFIGURE, Permission.EXPORT}
+    ),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from uuid import UUID, uuid4
 
 import structlog
@@ -80,6 +81,21 @@ async def publish(api: AdminApi, doc: Document) -> None:
         log.warning(
             "lifecycle event left for the outbox relay", callback_id=str(doc["_id"]), exc_info=True
         )
+
+
+async def publish_many(api: AdminApi, docs: list[Document]) -> None:
+    """:func:`publish` for many documents (bulk cancel): one publish of every event, then one
+    bulk removal from the outboxes; if it fails the relay loop publishes them later."""
+    docs = [doc for doc in docs if doc.get(OUTBOX)]
+    if not docs:
+        return
+    try:
+        await api.relay.publish(entry for doc in docs for entry in doc[OUTBOX])
+        await api.repository.remove_from_outboxes(
+            {doc["_id"]: [entry["event_id"] for entry in doc[OUTBOX]] for doc in docs}
+        )
+    except Exception:
+        log.warning("lifecycle events left for the outbox relay", count=len(docs), exc_info=True)
 
 
 # --- create, schedule, recreate ------------------------------------------------------------------
@@ -324,25 +340,71 @@ async def reschedule_callback(
     return updated
 
 
+class CancelOutcome(StrEnum):
+    CANCELLED = "CANCELLED"
+    #: not cancellable (PROCESSING, COMPLETED): announced as a refused cancellation
+    REFUSED = "REFUSED"
+    #: gone (the retention deleted it) while being cancelled
+    NOT_FOUND = "NOT_FOUND"
+    #: its state kept changing under the conditional update: left as it is, not announced
+    CHANGING = "CHANGING"
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    outcome: CancelOutcome
+    #: the document after the cancel, or as last seen
+    doc: Document | None
+    #: the state it was cancelled or refused in
+    state: CallbackState | None
+
+
 async def cancel_callback(api: AdminApi, principal: Principal, callback_id: UUID) -> Document:
     """COMPLETED(CANCELLED_BY_ADMIN) unless PROCESSING or COMPLETED (409, announced as a refused
     cancellation)."""
+    doc = await load_callback(api, principal, callback_id)
+    done = await cancel_one(api, principal, doc)
+    if done.outcome is CancelOutcome.CANCELLED and done.doc is not None:
+        return done.doc
+    if done.outcome is CancelOutcome.REFUSED:
+        raise Conflict(f"a {done.state} callback cannot be cancelled", state=done.state)
+    if done.outcome is CancelOutcome.NOT_FOUND:
+        raise NotFound("no such callback among your services")
+    raise Conflict("the callback kept changing state while being cancelled; try again")
+
+
+async def cancel_one(
+    api: AdminApi,
+    principal: Principal,
+    doc: Document,
+    *,
+    batch_id: UUID | None = None,
+    deferred: bool = False,
+) -> Cancellation:
+    """The one place a callback is cancelled (single and bulk cancel): a conditional update on
+    the state it was seen in, carrying its CANCELLED event in the outbox; a callback not in
+    :data:`CANCELLABLE_STATES` gets a CANCELLATION_REFUSED event instead. A state that changed
+    meanwhile is decided again. ``deferred``: the caller gives back the slot place and
+    publishes the returned document's outbox itself (bulk cancel, by batch). The caller checked
+    the grant."""
     repo = api.repository
     for _ in range(UPDATE_ATTEMPTS):
-        doc = await load_callback(api, principal, callback_id)
         state = CallbackState(doc["state"])
         now = api.clock()
         try:
             check_transition(state, CallbackState.COMPLETED, CallbackResult.CANCELLED_BY_ADMIN)
         except ForbiddenTransition:
-            await _refuse_cancellation(api, principal, doc, now)
-            raise Conflict(f"a {state} callback cannot be cancelled", state=state) from None
+            refused = await _refuse_cancellation(api, principal, doc, now, batch_id)
+            if refused is not None and not deferred:
+                await publish(api, refused)
+            return Cancellation(CancelOutcome.REFUSED, refused or doc, state)
         event = lifecycle_event(
             {**doc, "state": CallbackState.COMPLETED, "result": CallbackResult.CANCELLED_BY_ADMIN},
             LifecycleEventKind.CANCELLED,
             occurred_at=now,
             previous_state=state,
             actor=principal.username,
+            batch_id=batch_id,
         )
         update = {
             "$set": {
@@ -360,39 +422,50 @@ async def cancel_callback(api: AdminApi, principal: Principal, callback_id: UUID
                     SOURCE,
                     result=CallbackResult.CANCELLED_BY_ADMIN,
                     actor=principal.username,
-                    note="cancelled",
+                    note="cancelled" if batch_id is None else f"cancelled in batch {batch_id}",
                 )
             },
         }
         updated = await repo.update(
-            {"_id": callback_id, "state": state.value},
+            {"_id": doc["_id"], "state": state.value},
             with_outbox(update, [outbox_entry(api.lifecycle_topic, event)]),
         )
         if updated is None:
-            continue  # its state changed meanwhile: decide again on the new state
-        await repo.release_slot(doc["service_name"], doc["desired_time"], callback_id)
-        await publish(api, updated)
-        return updated
-    raise Conflict("the callback kept changing state while being cancelled; try again")
+            # its state changed meanwhile: decide again on the new state
+            fresh = await repo.get(doc["_id"])
+            if fresh is None:
+                return Cancellation(CancelOutcome.NOT_FOUND, None, None)
+            doc = fresh
+            continue
+        if not deferred:
+            await repo.release_slot(doc["service_name"], doc["desired_time"], doc["_id"])
+            await publish(api, updated)
+        return Cancellation(CancelOutcome.CANCELLED, updated, state)
+    return Cancellation(CancelOutcome.CHANGING, doc, CallbackState(doc["state"]))
 
 
 async def _refuse_cancellation(
-    api: AdminApi, principal: Principal, doc: Document, now: datetime
-) -> None:
+    api: AdminApi,
+    principal: Principal,
+    doc: Document,
+    now: datetime,
+    batch_id: UUID | None = None,
+) -> Document | None:
+    """Announce the refusal through the outbox (unless the state changed meanwhile); the
+    document with the event in its outbox."""
     event = lifecycle_event(
         doc,
         LifecycleEventKind.CANCELLATION_REFUSED,
         occurred_at=now,
         previous_state=CallbackState(doc["state"]),
         actor=principal.username,
+        batch_id=batch_id,
         reason=str(doc["state"]),
     )
-    updated = await api.repository.update(
+    return await api.repository.update(
         {"_id": doc["_id"], "state": doc["state"]},
         with_outbox({}, [outbox_entry(api.lifecycle_topic, event)]),
     )
-    if updated is not None:
-        await publish(api, updated)
 
 
 # --- service settings ---------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from callback_shared.models import utcnow
 from callback_shared.outbox import OutboxRelay
@@ -20,6 +22,18 @@ def now_in_milliseconds() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+_background: set[asyncio.Task[Any]] = set()
+
+
+def spawn_task(coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+    """A background task kept alive until it ends (the service wires the runtime's instead)."""
+    task = asyncio.ensure_future(coro)
+    task.set_name(name)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
 @dataclass
 class AdminApi:
     settings: AdminApiSettings
@@ -27,6 +41,8 @@ class AdminApi:
     relay: OutboxRelay
     verifier: TokenVerifier
     clock: Callable[[], datetime] = field(default=now_in_milliseconds)
+    #: runs a background task (bulk cancel jobs): the runtime's, cancelled on shutdown
+    spawn: Callable[[Awaitable[Any], str], object] = field(default=spawn_task)
 
     @property
     def lifecycle_topic(self) -> str:

@@ -50,3 +50,4 @@ def permitted(permission: Permission) -> Callable[[Principal], Awaitable[Princip
 Reader = Annotated[Principal, Depends(permitted(Permission.READ))]
 Operator = Annotated[Principal, Depends(permitted(Permission.OPERATE))]
 Configurer = Annotated[Principal, Depends(permitted(Permission.CONFIGURE))]
+Exporter = Annotated[Principal, Depends(permitted(Permission.EXPORT))]

@@ -35,6 +35,7 @@ def build(runtime: ServiceRuntime) -> None:
         repository=Repository(runtime.db),
         relay=OutboxRelay(runtime.db[CALLBACKS], runtime.broker),
         verifier=TokenVerifier(settings),
+        spawn=runtime.spawn,
     )
     if not api.verifier.configured:
         runtime.log.warning("neither JWT_SECRET nor JWT_PUBLIC_KEY is set: every API call is 401")

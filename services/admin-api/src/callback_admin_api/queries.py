@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callback_shared.models import MAX_PAGE_SIZE, RETENTION, ServiceConfig
 from callback_shared.mongo import Document
+from callback_shared.reports import ALL_SERVICES, ReportEntry, recent_cancellations
 from callback_shared.states import CallbackState
 
 from callback_admin_api.auth import Principal
@@ -18,6 +19,7 @@ from callback_admin_api.commands import load_callback, require_service
 from callback_admin_api.context import AdminApi
 from callback_admin_api.listing import (
     InvalidCriteria,
+    ListCriteria,
     PageCursor,
     RangePreset,
     SearchField,
@@ -25,7 +27,7 @@ from callback_admin_api.listing import (
     query_plan,
     resolve_range,
 )
-from callback_admin_api.problems import Forbidden, InvalidField
+from callback_admin_api.problems import Forbidden, InvalidField, NotFound
 from callback_admin_api.schedule import openings, slot_starts, start_of_day
 from callback_admin_api.views import (
     Availability,
@@ -39,6 +41,8 @@ from callback_admin_api.views import (
     search_row,
 )
 
+#: How far back the Cancellation Summary Report goes ("recently cancelled").
+REPORT_PERIOD = timedelta(days=14)
 #: How long past its expiry a record may still be there (the TTL monitor runs now and then).
 TTL_GRACE = timedelta(days=1)
 
@@ -59,12 +63,15 @@ class ListRequest:
     cursor: str | None = None
 
 
-async def list_callbacks(api: AdminApi, principal: Principal, request: ListRequest) -> CallbackPage:
-    now = api.clock()
+def list_criteria(
+    principal: Principal, request: ListRequest, now: datetime, *, location: str = "query"
+) -> tuple[ListCriteria, datetime, datetime]:
+    """The criteria of the list's filters (also bulk cancel's ``all_in_range``), and the range
+    asked for; names the offending field (a query parameter, or a member of a body)."""
     try:
         zone = ZoneInfo(request.time_zone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidField("tz", "unknown time zone", location="query") from None
+        raise InvalidField("tz", "unknown time zone", location=location) from None
     try:
         start, end = resolve_range(request.range, request.start, request.end, now=now, zone=zone)
         if request.services:
@@ -82,16 +89,29 @@ async def list_callbacks(api: AdminApi, principal: Principal, request: ListReque
             search_field=request.field,
             q=request.q,
         )
+    except InvalidCriteria as exc:
+        raise InvalidField(exc.field, exc.message, location=location) from None
+    return criteria, start, end
+
+
+def retained(criteria: ListCriteria, now: datetime) -> ListCriteria:
+    """Nothing older is retained (the TTL index deletes it; its monitor may lag a little)."""
+    return replace(criteria, start=max(criteria.start, now - RETENTION - TTL_GRACE))
+
+
+async def list_callbacks(api: AdminApi, principal: Principal, request: ListRequest) -> CallbackPage:
+    now = api.clock()
+    criteria, start, end = list_criteria(principal, request, now)
+    try:
         after = PageCursor.decode(request.cursor) if request.cursor else None
     except InvalidCriteria as exc:
         raise InvalidField(exc.field, exc.message, location="query") from None
     docs: list[Document] = []
     window = timedelta(0)
-    # Nothing older is retained (the TTL index deletes it; its monitor may lag a little).
-    retained = replace(criteria, start=max(criteria.start, now - RETENTION - TTL_GRACE))
-    if not criteria.matches_nothing and retained.start < retained.end:
+    shown = retained(criteria, now)
+    if not criteria.matches_nothing and shown.start < shown.end:
         docs, window = await api.repository.page(
-            retained, query_plan(retained), after, request.page_size + 1
+            shown, query_plan(shown), after, request.page_size + 1
         )
     custom = request.start is not None or request.end is not None
     more = len(docs) > request.page_size
@@ -195,6 +215,19 @@ async def get_service(api: AdminApi, principal: Principal, service_name: str) ->
     require_service(principal, service_name)
     config, stored = await api.repository.service_config(service_name)
     return ServiceView(settings=config, stored=stored)
+
+
+async def cancellation_report(api: AdminApi, principal: Principal) -> list[ReportEntry]:
+    """The caller's recent cancellations (and refused ones) in the services granted to them,
+    newest first; 404 when there are none (the guide: the file exists only then)."""
+    now = api.clock()
+    services = ALL_SERVICES if principal.all_services else principal.services
+    entries = await recent_cancellations(
+        api.repository.db, principal.username, services, since=now - REPORT_PERIOD, now=now
+    )
+    if not entries:
+        raise NotFound("you have cancelled no callbacks recently")
+    return entries
 
 
 async def view(api: AdminApi, doc: Document) -> CallbackView:

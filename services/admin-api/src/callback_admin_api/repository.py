@@ -18,13 +18,21 @@ from typing import Any
 from uuid import UUID
 
 from callback_shared.models import ServiceConfig
-from callback_shared.mongo import CALLBACKS, REQUEST_COUNTERS, SERVICES, SLOTS, Document
+from callback_shared.mongo import (
+    BULK_CANCEL_JOBS,
+    CALLBACKS,
+    REQUEST_COUNTERS,
+    SERVICES,
+    SLOTS,
+    Document,
+)
+from callback_shared.outbox import OUTBOX, OUTBOX_SINCE
 from callback_shared.states import OPEN_STATES
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from callback_admin_api.listing import ListCriteria, PageCursor, QueryPlan
+from callback_admin_api.listing import ListCriteria, PageCursor, QueryPlan, list_filter
 
 #: Fields a list page never needs (the timeline is shown by the detail view only).
 LIST_PROJECTION = {"timeline": 0, "outbox": 0, "applied_events": 0}
@@ -69,6 +77,9 @@ class Repository:
         self.services = db[SERVICES]
         self.slots = db[SLOTS]
         self.counters = db[REQUEST_COUNTERS]
+        self.jobs = db[BULK_CANCEL_JOBS]
+        #: the database itself, for the shared report queries
+        self.db = db
 
     # --- services -------------------------------------------------------------------------------
 
@@ -201,6 +212,16 @@ class Repository:
         found.sort(key=page_order)
         return found[:limit]
 
+    async def find_ids(self, callback_ids: Iterable[UUID]) -> dict[UUID, Document]:
+        """The callbacks of these ids that exist (bulk cancel by ids), by id."""
+        cursor = self.callbacks.find({"_id": {"$in": list(callback_ids)}}, LIST_PROJECTION)
+        return {doc["_id"]: doc async for doc in cursor}
+
+    async def count_matching(self, criteria: ListCriteria, up_to: int) -> int:
+        """Callbacks the criteria select, counted up to ``up_to`` (bulk cancel's job threshold)."""
+        cursor = self.callbacks.find(list_filter(criteria), {"_id": 1}).limit(up_to)
+        return len(await cursor.to_list())
+
     async def search(self, filter_: Document, limit: int) -> list[Document]:
         """Callback Search: every retained record matching, latest desired time first."""
         cursor = self.callbacks.find(filter_, {"timeline": 0, "outbox": 0, "applied_events": 0})
@@ -209,6 +230,36 @@ class Repository:
             .limit(limit)
             .to_list()
         )
+
+    async def remove_from_outboxes(self, published: dict[UUID, list[Any]]) -> None:
+        """Remove published events from their callbacks' outboxes (as the outbox relay does),
+        for many callbacks in one round trip."""
+        if not published:
+            return
+        await self.callbacks.bulk_write(
+            [
+                UpdateOne({"_id": callback_id}, {"$pull": {OUTBOX: {"event_id": {"$in": ids}}}})
+                for callback_id, ids in published.items()
+            ]
+            + [
+                UpdateOne(
+                    {"_id": callback_id, OUTBOX: {"$size": 0}}, {"$unset": {OUTBOX_SINCE: ""}}
+                )
+                for callback_id in published
+            ],
+            ordered=True,
+        )
+
+    # --- bulk cancel jobs -----------------------------------------------------------------------
+
+    async def insert_job(self, job: Document) -> None:
+        await self.jobs.insert_one(job)
+
+    async def update_job(self, batch_id: UUID, update: Document) -> None:
+        await self.jobs.update_one({"_id": batch_id}, update)
+
+    async def job(self, batch_id: UUID, actor: str) -> Document | None:
+        return await self.jobs.find_one({"_id": batch_id, "actor": actor})
 
     # --- slots ----------------------------------------------------------------------------------
 
@@ -253,6 +304,20 @@ class Repository:
             {"start": 1, "taken": 1},
         )
         return {doc["start"]: doc["taken"] async for doc in cursor}
+
+    async def release_slots(self, places: list[tuple[str, datetime, UUID]]) -> None:
+        """:meth:`release_slot` for many (service, slot start, callback) at once."""
+        if places:
+            await self.slots.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": slot_id(service_name, start), "holders": callback_id},
+                        {"$inc": {"taken": -1}, "$pull": {"holders": callback_id}},
+                    )
+                    for service_name, start, callback_id in places
+                ],
+                ordered=False,
+            )
 
     # --- request counters -----------------------------------------------------------------------
 

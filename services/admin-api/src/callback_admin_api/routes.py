@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
 from uuid import UUID
 
 from callback_shared.models import (
@@ -13,15 +13,20 @@ from callback_shared.models import (
     ServiceConfig,
     UtcDateTime,
 )
+from callback_shared.reports import CSV_MEDIA_TYPE, ReportEntry, report_csv
 from callback_shared.states import CallbackState
 from fastapi import APIRouter, Body, Path, Query, Response, status
+from fastapi.responses import JSONResponse
 
-from callback_admin_api import commands, queries
-from callback_admin_api.deps import Api, Configurer, Operator, Reader
+from callback_admin_api import bulk, commands, queries
+from callback_admin_api.deps import Api, Configurer, Exporter, Operator, Reader
 from callback_admin_api.listing import RangePreset, SearchField
 from callback_admin_api.problems import problem_responses
 from callback_admin_api.views import (
     Availability,
+    BulkCancelPreview,
+    BulkCancelRequest,
+    BulkCancelResult,
     CallbackPage,
     CallbackView,
     RecreateCallback,
@@ -38,6 +43,7 @@ ServiceName = Annotated[str, Path(min_length=1, max_length=200, description="Vir
 callbacks = APIRouter(prefix="/callbacks", tags=["callbacks"])
 search = APIRouter(tags=["search"])
 services = APIRouter(prefix="/services", tags=["services"])
+reports = APIRouter(prefix="/reports", tags=["reports"])
 
 
 @callbacks.post(
@@ -52,6 +58,48 @@ async def create_callback(
     doc = await commands.create_callback(api, principal, command)
     response.headers["Location"] = f"{API_PREFIX}/callbacks/{doc['_id']}"
     return await queries.view(api, doc)
+
+
+@callbacks.post(
+    "/bulk-cancel/preview",
+    summary="What a bulk cancel would cancel, and what it excludes with why",
+    responses=problem_responses(400, 401, 403, 422),
+)
+async def preview_bulk_cancel(
+    api: Api, principal: Operator, body: BulkCancelRequest
+) -> BulkCancelPreview:
+    return await bulk.preview(api, principal, body)
+
+
+@callbacks.post(
+    "/bulk-cancel",
+    summary="Cancel chosen callbacks, or every open one of a range; a large range: a job (202)",
+    responses={
+        202: {"description": "A large range: cancelled by a job, see Location"},
+        **problem_responses(400, 401, 403, 422),
+    },
+)
+async def bulk_cancel(
+    api: Api, principal: Operator, body: BulkCancelRequest, response: Response
+) -> BulkCancelResult:
+    result, as_job = await bulk.bulk_cancel(api, principal, body)
+    if as_job:
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Location"] = f"{API_PREFIX}/callbacks/bulk-cancel/{result.batch_id}"
+    return result
+
+
+@callbacks.get(
+    "/bulk-cancel/{batch_id}",
+    summary="Progress of a bulk cancel job (its actor only)",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def get_bulk_cancel(
+    api: Api,
+    principal: Operator,
+    batch_id: Annotated[UUID, Path(description="The batch_id a bulk cancel returned.")],
+) -> BulkCancelResult:
+    return await bulk.get_job(api, principal, batch_id)
 
 
 @callbacks.get(
@@ -220,4 +268,31 @@ async def get_availability(
     return await queries.availability(api, principal, name, date_)
 
 
-ROUTERS = [callbacks, search, services]
+@reports.get(
+    "/cancellations",
+    summary="The caller's Cancellation Summary Report (recent cancellations); format=csv: a file",
+    response_model=list[ReportEntry],
+    responses={
+        200: {"content": {CSV_MEDIA_TYPE: {}}, "description": "JSON, or the CSV file"},
+        **problem_responses(401, 403, 404, 422),
+    },
+)
+async def cancellation_report(
+    api: Api,
+    principal: Exporter,
+    format_: Annotated[
+        Literal["json", "csv"], Query(alias="format", description="csv: download the file.")
+    ] = "json",
+) -> Response:
+    entries = await queries.cancellation_report(api, principal)
+    if format_ == "json":
+        return JSONResponse([entry.model_dump(mode="json") for entry in entries])
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Response(
+        report_csv(entries),
+        media_type=CSV_MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="cancellation-summary-{stamp}.csv"'},
+    )
+
+
+ROUTERS = [callbacks, search, services, reports]

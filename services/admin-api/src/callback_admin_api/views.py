@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any
 from uuid import UUID
 
 from callback_shared.documents import OVERDUE_MESSAGE, is_overdue
@@ -16,9 +17,9 @@ from callback_shared.models import (
 )
 from callback_shared.mongo import Document
 from callback_shared.states import CANCELLABLE_STATES, CallbackResult, CallbackState
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from callback_admin_api.listing import RangePreset
+from callback_admin_api.listing import RangePreset, SearchField
 
 
 class CallbackView(Callback):
@@ -146,3 +147,111 @@ class RecreateCallback(BaseModel):
     type: CallbackType = CallbackType.IMMEDIATE
     desired_time: UtcDateTime | None = None
     priority: int | None = Field(None, ge=0, le=100, description="Default: the original's.")
+
+
+# --- bulk cancel ----------------------------------------------------------------------------------
+
+#: Most ids one bulk cancel names.
+MAX_BULK_IDS = 1000
+#: Most records a bulk cancel answer lists (the counts cover every one).
+MAX_BULK_ITEMS = 250
+
+
+class RangeFilters(BaseModel):
+    """The filters of ``GET /callbacks``: a range preset or from/to, states, services, search."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    range: RangePreset | None = Field(None, description="Preset range (default last_14_days).")
+    from_: UtcDateTime | None = Field(None, alias="from", description="Custom range start.")
+    to: UtcDateTime | None = Field(None, description="Custom range end, excluded.")
+    tz: str = Field("UTC", max_length=64, description="Time zone of the presets' days.")
+    state: list[CallbackState] | None = Field(None, description="Absent: every open state.")
+    service: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None, description="Absent: every granted service."
+    )
+    field: SearchField | None = Field(None, description="Search box column.")
+    q: str | None = Field(None, max_length=100, description="Search box prefix.")
+
+
+class BulkCancelRequest(BaseModel):
+    """Either ``ids`` or ``all_in_range`` (the open callbacks the list's filters select)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[UUID] | None = Field(None, min_length=1, max_length=MAX_BULK_IDS)
+    all_in_range: RangeFilters | None = None
+
+    @model_validator(mode="after")
+    def one_selection(self) -> BulkCancelRequest:
+        if (self.ids is None) == (self.all_in_range is None):
+            raise ValueError("give either ids or all_in_range")
+        return self
+
+
+class BulkReason(StrEnum):
+    """Why a record is not (or was not) cancelled."""
+
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    #: missing, or in a service not granted to the caller: the same answer, nothing revealed
+    NOT_FOUND = "NOT_FOUND"
+    #: its state kept changing while it was being cancelled; left as it is
+    CHANGING = "CHANGING"
+
+
+class BulkOutcome(StrEnum):
+    WOULD_CANCEL = "WOULD_CANCEL"  # preview
+    EXCLUDED = "EXCLUDED"  # preview
+    CANCELLED = "CANCELLED"
+    REFUSED = "REFUSED"  # not cancellable at that moment: announced as a refused cancellation
+    SKIPPED = "SKIPPED"  # not found / not permitted, or kept changing: nothing announced
+
+
+class BulkItem(BaseModel):
+    """One record of a bulk cancel; a NOT_FOUND one shows its id only."""
+
+    id: UUID
+    outcome: BulkOutcome
+    reason: BulkReason | None = None
+    state: CallbackState | None = Field(None, description="The state it was seen in.")
+    service_name: str | None = None
+    customer_number: str | None = None
+    desired_time: UtcDateTime | None = None
+
+
+class BulkCancelPreview(BaseModel):
+    total: int = Field(description="Records considered.")
+    would_cancel: int
+    excluded: int
+    excluded_by_reason: dict[BulkReason, int]
+    items: list[BulkItem] = Field(description=f"The first {MAX_BULK_ITEMS} would-cancel records.")
+    excluded_items: list[BulkItem] = Field(description=f"The first {MAX_BULK_ITEMS} excluded.")
+    truncated: bool = Field(description="More records than listed.")
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class BulkCancelResult(BaseModel):
+    """A bulk cancel's outcome (``items`` only in the answer of a synchronous one)."""
+
+    batch_id: UUID
+    actor: str
+    state: JobState
+    total_seen: int
+    cancelled: int
+    refused: int
+    skipped: int
+    refused_by_reason: dict[BulkReason, int] = Field(default_factory=dict)
+    started_at: UtcDateTime
+    finished_at: UtcDateTime | None = None
+    updated_at: UtcDateTime | None = Field(None, description="Last progress of a job.")
+    error: str | None = None
+    items: list[BulkItem] = Field(
+        default_factory=list, description=f"The first {MAX_BULK_ITEMS} records and outcomes."
+    )
+    truncated: bool = False
