@@ -28,6 +28,10 @@ OUTBOX = "outbox"
 #: Set while a document's outbox holds events: the relay's (sparse) index key.
 OUTBOX_SINCE = "outbox_since"
 
+#: How old an unpublished outbox entry must be before the relay takes it over from its writer
+#: (a bulk cancel flushes a whole batch of 500 at once, which can take many seconds here).
+RELAY_AFTER = timedelta(seconds=30)
+
 log = structlog.get_logger(__name__)
 
 
@@ -100,7 +104,7 @@ class OutboxRelay:
         return len(documents)
 
     async def run(
-        self, interval: float = 1.0, older_than: timedelta = timedelta(seconds=5)
+        self, interval: float = 1.0, older_than: timedelta = RELAY_AFTER
     ) -> None:
         """The relay loop: never gives up; Kafka or MongoDB errors are logged and retried."""
         while True:
