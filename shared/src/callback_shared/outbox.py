@@ -103,9 +103,7 @@ class OutboxRelay:
         await self.flush(documents)
         return len(documents)
 
-    async def run(
-        self, interval: float = 1.0, older_than: timedelta = RELAY_AFTER
-    ) -> None:
+    async def run(self, interval: float = 1.0, older_than: timedelta = RELAY_AFTER) -> None:
         """The relay loop: never gives up; Kafka or MongoDB errors are logged and retried."""
         while True:
             try:

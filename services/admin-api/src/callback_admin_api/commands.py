@@ -373,6 +373,44 @@ async def cancel_callback(api: AdminApi, principal: Principal, callback_id: UUID
     raise Conflict("the callback kept changing state while being cancelled; try again")
 
 
+def cancellation(
+    api: AdminApi, principal: Principal, doc: Document, now: datetime, batch_id: UUID | None
+) -> tuple[Document, Document]:
+    """The conditional update that cancels ``doc`` from the state it was seen in (checked
+    cancellable by the caller), with its CANCELLED event in the outbox: (filter, update)."""
+    state = CallbackState(doc["state"])
+    event = lifecycle_event(
+        {**doc, "state": CallbackState.COMPLETED, "result": CallbackResult.CANCELLED_BY_ADMIN},
+        LifecycleEventKind.CANCELLED,
+        occurred_at=now,
+        previous_state=state,
+        actor=principal.username,
+        batch_id=batch_id,
+    )
+    update = {
+        "$set": {
+            "state": CallbackState.COMPLETED.value,
+            "result": CallbackResult.CANCELLED_BY_ADMIN.value,
+            "updated_at": now,
+            "completed_at": now,
+        },
+        # the scheduler must never emit a cancelled callback (nor emit it again)
+        "$unset": dict.fromkeys(DISPATCH_FIELDS, ""),
+        "$push": {
+            "timeline": timeline_entry(
+                now,
+                CallbackState.COMPLETED,
+                SOURCE,
+                result=CallbackResult.CANCELLED_BY_ADMIN,
+                actor=principal.username,
+                note="cancelled" if batch_id is None else f"cancelled in batch {batch_id}",
+            )
+        },
+    }
+    filter_ = {"_id": doc["_id"], "state": state.value}
+    return filter_, with_outbox(update, [outbox_entry(api.lifecycle_topic, event)])
+
+
 async def cancel_one(
     api: AdminApi,
     principal: Principal,
@@ -398,38 +436,8 @@ async def cancel_one(
             if refused is not None and not deferred:
                 await publish(api, refused)
             return Cancellation(CancelOutcome.REFUSED, refused or doc, state)
-        event = lifecycle_event(
-            {**doc, "state": CallbackState.COMPLETED, "result": CallbackResult.CANCELLED_BY_ADMIN},
-            LifecycleEventKind.CANCELLED,
-            occurred_at=now,
-            previous_state=state,
-            actor=principal.username,
-            batch_id=batch_id,
-        )
-        update = {
-            "$set": {
-                "state": CallbackState.COMPLETED.value,
-                "result": CallbackResult.CANCELLED_BY_ADMIN.value,
-                "updated_at": now,
-                "completed_at": now,
-            },
-            # the scheduler must never emit a cancelled callback (nor emit it again)
-            "$unset": dict.fromkeys(DISPATCH_FIELDS, ""),
-            "$push": {
-                "timeline": timeline_entry(
-                    now,
-                    CallbackState.COMPLETED,
-                    SOURCE,
-                    result=CallbackResult.CANCELLED_BY_ADMIN,
-                    actor=principal.username,
-                    note="cancelled" if batch_id is None else f"cancelled in batch {batch_id}",
-                )
-            },
-        }
-        updated = await repo.update(
-            {"_id": doc["_id"], "state": state.value},
-            with_outbox(update, [outbox_entry(api.lifecycle_topic, event)]),
-        )
+        filter_, update = cancellation(api, principal, doc, now, batch_id)
+        updated = await repo.update(filter_, update)
         if updated is None:
             # its state changed meanwhile: decide again on the new state
             fresh = await repo.get(doc["_id"])
