@@ -1,5 +1,7 @@
 """Each service process starts, turns ready, serves health and metrics, and exits 0 on SIGTERM."""
 
+import time
+
 import httpx
 import pytest
 
@@ -37,8 +39,6 @@ def test_service_stays_up_not_ready_while_dependencies_are_unreachable(env, tmp_
                     break
             except httpx.HTTPError:
                 pass
-            import time
-
             time.sleep(0.2)
         response = httpx.get(f"{process.url}/readyz")
         assert response.status_code == 503
