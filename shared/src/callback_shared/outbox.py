@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
 
 import structlog
 from faststream.kafka import KafkaBroker
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from callback_shared.kafka import JSON_HEADERS
@@ -77,21 +77,24 @@ class OutboxRelay:
         )
 
     async def flush(self, documents: Iterable[Document]) -> None:
-        """Publish the outbox entries of these (freshly written) documents, then remove them."""
+        """Publish the outbox entries of these (freshly written) documents, then remove them
+        from their outboxes, for every document in one round trip."""
         documents = [doc for doc in documents if doc.get(OUTBOX)]
         if not documents:
             return
         await self.publish(entry for doc in documents for entry in doc[OUTBOX])
-        for doc in documents:
-            await self._remove(doc["_id"], [entry["event_id"] for entry in doc[OUTBOX]])
-
-    async def _remove(self, callback_id: Any, event_ids: list[Any]) -> None:
-        await self.collection.update_one(
-            {"_id": callback_id}, {"$pull": {OUTBOX: {"event_id": {"$in": event_ids}}}}
-        )
-        await self.collection.update_one(
-            {"_id": callback_id, OUTBOX: {"$size": 0}}, {"$unset": {OUTBOX_SINCE: ""}}
-        )
+        published = [
+            UpdateOne(
+                {"_id": doc["_id"]},
+                {"$pull": {OUTBOX: {"event_id": {"$in": [e["event_id"] for e in doc[OUTBOX]]}}}},
+            )
+            for doc in documents
+        ]
+        emptied = [
+            UpdateOne({"_id": doc["_id"], OUTBOX: {"$size": 0}}, {"$unset": {OUTBOX_SINCE: ""}})
+            for doc in documents
+        ]
+        await self.collection.bulk_write(published + emptied, ordered=True)
 
     async def relay_pending(self, older_than: timedelta, limit: int = 500) -> int:
         """Publish what writers left behind (crash, Kafka down); returns documents relayed."""

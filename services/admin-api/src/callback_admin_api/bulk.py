@@ -37,7 +37,7 @@ from callback_shared.outbox import OUTBOX
 from callback_shared.states import CANCELLABLE_STATES, OPEN_STATES, CallbackState
 
 from callback_admin_api.auth import Principal
-from callback_admin_api.commands import CancelOutcome, cancel_one, cancellation, publish_many
+from callback_admin_api.commands import CancelOutcome, cancel_one, cancellation, publish
 from callback_admin_api.context import AdminApi
 from callback_admin_api.listing import ListCriteria, PageCursor, query_plan
 from callback_admin_api.problems import InvalidField, NotFound
@@ -300,7 +300,7 @@ async def cancel_batch(
             if item.outcome is BulkOutcome.CANCELLED and doc is not None:
                 places.append((doc["service_name"], doc["desired_time"], doc["_id"]))
     await api.repository.release_slots(places)
-    await publish_many(api, announced)
+    await publish(api, *announced)
 
 
 def _cancelled_by(doc: Document, change: tuple[Document, Document]) -> bool:

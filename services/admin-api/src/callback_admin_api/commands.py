@@ -73,27 +73,10 @@ async def load_callback(api: AdminApi, principal: Principal, callback_id: UUID) 
     return doc
 
 
-async def publish(api: AdminApi, doc: Document) -> None:
-    """Publish the document's outbox now; if that fails the relay loop publishes it later."""
+async def publish(api: AdminApi, *docs: Document) -> None:
+    """Publish the documents' outboxes now; if that fails the relay loop publishes them later."""
     try:
-        await api.relay.flush([doc])
-    except Exception:
-        log.warning(
-            "lifecycle event left for the outbox relay", callback_id=str(doc["_id"]), exc_info=True
-        )
-
-
-async def publish_many(api: AdminApi, docs: list[Document]) -> None:
-    """:func:`publish` for many documents (bulk cancel): one publish of every event, then one
-    bulk removal from the outboxes; if it fails the relay loop publishes them later."""
-    docs = [doc for doc in docs if doc.get(OUTBOX)]
-    if not docs:
-        return
-    try:
-        await api.relay.publish(entry for doc in docs for entry in doc[OUTBOX])
-        await api.repository.remove_from_outboxes(
-            {doc["_id"]: [entry["event_id"] for entry in doc[OUTBOX]] for doc in docs}
-        )
+        await api.relay.flush(docs)
     except Exception:
         log.warning("lifecycle events left for the outbox relay", count=len(docs), exc_info=True)
 

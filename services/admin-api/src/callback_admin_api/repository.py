@@ -27,7 +27,6 @@ from callback_shared.mongo import (
     SLOTS,
     Document,
 )
-from callback_shared.outbox import OUTBOX, OUTBOX_SINCE
 from callback_shared.states import OPEN_STATES
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -249,25 +248,6 @@ class Repository:
             await cursor.sort([("desired_time", DESCENDING), ("_id", ASCENDING)])
             .limit(limit)
             .to_list()
-        )
-
-    async def remove_from_outboxes(self, published: dict[UUID, list[Any]]) -> None:
-        """Remove published events from their callbacks' outboxes (as the outbox relay does),
-        for many callbacks in one round trip."""
-        if not published:
-            return
-        await self.callbacks.bulk_write(
-            [
-                UpdateOne({"_id": callback_id}, {"$pull": {OUTBOX: {"event_id": {"$in": ids}}}})
-                for callback_id, ids in published.items()
-            ]
-            + [
-                UpdateOne(
-                    {"_id": callback_id, OUTBOX: {"$size": 0}}, {"$unset": {OUTBOX_SINCE: ""}}
-                )
-                for callback_id in published
-            ],
-            ordered=True,
         )
 
     # --- bulk cancel jobs -----------------------------------------------------------------------
