@@ -42,6 +42,7 @@ from callback_shared.settings import AdminApiSettings
 from callback_shared.states import CallbackResult, CallbackState
 from pymongo.asynchronous.collection import AsyncCollection
 
+from bench.common import isolated_settings
 from bench.harness import Metric, Result, median, percentile
 
 RECORDS = 200_000
@@ -140,18 +141,7 @@ async def _timed(action: Callable[[], Any]) -> float:
 
 
 async def run(infra: Infrastructure) -> Result:
-    tag = uuid.uuid4().hex[:8]
-    settings = AdminApiSettings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
-        mongodb_url=infra.mongodb_url,
-        mongodb_database=f"bench_admin_list_{tag}",
-        topic_lifecycle_events=f"bench-{tag}.lifecycle",
-        topic_due_callbacks=f"bench-{tag}.due",
-        topic_routing_events=f"bench-{tag}.routing-events",
-        topic_dead_letter=f"bench-{tag}.dead-letter",
-        topic_partitions=3,
-        jwt_secret=SECRET,  # type: ignore[arg-type]
-    )
+    settings = isolated_settings(AdminApiSettings, infra, topic_partitions=3, jwt_secret=SECRET)
     runtime = ServiceRuntime("admin-api", settings)
     build(runtime)
     collection = runtime.db[CALLBACKS]
