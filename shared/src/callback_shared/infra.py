@@ -257,8 +257,8 @@ class LocalKafka:
                     *self._java(libs, "kafka.tools.StorageTool"),
                     "format",
                     "--standalone",
-                    "-t",
-                    cluster_id,
+                    # one argument: an id may start with "-", which would read as an option
+                    f"--cluster-id={cluster_id}",
                     "-c",
                     str(props),
                 ],
