@@ -20,7 +20,7 @@ from faststream.kafka import KafkaBroker
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
-from callback_shared.kafka import JSON_HEADERS
+from callback_shared.kafka import publish_all
 from callback_shared.models import Event, utcnow
 from callback_shared.mongo import Document
 
@@ -64,25 +64,37 @@ class OutboxRelay:
 
     async def publish(self, entries: Iterable[Document]) -> None:
         """Publish and wait for every acknowledgement (idempotent producer, acks=all)."""
-        await asyncio.gather(
-            *(
-                self.broker.publish(
-                    entry["payload"].encode(),
-                    entry["topic"],
-                    key=entry["key"].encode(),
-                    headers=JSON_HEADERS,
-                )
+        await publish_all(
+            self.broker,
+            (
+                (entry["topic"], entry["payload"].encode(), entry["key"].encode())
                 for entry in entries
-            )
+            ),
         )
 
     async def flush(self, documents: Iterable[Document]) -> None:
         """Publish the outbox entries of these (freshly written) documents, then remove them
-        from their outboxes, for every document in one round trip."""
+        from their outboxes, for every document in one round trip (two when another writer
+        added events meanwhile)."""
         documents = [doc for doc in documents if doc.get(OUTBOX)]
         if not documents:
             return
         await self.publish(entry for doc in documents for entry in doc[OUTBOX])
+        # usually nobody added events meanwhile: then one update empties each outbox
+        emptied_whole = [
+            UpdateOne(
+                {
+                    "_id": doc["_id"],
+                    OUTBOX: {"$size": len(doc[OUTBOX])},
+                    f"{OUTBOX}.event_id": {"$all": [e["event_id"] for e in doc[OUTBOX]]},
+                },
+                {"$unset": {OUTBOX: "", OUTBOX_SINCE: ""}},
+            )
+            for doc in documents
+        ]
+        result = await self.collection.bulk_write(emptied_whole, ordered=False)
+        if result.matched_count == len(documents):
+            return
         published = [
             UpdateOne(
                 {"_id": doc["_id"]},

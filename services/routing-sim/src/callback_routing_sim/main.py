@@ -7,12 +7,10 @@ event is on Kafka; one that cannot be read is parked on the dead-letter topic an
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 from aiokafka import ConsumerRecord
-from callback_shared.kafka import JSON_HEADERS, dead_letter, park, raw_body
+from callback_shared.kafka import dead_letter, event_messages, park, publish_all, raw_body
 from callback_shared.models import DueCallback, RoutingEvent
 from callback_shared.runtime import ServiceRuntime, run_service
 from callback_shared.settings import RoutingSimSettings, load_settings
@@ -32,23 +30,7 @@ def kafka_publisher(broker: KafkaBroker, topic: str) -> Publish:
     """Send a batch in order without waiting between messages, then wait for every ack."""
 
     async def publish(events: Sequence[RoutingEvent]) -> None:
-        pending: list[asyncio.Future[Any]] = []
-        try:
-            for event in events:
-                pending.append(
-                    await broker.publish(
-                        event.model_dump_json().encode(),
-                        topic,
-                        key=event.key,
-                        headers=JSON_HEADERS,
-                        no_confirm=True,
-                    )
-                )
-        except BaseException:
-            # the batch is retried whole; collect the outcome of what was sent so far
-            asyncio.gather(*pending, return_exceptions=True)
-            raise
-        await asyncio.gather(*pending)
+        await publish_all(broker, event_messages(topic, events))
 
     return publish
 

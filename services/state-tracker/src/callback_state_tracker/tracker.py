@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from aiokafka import ConsumerRecord
 from callback_shared.documents import lifecycle_event
-from callback_shared.kafka import dead_letter, park, publish_event
+from callback_shared.kafka import dead_letter, event_messages, park, publish_all
 from callback_shared.models import (
     DeadLetter,
     DialRetryPolicy,
@@ -143,9 +143,10 @@ class StateTracker:
         return {doc["_id"]: doc for docs in found for doc in docs}
 
     async def _publish(self, announcements: list[Event], dead: list[DeadLetter]) -> None:
-        topic = self.settings.topic_lifecycle_events
         await asyncio.gather(
-            *(publish_event(self.broker, topic, event, event.key) for event in announcements),
+            publish_all(
+                self.broker, event_messages(self.settings.topic_lifecycle_events, announcements)
+            ),
             park(self.broker, self.settings.topic_dead_letter, dead),
         )
 

@@ -1,0 +1,64 @@
+"""The outbox relay against real Kafka and MongoDB: a flush publishes the events and empties the
+outbox in one update, unless another writer added events meanwhile, which then stay."""
+
+from uuid import uuid4
+
+from callback_shared.documents import lifecycle_event, new_callback_document
+from callback_shared.kafka import ensure_topics, make_broker
+from callback_shared.models import CallbackType, LifecycleEventKind, utcnow
+from callback_shared.mongo import CALLBACKS
+from callback_shared.outbox import OUTBOX, OUTBOX_SINCE, OutboxRelay, outbox_entry, with_outbox
+
+from tests.pipeline.helpers import TopicReader, eventually
+
+
+def callback() -> dict:
+    return new_callback_document(
+        callback_id=uuid4(),
+        service_name="billing",
+        customer_number="+14155550100",
+        type=CallbackType.IMMEDIATE,
+        desired_time=utcnow(),
+        now=utcnow(),
+    )
+
+
+def entry(settings, doc: dict, kind: LifecycleEventKind) -> dict:
+    event = lifecycle_event(doc, kind, occurred_at=utcnow(), actor=kind.value)
+    return outbox_entry(settings.topic_lifecycle_events, event)
+
+
+async def test_flush_publishes_and_empties_outboxes_keeping_what_others_added(settings, db):
+    await ensure_topics(settings, "test")
+    alone, raced = callback(), callback()
+    written = []
+    for doc in (alone, raced):
+        doc[OUTBOX] = [entry(settings, doc, LifecycleEventKind.CREATED)]
+        doc[OUTBOX_SINCE] = utcnow()
+        written.append(dict(doc))
+    await db[CALLBACKS].insert_many([alone, raced])
+    # another writer adds an event to ``raced`` after our write, before our flush
+    later = entry(settings, raced, LifecycleEventKind.CANCELLED)
+    await db[CALLBACKS].update_one({"_id": raced["_id"]}, with_outbox({}, [later]))
+
+    broker = make_broker(settings, "test-outbox")
+    await broker.start()
+    topic = settings.topic_lifecycle_events
+    try:
+        async with TopicReader(settings.kafka_bootstrap_servers, topic) as reader:
+            await OutboxRelay(db[CALLBACKS], broker).flush(written)
+
+            async def both_published() -> bool:
+                return len(reader.messages) == 2
+
+            await eventually(both_published, 20, "the two flushed events on Kafka")
+    finally:
+        await broker.stop()
+    assert {m["event_id"] for m in reader.messages} == {
+        str(doc[OUTBOX][0]["event_id"]) for doc in written
+    }
+    after = {doc["_id"]: doc for doc in await db[CALLBACKS].find().to_list()}
+    assert OUTBOX not in after[alone["_id"]] and OUTBOX_SINCE not in after[alone["_id"]]
+    # the other writer's event stays for its own flush (or the relay)
+    assert [e["event_id"] for e in after[raced["_id"]][OUTBOX]] == [later["event_id"]]
+    assert after[raced["_id"]][OUTBOX_SINCE] is not None
