@@ -5,6 +5,7 @@ same messages in the same run."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sys
@@ -12,6 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from callback_scheduler.dispatcher import Dispatcher
 from callback_shared.documents import due_callback_event
@@ -38,15 +40,11 @@ async def lateness(infra: Infrastructure) -> dict[str, Metric]:
         for _ in range(PENDING - DUE_IN_THE_MINUTE)
     ]
     await insert(db, callback_documents(later))
-    start = utcnow() + timedelta(seconds=20)  # after the last inserts and the start-up
-    due_soon = [start + timedelta(seconds=rng.uniform(0, 60)) for _ in range(DUE_IN_THE_MINUTE)]
-    await insert(db, callback_documents(due_soon))
-    if utcnow() > start - timedelta(seconds=5):
-        raise RuntimeError("seeding took too long: the first callbacks would be due already")
+    port = free_port()
     env = {
         **os.environ,
         **{name.upper(): str(value) for name, value in settings.model_dump().items()},
-        "HTTP_PORT": str(free_port()),
+        "HTTP_PORT": str(port),
         "LOG_LEVEL": "WARNING",
         # no routing runs here to take the callbacks: never emit them again
         "SCHEDULER_REDISPATCH_AFTER_SECONDS": "3600",
@@ -54,6 +52,13 @@ async def lateness(infra: Infrastructure) -> dict[str, Metric]:
     scheduler = await asyncio.create_subprocess_exec(
         str(Path(sys.executable).parent / "callback-scheduler"), env=env
     )
+    await ready(port)  # a running scheduler: its start-up is not lateness
+    start = utcnow() + timedelta(seconds=40)  # after the last inserts
+    due_soon = [start + timedelta(seconds=rng.uniform(0, 60)) for _ in range(DUE_IN_THE_MINUTE)]
+    await insert(db, callback_documents(due_soon))
+    if utcnow() > start - timedelta(seconds=2):
+        scheduler.terminate()
+        raise RuntimeError("seeding took too long: the first callbacks would be due already")
     consumer = AIOKafkaConsumer(
         settings.topic_due_callbacks,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -92,22 +97,36 @@ async def lateness(infra: Infrastructure) -> dict[str, Metric]:
     }
 
 
+async def ready(port: int, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"the scheduler was not ready after {within}s")
+
+
 def late_span_seconds(late_ms: dict[str, float], due_at: dict[str, datetime]) -> float:
     late = sorted(due_at[key] for key, value in late_ms.items() if value > 100)
     return (late[-1] - late[0]).total_seconds() if late else 0.0
 
 
 async def throughput(infra: Infrastructure) -> dict[str, Metric]:
-    """A backlog of 10k due callbacks: the dispatcher empties it; then a raw producer sends the
-    very same messages; then a raw ``update_many`` touches the same documents once."""
-    settings = isolated_settings(SchedulerSettings, infra)
+    """A backlog of 10k due callbacks: the leader empties it; then a raw producer sends the
+    very same messages; then a raw ``find`` reads the same documents once."""
+    # one dispatcher driven by hand here, nobody renews its lease: make it outlast the run
+    settings = isolated_settings(SchedulerSettings, infra, scheduler_lease_seconds=3600)
     db = await prepare(settings)
     docs = callback_documents([utcnow() - timedelta(seconds=1)] * BACKLOG)
     await insert(db, docs)
     broker = make_broker(settings, "bench-scheduler")
     await broker.start()
     try:
-        dispatcher = Dispatcher(db[CALLBACKS], broker, settings)
+        dispatcher = Dispatcher(db, broker, settings)
+        if not await dispatcher.hold_lease():
+            raise RuntimeError("the benchmark's dispatcher could not take the lease")
         started = time.perf_counter()
         emitted = 0
         while emitted < BACKLOG:
@@ -136,15 +155,15 @@ async def throughput(infra: Infrastructure) -> dict[str, Metric]:
         await producer.stop()
 
     started = time.perf_counter()
-    await db[CALLBACKS].update_many({}, {"$set": {"touched": True}})
+    await db[CALLBACKS].find({"dispatch_at": {"$lte": utcnow()}}).to_list()
     raw_mongo = time.perf_counter() - started
     await db.client.drop_database(settings.mongodb_database)
     return {
         "dispatch_per_s": Metric(BACKLOG / ours, "1/s", better="higher"),
         "raw_producer_per_s": Metric(BACKLOG / raw, "1/s", better="higher"),
         "throughput_ratio_vs_raw": Metric(raw / ours, "ratio", target=0.5, better="higher"),
-        "raw_mongo_update_per_s": Metric(BACKLOG / raw_mongo, "1/s", better="higher"),
-        "throughput_ratio_vs_raw_mongo_update": Metric(raw_mongo / ours, "ratio", better="higher"),
+        "raw_mongo_read_per_s": Metric(BACKLOG / raw_mongo, "1/s", better="higher"),
+        "throughput_ratio_vs_raw_mongo_read": Metric(raw_mongo / ours, "ratio", better="higher"),
     }
 
 

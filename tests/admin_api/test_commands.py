@@ -36,10 +36,9 @@ async def test_cancel_completes_as_cancelled_by_admin_and_stops_the_dispatch(
         URL, json=scheduled(service, desired), headers=tokens.supervisor(sub="sam")
     )
     callback_id = created.json()["id"]
-    # a scheduler replica has taken it (emitted, routing has not reported yet)
+    # it is due and emitted (routing has not reported yet): the scheduler waits on dispatch_at
     await mongo[CALLBACKS].update_one(
-        {"_id": UUID(callback_id)},
-        {"$set": {"dispatch_pending": True, "dispatch_token": "replica-1"}},
+        {"_id": UUID(callback_id)}, {"$set": {"dispatch_at": datetime.now(UTC)}}
     )
     assert await slot_taken(mongo, service, desired) == 1
     response = await client.post(f"{URL}/{callback_id}/cancel", headers=tokens.administrator())
@@ -48,7 +47,7 @@ async def test_cancel_completes_as_cancelled_by_admin_and_stops_the_dispatch(
     assert (body["state"], body["result"]) == ("COMPLETED", "CANCELLED_BY_ADMIN")
     assert body["can_cancel"] is False and body["can_recreate"] is True
     doc = await mongo[CALLBACKS].find_one({"_id": UUID(callback_id)})
-    assert not {"dispatch_at", "dispatch_pending", "dispatch_token"} & set(doc)
+    assert "dispatch_at" not in doc
     last = doc["timeline"][-1]
     assert (last["state"], last["result"], last["actor"]) == (
         "COMPLETED",
@@ -206,7 +205,8 @@ async def test_reschedule_needs_an_open_slot_with_capacity(client, tokens, servi
         (S.QUEUED, {}),
         (S.PROCESSING, {}),
         (S.COMPLETED, {"result": R.AGENT}),
-        (S.SCHEDULED, {"dispatch_pending": True}),
+        # due already: the scheduler has emitted it, or is emitting it
+        (S.SCHEDULED, {"dispatch_at": datetime.now(UTC) - timedelta(seconds=1)}),
     ],
 )
 async def test_only_a_scheduled_callback_not_yet_dispatched_can_be_rescheduled(

@@ -92,6 +92,7 @@ async def test_applies_events_idempotently_and_parks_bad_ones(env, db, tmp_path)
     assert (d["state"], d["result"]) == (CallbackState.COMPLETED, CallbackResult.AGENT)
     assert (d["agent"], d["route_point"], d["to_number"]) == ("agent-7", "RP1", "+1415")
     assert d["dial_attempts"] == 1
+    assert "dispatch_at" not in d  # routing took it: the scheduler no longer waits for it
     states = [entry["state"] for entry in d["timeline"]]
     assert states == ["SCHEDULED", "QUEUED", "ROUTING", "PROCESSING", "COMPLETED"]
     times = [entry["at"] for entry in d["timeline"][1:]]
@@ -104,7 +105,7 @@ async def test_applies_events_idempotently_and_parks_bad_ones(env, db, tmp_path)
     r = docs[retried]
     assert (r["state"], r["attempt"], r["dial_attempts"]) == ("SCHEDULED", 2, 1)
     assert r["dispatch_at"] > utcnow()
-    assert "dispatch_pending" not in r and r["routing_sequence"] == -1
+    assert r["routing_sequence"] == -1
 
     assert docs[exhausted]["state"] == "SCHEDULED" and docs[exhausted]["attempt"] == 1
     s = docs[stale_target]

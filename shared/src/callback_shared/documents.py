@@ -2,15 +2,14 @@
 
 Besides the fields of :class:`~callback_shared.models.Callback` (``_id`` = ``id``), a document
 carries: ``expire_at`` (TTL: desired time + 14 days), ``attempt`` (current dial attempt, from 1),
-``dispatch_at`` (when the scheduler must emit it; present only while it waits to be emitted),
-``dispatch_pending``/``dispatched_at``/``dispatch_token``/``due_at`` (taken and emitted by a
-scheduler replica, not yet seen by routing: see the scheduler's dispatcher),
+``dispatch_at`` (when the scheduler must emit it; present until routing takes the attempt: see
+the scheduler's dispatcher),
 ``routing_sequence`` (the last routing event applied within the attempt, -1 before the
 first), ``applied_events`` (ids of the last routing events applied, for idempotency), and
 ``outbox`` (see :mod:`callback_shared.outbox`).
 
-Invariant the scheduler relies on: only a SCHEDULED callback has ``dispatch_at`` or
-``dispatch_pending``. Whatever moves a callback out of SCHEDULED by a command (a cancel) unsets
+Invariant the scheduler relies on: only a SCHEDULED callback has ``dispatch_at``. Whatever moves
+a callback out of SCHEDULED (a cancel; routing's first event of an attempt) unsets
 :data:`DISPATCH_FIELDS` in the same update.
 """
 
@@ -38,14 +37,19 @@ EVENT_NAMESPACE = UUID("6f1c1f4e-55a1-4a53-9c55-3a2c39f0b1d7")
 OVERDUE_MESSAGE = "Still SCHEDULED after its desired callback window: it has not been dispatched."
 
 #: The scheduler's fields: unset them when a command takes a callback out of SCHEDULED.
-DISPATCH_FIELDS = ("dispatch_at", "dispatch_pending", "dispatch_token")
+DISPATCH_FIELDS = ("dispatch_at",)
 
 #: Fields of the document that the API never shows.
 INTERNAL_FIELDS = (
-    "_id", "expire_at", "attempt", "dispatch_at", "dispatch_pending",
+    "_id", "expire_at", "attempt", "dispatch_at",
     "routing_sequence", "applied_events", "outbox", "outbox_since", "completed_at",
-    "dispatched_at", "dispatch_token", "due_at",
 )  # fmt: skip
+
+
+def not_yet_due(doc: Document, now: datetime) -> bool:
+    """Whether the scheduler has yet to emit the callback: only then may it be rescheduled."""
+    dispatch_at = doc.get("dispatch_at")
+    return doc["state"] == CallbackState.SCHEDULED and dispatch_at is not None and dispatch_at > now
 
 
 def timeline_entry(

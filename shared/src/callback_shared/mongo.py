@@ -21,6 +21,8 @@ REQUEST_COUNTERS = "request_counters"
 CANCELLATION_REPORT = "cancellation_report"
 #: Bulk cancel jobs of the admin API (``_id`` = batch id): progress of a large cancel.
 BULK_CANCEL_JOBS = "bulk_cancel_jobs"
+#: The scheduler's leader lease (one document: holder, expiry, watermark of what it emitted).
+SCHEDULER_LEASES = "scheduler_leases"
 
 Document = dict[str, Any]
 
@@ -46,14 +48,8 @@ CALLBACK_INDEXES: list[IndexModel] = [
         [("service_name", ASCENDING), ("customer_number", ASCENDING), ("state", ASCENDING)],
         name="open_by_service_number",
     ),
-    # scheduler: what is due next; what was marked for emission but not acknowledged
+    # scheduler: what is due, and what is still waiting for routing
     IndexModel([("dispatch_at", ASCENDING)], name="dispatch_due", sparse=True),
-    IndexModel(
-        [("dispatch_pending", ASCENDING), ("dispatched_at", ASCENDING)],
-        name="dispatch_pending",
-        sparse=True,
-    ),
-    IndexModel([("dispatch_token", ASCENDING)], name="dispatch_token", sparse=True),
     # outbox relay: documents whose events are not yet published
     IndexModel([("outbox_since", ASCENDING)], name="outbox_pending", sparse=True),
     # admin-api: list by service and state; open callbacks of a service (request guard)

@@ -83,12 +83,20 @@ class SchedulerSettings(PlatformSettings):
     scheduler_poll_interval_seconds: float = Field(
         0.05, gt=0, description="Longest sleep between two looks for due callbacks."
     )
-    scheduler_batch: int = Field(1000, ge=1, description="Most callbacks taken in one write.")
+    scheduler_batch: int = Field(
+        1000, ge=1, description="Due callbacks read from MongoDB per round trip."
+    )
+    scheduler_lease_seconds: float = Field(
+        5,
+        gt=0,
+        description="Lifetime of the leader lease: one replica emits, the others take over "
+        "within this long (plus a third) after it dies; renewed every third of it.",
+    )
     scheduler_redispatch_after_seconds: float = Field(
         30,
         gt=0,
-        description="A callback emitted but not yet seen by routing after this long is emitted "
-        "again (its replica died before publishing, or routing lost it).",
+        description="A callback emitted but not yet taken by routing after this long is emitted "
+        "again (routing lost it, or the leader that emitted it died).",
     )
 
 

@@ -19,6 +19,7 @@ from callback_shared.documents import (
     DISPATCH_FIELDS,
     lifecycle_event,
     new_callback_document,
+    not_yet_due,
     timeline_entry,
 )
 from callback_shared.models import (
@@ -270,16 +271,16 @@ async def reschedule_callback(
 ) -> Document:
     repo = api.repository
     doc = await load_callback(api, principal, callback_id)
-    if doc["state"] != CallbackState.SCHEDULED or doc.get("dispatch_pending"):
+    now = api.clock()
+    if not not_yet_due(doc, now):
         raise Conflict(
-            "only a SCHEDULED callback not yet dispatched can be rescheduled; this one is "
+            "only a SCHEDULED callback not yet due (dispatched) can be rescheduled; this one is "
             f"{doc['state']}",
             state=doc["state"],
         )
     if desired == doc["desired_time"]:
         raise InvalidField("desired_time", "is already the callback's desired time")
     config, _ = await repo.service_config(doc["service_name"])
-    now = api.clock()
     check_scheduled_time(config, desired, now)
     if not await repo.take_slot(config.name, desired, config.slot_capacity, callback_id):
         raise Conflict(f"desired_time: the slot at {desired.isoformat()} is full")
@@ -310,7 +311,7 @@ async def reschedule_callback(
         {
             "_id": callback_id,
             "state": CallbackState.SCHEDULED.value,
-            "dispatch_pending": {"$ne": True},
+            "dispatch_at": {"$gt": now},
             "desired_time": previous,
         },
         with_outbox(update, [outbox_entry(api.lifecycle_topic, event)]),

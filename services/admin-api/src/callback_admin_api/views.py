@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from callback_shared.documents import OVERDUE_MESSAGE, is_overdue
+from callback_shared.documents import OVERDUE_MESSAGE, is_overdue, not_yet_due
 from callback_shared.models import (
     Callback,
     CallbackType,
@@ -60,7 +60,7 @@ def callback_view(
             "overdue_message": OVERDUE_MESSAGE if overdue else None,
             "originated_as_scheduled": doc["type"] == CallbackType.SCHEDULED,
             "can_cancel": state in CANCELLABLE_STATES,
-            "can_reschedule": state == CallbackState.SCHEDULED and not doc.get("dispatch_pending"),
+            "can_reschedule": not_yet_due(doc, now),
             "can_recreate": state == CallbackState.COMPLETED,
         }
     )

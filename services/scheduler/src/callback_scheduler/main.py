@@ -1,6 +1,5 @@
 """Entry point of the scheduler service."""
 
-from callback_shared.mongo import CALLBACKS
 from callback_shared.runtime import ServiceRuntime, run_service
 from callback_shared.settings import SchedulerSettings, load_settings
 
@@ -12,7 +11,7 @@ SERVICE = "scheduler"
 def build(runtime: ServiceRuntime) -> None:
     settings = runtime.settings
     assert isinstance(settings, SchedulerSettings)
-    dispatcher = Dispatcher(runtime.db[CALLBACKS], runtime.broker, settings)
+    dispatcher = Dispatcher(runtime.db, runtime.broker, settings)
 
     @runtime.on_ready
     async def start_dispatching(runtime: ServiceRuntime) -> None:

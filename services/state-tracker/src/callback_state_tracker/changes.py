@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from callback_shared.documents import timeline_entry
+from callback_shared.documents import DISPATCH_FIELDS, timeline_entry
 from callback_shared.models import DialRetryPolicy, RoutingEvent, RoutingEventKind
 from callback_shared.mongo import Document
 from callback_shared.states import CallbackResult, CallbackState, check_transition
@@ -90,8 +90,8 @@ def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> C
 
     source, target, result = move
     inc: dict[str, int] = {}
-    # routing has the attempt: the scheduler's dispatch mark is done with
-    unset: dict[str, str] = {"dispatch_pending": "", "dispatch_token": ""}
+    # routing has the attempt: the scheduler no longer waits for it (a retry sets it again)
+    unset: dict[str, str] = {} if target is S.SCHEDULED else dict.fromkeys(DISPATCH_FIELDS, "")
     note = None
     if event.kind is K.DIAL_FAILED:
         inc["dial_attempts"] = 1
