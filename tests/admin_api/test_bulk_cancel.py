@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
+from callback_admin_api.auth import Principal
+from callback_admin_api.bulk import relay_job_outboxes
+from callback_admin_api.commands import cancelled_event
 from callback_shared.documents import new_callback_document
 from callback_shared.models import CallbackType
 from callback_shared.mongo import CALLBACKS
@@ -320,3 +323,97 @@ async def test_a_large_range_is_cancelled_by_a_job(client, tokens, service, mong
     )
     assert cancelled == 1500
     assert (await mongo[CALLBACKS].find_one({"_id": processing["_id"]}))["state"] == "PROCESSING"
+
+
+async def test_kafka_down_stops_a_job_and_the_relay_announces_what_it_cancelled(
+    client, tokens, service, api, mongo, admin_settings
+):
+    """The first batch is cancelled but Kafka refuses its events: the job stops (failed) with
+    the events in its outbox; the relay later publishes those of the callbacks the batch did
+    cancel, and none for a callback it did not."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    docs = [
+        new_callback_document(
+            callback_id=uuid.uuid4(),
+            service_name=service,
+            customer_number=number(n),
+            type=CallbackType.SCHEDULED,
+            desired_time=now + timedelta(hours=1, seconds=n),
+            now=now,
+            created_by="seed",
+        )
+        for n in range(1200)
+    ]
+    await mongo[CALLBACKS].insert_many(docs)
+    body = {"all_in_range": {"range": "next_2_weeks", "service": [service]}}
+    headers = tokens.supervisor(service, sub="jobber")
+
+    async def kafka_down(entries):
+        list(entries)
+        raise ConnectionError("kafka down")
+
+    api.relay.publish = kafka_down
+    try:
+        response = await client.post(CONFIRM, json=body, headers=headers)
+        assert response.status_code == 202, response.text
+        location = response.headers["location"]
+        for _ in range(600):
+            job = (await client.get(location, headers=headers)).json()
+            if job["state"] != "running":
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        del api.relay.publish
+    assert job["state"] == "failed" and "Kafka" in job["error"], job
+    batch_id = UUID(job["batch_id"])
+    cancelled = (
+        await mongo[CALLBACKS]
+        .find({"service_name": service, "result": "CANCELLED_BY_ADMIN"}, {"_id": 1})
+        .to_list()
+    )
+    assert len(cancelled) == 500  # the first batch only
+    stored = await mongo["bulk_cancel_jobs"].find_one({"_id": batch_id})
+    assert len(stored["announcing"]) == 500 and stored["announcing_since"]
+
+    # an event of a callback the batch did not cancel (it crashed before): never announced
+    untouched = docs[-1]
+    jobber = Principal("jobber", frozenset(), frozenset())
+    void = cancelled_event(api, jobber, untouched, now, batch_id)
+    await mongo["bulk_cancel_jobs"].update_one(
+        {"_id": batch_id},
+        {"$push": {"announcing": void}},
+    )
+    # (the service's own relay loop waits 30 s before it takes over; here at once)
+    assert await relay_job_outboxes(api, older_than=timedelta(0)) == 1
+    stored = await mongo["bulk_cancel_jobs"].find_one({"_id": batch_id})
+    assert not stored.get("announcing") and "announcing_since" not in stored
+    ids = {doc["_id"] for doc in cancelled}
+    events = await lifecycle_events(
+        admin_settings.kafka_bootstrap_servers,
+        admin_settings.topic_lifecycle_events,
+        ids | {untouched["_id"]},
+        expected=500,
+    )
+    assert {UUID(e["callback_id"]) for e in events} == ids
+    assert {e["kind"] for e in events} == {"CANCELLED"}
+    assert {e["batch_id"] for e in events} == {str(batch_id)}
+    assert await relay_job_outboxes(api, older_than=timedelta(0)) == 0  # nothing left
+
+
+async def test_a_job_whose_process_stopped_is_marked_failed(api, mongo):
+    now = datetime.now(UTC)
+    stale, alive = uuid.uuid4(), uuid.uuid4()
+    await mongo["bulk_cancel_jobs"].insert_many(
+        [
+            {
+                "_id": stale,
+                "actor": "a",
+                "state": "running",
+                "updated_at": now - timedelta(hours=2),
+            },
+            {"_id": alive, "actor": "a", "state": "running", "updated_at": now},
+        ]
+    )
+    assert await api.repository.reap_jobs(now - timedelta(minutes=10), now) >= 1
+    assert (await mongo["bulk_cancel_jobs"].find_one({"_id": stale}))["state"] == "failed"
+    assert (await mongo["bulk_cancel_jobs"].find_one({"_id": alive}))["state"] == "running"

@@ -38,10 +38,13 @@ OVERDUE_MESSAGE = "Still SCHEDULED after its desired callback window: it has not
 
 #: The scheduler's fields: unset them when a command takes a callback out of SCHEDULED.
 DISPATCH_FIELDS = ("dispatch_at",)
+#: The bulk cancel batch that cancelled the callback (how the batch tells its own cancellations
+#: from anyone else's when it reads the callbacks back).
+CANCELLED_IN_BATCH = "cancelled_in_batch"
 
 #: Fields of the document that the API never shows.
 INTERNAL_FIELDS = (
-    "_id", "expire_at", "attempt", "dispatch_at",
+    "_id", "expire_at", "attempt", "dispatch_at", "cancelled_in_batch",
     "routing_sequence", "applied_events", "outbox", "outbox_since", "completed_at",
 )  # fmt: skip
 

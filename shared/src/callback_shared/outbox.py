@@ -89,6 +89,7 @@ class OutboxRelay:
                     f"{OUTBOX}.event_id": {"$all": [e["event_id"] for e in doc[OUTBOX]]},
                 },
                 {"$unset": {OUTBOX: "", OUTBOX_SINCE: ""}},
+                hint="_id_",  # else the test server's planner may scan another index
             )
             for doc in documents
         ]

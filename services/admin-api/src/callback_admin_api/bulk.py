@@ -7,18 +7,24 @@ in the list's order (desired time, id) in batches of :data:`BATCH_SIZE` with the
 so no answer holds the whole range in memory; answers list at most
 :data:`~callback_admin_api.views.MAX_BULK_ITEMS` records, the counts cover every one.
 
-Each callback is cancelled by :func:`~callback_admin_api.commands.cancel_one`, the single
-cancel's conditional update, with the batch id: one not cancellable at that moment (it reached
+Each batch is cancelled by the single cancel's update (:func:`~callback_admin_api.commands.
+cancellation_update`, stamped with the batch id), applied with one ``update_many`` per state
+seen and chunk of ids, only where the callback is still in that state; its CANCELLED events
+go first into the job document's outbox (``announcing``), are published once the batch is
+read back, and removed. A callback the fast path did not cancel goes through
+:func:`~callback_admin_api.commands.cancel_one`: one not cancellable at that moment (it reached
 PROCESSING since the preview, say) is left as it is and announced as a refused cancellation.
 An id that does not exist and one of a service not granted to the caller get the same answer
 (``NOT_FOUND``, the id only), as a single cancel answers both with the same 404.
 
-A range selecting more than :data:`JOB_THRESHOLD` open callbacks is cancelled by a background
-job (202): its progress is stored in ``bulk_cancel_jobs`` after every batch and only its actor
-may read it. A job interrupted by a crash or a shutdown stops where it was: what it cancelled
-stays cancelled and announced (through the outbox), its document stays ``running`` with its last
-``updated_at`` (``failed`` if the shutdown could say so); submitting the same range again
-cancels what is left.
+Every bulk cancel has a document in ``bulk_cancel_jobs`` (``_id`` = batch id). A range
+selecting more than :data:`JOB_THRESHOLD` open callbacks is cancelled by a background job
+(202): its progress is stored after every batch and only its actor may read it. If Kafka does
+not take a batch's events the job stops (``failed``); :func:`relay_loop` publishes what a batch
+left in its job's outbox after ``RELAY_AFTER`` (only the events of callbacks the batch did
+cancel), and marks ``failed`` a job whose process stopped (no progress for
+:data:`STALE_JOB_AFTER`). What a job cancelled stays cancelled and announced; submitting the
+same range again cancels what is left.
 """
 
 from __future__ import annotations
@@ -27,21 +33,29 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import structlog
+from callback_shared.documents import CANCELLED_IN_BATCH
 from callback_shared.models import RETENTION
 from callback_shared.mongo import Document
-from callback_shared.outbox import OUTBOX
+from callback_shared.outbox import RELAY_AFTER
 from callback_shared.states import CANCELLABLE_STATES, OPEN_STATES, CallbackState
 
 from callback_admin_api.auth import Principal
-from callback_admin_api.commands import CancelOutcome, cancel_one, cancellation, publish
+from callback_admin_api.commands import (
+    CancelOutcome,
+    cancel_one,
+    cancellation_update,
+    cancelled_event,
+    publish,
+)
 from callback_admin_api.context import AdminApi
 from callback_admin_api.listing import ListCriteria, PageCursor, query_plan
 from callback_admin_api.problems import InvalidField, NotFound
 from callback_admin_api.queries import ListRequest, list_criteria, retained
+from callback_admin_api.repository import ANNOUNCING, ANNOUNCING_SINCE
 from callback_admin_api.views import (
     MAX_BULK_ITEMS,
     BulkCancelPreview,
@@ -60,6 +74,8 @@ BATCH_SIZE = 500
 JOB_THRESHOLD = 1000
 #: Callbacks cancelled concurrently within a batch.
 CONCURRENCY = 50
+#: A running job without progress for this long has lost its process (a batch takes seconds).
+STALE_JOB_AFTER = timedelta(minutes=10)
 
 log = structlog.get_logger("admin-api")
 
@@ -230,17 +246,21 @@ async def bulk_cancel(
         "expire_at": started + RETENTION,
         **Progress().counts(),
     }
-    if (
+    background = (
         isinstance(chosen, ListCriteria)
         and not chosen.matches_nothing
         and await api.repository.count_matching(chosen, JOB_THRESHOLD + 1) > JOB_THRESHOLD
-    ):
-        await api.repository.insert_job(job)
+    )
+    # every bulk cancel has its job document: progress, and the outbox of its events
+    await api.repository.insert_job(job)
+    if background and isinstance(chosen, ListCriteria):
         api.spawn(run_job(api, principal, chosen, batch_id), f"bulk-cancel-{batch_id}")
         return job_view(job), True
     progress = Progress()
     async for batch in batches(api, principal, chosen):
+        # (a batch Kafka did not take is published by the relay: the answer stands)
         await cancel_batch(api, principal, batch, batch_id, progress)
+    await _finish(api, batch_id, progress, JobState.DONE, None)
     finished = api.clock()
     done = {**job, **progress.counts(), "state": JobState.DONE.value, "finished_at": finished}
     result = job_view(done).model_copy(
@@ -259,54 +279,74 @@ async def cancel_batch(
     batch: Sequence[tuple[UUID, Document | None]],
     batch_id: UUID,
     progress: Progress,
-) -> None:
-    """Cancel the batch, then give back their slot places and publish their events, for the
-    whole batch at once. Fast path: one unordered bulk write of every conditional cancellation
-    (:func:`~callback_admin_api.commands.cancellation`) of the callbacks seen cancellable, and
-    one read-back; a callback it did not cancel (its state changed meanwhile, or it was not
-    cancellable) goes through :func:`~callback_admin_api.commands.cancel_one`, a few at a time.
+) -> bool:
+    """Cancel the batch, give back their slot places and announce them; whether every event
+    reached Kafka (else they wait in the job's outbox for :func:`relay_job_outboxes`).
+
+    Fast path, for the callbacks seen cancellable: their CANCELLED events first go to the job
+    document's outbox (one write), then one ``update_many`` per state seen and chunk of ids
+    cancels them (still in that state: the same update for all, stamped with the batch id),
+    one read-back tells which this batch cancelled, their events are published and removed
+    from the job's outbox. A callback it did not cancel (its state changed meanwhile, or it
+    was not cancellable) goes through :func:`~callback_admin_api.commands.cancel_one`, the
+    single cancel's path, a few at a time.
     """
-    announced: list[Document] = []
-    places: list[tuple[str, datetime, UUID]] = []
+    repo = api.repository
     now = api.clock()
     seen = {
         cid: doc for cid, doc in batch if doc is not None and doc["state"] in CANCELLABLE_STATES
     }
-    changes = {cid: cancellation(api, principal, doc, now, batch_id) for cid, doc in seen.items()}
-    await api.repository.apply_all(list(changes.values()))
-    after = await api.repository.find_ids(changes, projection=None)
+    entries = {
+        cid: cancelled_event(api, principal, doc, now, batch_id) for cid, doc in seen.items()
+    }
+    by_state: dict[str, list[UUID]] = {}
+    for cid, doc in seen.items():
+        by_state.setdefault(doc["state"], []).append(cid)
+    after: dict[UUID, Document] = {}
+    if seen:
+        await repo.update_job(
+            batch_id,
+            {
+                "$push": {ANNOUNCING: {"$each": list(entries.values())}},
+                "$set": {ANNOUNCING_SINCE: now},
+            },
+        )
+        await repo.update_in_states(by_state, cancellation_update(principal, now, batch_id))
+        after = await repo.find_ids(seen)
+    ours: list[Document] = []
+    places: list[tuple[str, datetime, UUID]] = []
     rest: list[tuple[UUID, Document | None]] = []
-    for callback_id, doc in batch:
+    for callback_id, read in batch:
         done = after.get(callback_id)
-        if (
-            callback_id in changes
-            and done is not None
-            and _cancelled_by(done, changes[callback_id])
-        ):
+        if done is not None and done.get(CANCELLED_IN_BATCH) == batch_id:
             progress.add(_item(callback_id, seen[callback_id], BulkOutcome.CANCELLED, None))
-            announced.append(done)
+            ours.append(entries[callback_id])
             places.append((done["service_name"], done["desired_time"], callback_id))
         else:
-            rest.append((callback_id, done if callback_id in changes else doc))
+            rest.append((callback_id, done if callback_id in seen else read))
+    announced: list[Document] = []
     for start in range(0, len(rest), CONCURRENCY):
         chunk = rest[start : start + CONCURRENCY]
         results = await asyncio.gather(
             *(_cancel(api, principal, callback_id, doc, batch_id) for callback_id, doc in chunk)
         )
-        for item, doc in results:
+        for item, changed in results:
             progress.add(item)
-            if doc is not None:
-                announced.append(doc)
-            if item.outcome is BulkOutcome.CANCELLED and doc is not None:
-                places.append((doc["service_name"], doc["desired_time"], doc["_id"]))
-    await api.repository.release_slots(places)
+            if changed is not None:
+                announced.append(changed)
+            if item.outcome is BulkOutcome.CANCELLED and changed is not None:
+                places.append((changed["service_name"], changed["desired_time"], changed["_id"]))
+    await repo.release_slots(places)
     await publish(api, *announced)
-
-
-def _cancelled_by(doc: Document, change: tuple[Document, Document]) -> bool:
-    """Whether the read-back ``doc`` carries the event of this cancellation in its outbox."""
-    (entry,) = change[1]["$push"][OUTBOX]["$each"]
-    return any(pending["event_id"] == entry["event_id"] for pending in doc.get(OUTBOX, []))
+    if not entries:
+        return True
+    try:
+        await api.relay.publish(ours)
+    except Exception:
+        log.warning("bulk cancel events left for the relay", batch_id=str(batch_id), exc_info=True)
+        return False
+    await repo.settle_job_outbox(batch_id, [entry["event_id"] for entry in entries.values()])
+    return True
 
 
 async def _cancel(
@@ -333,7 +373,11 @@ async def run_job(
     progress = Progress(keep_items=False)
     try:
         async for batch in batches(api, principal, criteria):
-            await cancel_batch(api, principal, batch, batch_id, progress)
+            announced = await cancel_batch(api, principal, batch, batch_id, progress)
+            if not announced:
+                # Kafka is down: stop here rather than pile up events; the relay publishes
+                # what this batch cancelled, the range can be submitted again later
+                raise RuntimeError("lifecycle events could not be published (Kafka)")
             await repo.update_job(
                 batch_id, {"$set": {**progress.counts(), "updated_at": api.clock()}}
             )
@@ -392,3 +436,42 @@ async def get_job(api: AdminApi, principal: Principal, batch_id: UUID) -> BulkCa
     if job is None:
         raise NotFound("no such bulk cancel of yours")
     return job_view(job)
+
+
+# --- relay --------------------------------------------------------------------------------------
+
+
+async def relay_job_outboxes(api: AdminApi, older_than: timedelta = RELAY_AFTER) -> int:
+    """Publish the events a bulk cancel left in its job's outbox (crash, Kafka down): those of
+    the callbacks its batch did cancel; the others never happened. Returns jobs relayed."""
+    repo = api.repository
+    jobs = await repo.jobs_to_relay(api.clock() - older_than)
+    for job in jobs:
+        entries: list[Document] = job.get(ANNOUNCING) or []
+        cancelled = await repo.find_ids(
+            [UUID(entry["key"]) for entry in entries], projection={CANCELLED_IN_BATCH: 1}
+        )
+        await api.relay.publish(
+            entry
+            for entry in entries
+            if cancelled.get(UUID(entry["key"]), {}).get(CANCELLED_IN_BATCH) == job["_id"]
+        )
+        await repo.settle_job_outbox(job["_id"], [entry["event_id"] for entry in entries])
+        log.warning("relayed bulk cancel events", batch_id=str(job["_id"]), events=len(entries))
+    return len(jobs)
+
+
+async def relay_loop(api: AdminApi, interval: float = 1.0) -> None:
+    """Relay job outboxes, and mark failed the jobs whose process stopped (no progress for
+    :data:`STALE_JOB_AFTER`); never gives up."""
+    while True:
+        try:
+            await relay_job_outboxes(api)
+            now = api.clock()
+            if reaped := await api.repository.reap_jobs(now - STALE_JOB_AFTER, now):
+                log.warning("bulk cancel jobs interrupted by a stopped process", jobs=reaped)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("bulk cancel relay failed; will retry")
+        await asyncio.sleep(interval)

@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 
 import structlog
 from callback_shared.documents import (
+    CANCELLED_IN_BATCH,
     DISPATCH_FIELDS,
     lifecycle_event,
     new_callback_document,
@@ -357,21 +358,9 @@ async def cancel_callback(api: AdminApi, principal: Principal, callback_id: UUID
     raise Conflict("the callback kept changing state while being cancelled; try again")
 
 
-def cancellation(
-    api: AdminApi, principal: Principal, doc: Document, now: datetime, batch_id: UUID | None
-) -> tuple[Document, Document]:
-    """The conditional update that cancels ``doc`` from the state it was seen in (checked
-    cancellable by the caller), with its CANCELLED event in the outbox: (filter, update)."""
-    state = CallbackState(doc["state"])
-    event = lifecycle_event(
-        {**doc, "state": CallbackState.COMPLETED, "result": CallbackResult.CANCELLED_BY_ADMIN},
-        LifecycleEventKind.CANCELLED,
-        occurred_at=now,
-        previous_state=state,
-        actor=principal.username,
-        batch_id=batch_id,
-    )
-    update = {
+def cancellation_update(principal: Principal, now: datetime, batch_id: UUID | None) -> Document:
+    """What cancelling a callback writes (the same for every callback of a bulk cancel batch)."""
+    update: Document = {
         "$set": {
             "state": CallbackState.COMPLETED.value,
             "result": CallbackResult.CANCELLED_BY_ADMIN.value,
@@ -391,8 +380,34 @@ def cancellation(
             )
         },
     }
-    filter_ = {"_id": doc["_id"], "state": state.value}
-    return filter_, with_outbox(update, [outbox_entry(api.lifecycle_topic, event)])
+    if batch_id is not None:
+        update["$set"][CANCELLED_IN_BATCH] = batch_id
+    return update
+
+
+def cancelled_event(
+    api: AdminApi, principal: Principal, doc: Document, now: datetime, batch_id: UUID | None
+) -> Document:
+    """The outbox entry of the CANCELLED event of ``doc``, seen in a cancellable state."""
+    event = lifecycle_event(
+        {**doc, "state": CallbackState.COMPLETED, "result": CallbackResult.CANCELLED_BY_ADMIN},
+        LifecycleEventKind.CANCELLED,
+        occurred_at=now,
+        previous_state=CallbackState(doc["state"]),
+        actor=principal.username,
+        batch_id=batch_id,
+    )
+    return outbox_entry(api.lifecycle_topic, event)
+
+
+def cancellation(
+    api: AdminApi, principal: Principal, doc: Document, now: datetime, batch_id: UUID | None
+) -> tuple[Document, Document]:
+    """The conditional update that cancels ``doc`` from the state it was seen in (checked
+    cancellable by the caller), with its CANCELLED event in the outbox: (filter, update)."""
+    update = cancellation_update(principal, now, batch_id)
+    filter_ = {"_id": doc["_id"], "state": doc["state"]}
+    return filter_, with_outbox(update, [cancelled_event(api, principal, doc, now, batch_id)])
 
 
 async def cancel_one(

@@ -11,6 +11,7 @@ from callback_shared.settings import AdminApiSettings, load_settings
 from fastapi.openapi.utils import get_openapi
 
 from callback_admin_api.auth import TokenVerifier
+from callback_admin_api.bulk import relay_loop
 from callback_admin_api.context import AdminApi
 from callback_admin_api.problems import PROBLEM_JSON, Problem, install_problem_handlers
 from callback_admin_api.repository import Repository
@@ -50,6 +51,7 @@ def build(runtime: ServiceRuntime) -> None:
     @runtime.on_ready
     async def start_outbox_relay(runtime: ServiceRuntime) -> None:
         runtime.spawn(api.relay.run(), "outbox-relay")
+        runtime.spawn(relay_loop(api), "bulk-cancel-relay")
 
 
 def _openapi(runtime: ServiceRuntime) -> dict[str, Any]:

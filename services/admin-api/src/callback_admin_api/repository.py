@@ -36,6 +36,10 @@ from callback_admin_api.listing import ListCriteria, PageCursor, QueryPlan, list
 
 #: Fields a list page never needs (the timeline is shown by the detail view only).
 READ_CHUNK = 50
+#: A bulk cancel job's outbox: the CANCELLED events of the batch in progress, written before
+#: the batch's cancellations and removed once published (see ``bulk.cancel_batch``).
+ANNOUNCING = "announcing"
+ANNOUNCING_SINCE = "announcing_since"
 LIST_PROJECTION = {"timeline": 0, "outbox": 0, "applied_events": 0}
 PAGE_SORT = [("desired_time", ASCENDING), ("_id", ASCENDING)]
 #: First window of desired time read for a page, unless the cursor carries a better one.
@@ -233,8 +237,21 @@ class Repository:
         back which of them took effect."""
         if changes:
             await self.callbacks.bulk_write(
-                [UpdateOne(filter_, update) for filter_, update in changes], ordered=False
+                # the hint: the test server's planner otherwise picks an index of the other
+                # fields of the filter (state) and scans it (measured 7 ms per update, vs 1)
+                [UpdateOne(filter_, update, hint="_id_") for filter_, update in changes],
+                ordered=False,
             )
+
+    async def update_in_states(self, ids_by_state: dict[str, list[UUID]], update: Document) -> None:
+        """Apply the same ``update`` to the callbacks of these ids still in the state each was
+        seen in: one ``update_many`` per state and chunk of ids (measured here: 3.4 ms per
+        callback, against 7 ms for as many conditional updates in one bulk write)."""
+        for state, ids in ids_by_state.items():
+            for at in range(0, len(ids), READ_CHUNK):
+                await self.callbacks.update_many(
+                    {"_id": {"$in": ids[at : at + READ_CHUNK]}, "state": state}, update
+                )
 
     async def count_matching(self, criteria: ListCriteria, up_to: int) -> int:
         """Callbacks the criteria select, counted up to ``up_to`` (bulk cancel's job threshold)."""
@@ -257,6 +274,44 @@ class Repository:
 
     async def update_job(self, batch_id: UUID, update: Document) -> None:
         await self.jobs.update_one({"_id": batch_id}, update)
+
+    async def settle_job_outbox(self, batch_id: UUID, published: list[UUID]) -> None:
+        """Remove these (published or void) events from the job's outbox; once it is empty, the
+        relay no longer looks at the job."""
+        # usually the outbox holds exactly these: then one update empties it
+        whole = await self.jobs.update_one(
+            {"_id": batch_id, ANNOUNCING: {"$size": len(published)}},
+            {"$unset": {ANNOUNCING: "", ANNOUNCING_SINCE: ""}},
+        )
+        if whole.matched_count:
+            return
+        # (a pull of hundreds of ids from hundreds of entries is slow on the test server)
+        await self.jobs.update_one(
+            {"_id": batch_id}, {"$pull": {ANNOUNCING: {"event_id": {"$in": published}}}}
+        )
+        await self.jobs.update_one(
+            {"_id": batch_id, ANNOUNCING: {"$size": 0}}, {"$unset": {ANNOUNCING_SINCE: ""}}
+        )
+
+    async def jobs_to_relay(self, cutoff: datetime, limit: int = 20) -> list[Document]:
+        """Jobs whose outbox holds events older than ``cutoff``."""
+        return await self.jobs.find({ANNOUNCING_SINCE: {"$lte": cutoff}}, limit=limit).to_list()
+
+    async def reap_jobs(self, stale_before: datetime, now: datetime) -> int:
+        """Mark failed the jobs still ``running`` without progress since ``stale_before``: the
+        process running them is gone."""
+        reaped = await self.jobs.update_many(
+            {"state": "running", "updated_at": {"$lt": stale_before}},
+            {
+                "$set": {
+                    "state": "failed",
+                    "error": "interrupted: its process stopped; submit the range again",
+                    "finished_at": now,
+                    "updated_at": now,
+                }
+            },
+        )
+        return reaped.modified_count
 
     async def job(self, batch_id: UUID, actor: str) -> Document | None:
         return await self.jobs.find_one({"_id": batch_id, "actor": actor})
@@ -306,17 +361,21 @@ class Repository:
         return {doc["start"]: doc["taken"] async for doc in cursor}
 
     async def release_slots(self, places: list[tuple[str, datetime, UUID]]) -> None:
-        """:meth:`release_slot` for many (service, slot start, callback) at once."""
-        if places:
-            await self.slots.bulk_write(
+        """:meth:`release_slot` for many (service, slot start, callback) at once: one update per
+        chunk of slots, each slot losing the places of every callback listed for it."""
+        by_slot: dict[str, list[UUID]] = {}
+        for service_name, start, callback_id in places:
+            by_slot.setdefault(slot_id(service_name, start), []).append(callback_id)
+        slots = list(by_slot)
+        for at in range(0, len(slots), READ_CHUNK):
+            chunk = slots[at : at + READ_CHUNK]
+            leaving = [callback_id for slot in chunk for callback_id in by_slot[slot]]
+            await self.slots.update_many(
+                {"_id": {"$in": chunk}, "holders": {"$in": leaving}},
                 [
-                    UpdateOne(
-                        {"_id": slot_id(service_name, start), "holders": callback_id},
-                        {"$inc": {"taken": -1}, "$pull": {"holders": callback_id}},
-                    )
-                    for service_name, start, callback_id in places
+                    {"$set": {"holders": {"$setDifference": ["$holders", leaving]}}},
+                    {"$set": {"taken": {"$size": "$holders"}}},
                 ],
-                ordered=False,
             )
 
     # --- request counters -----------------------------------------------------------------------
