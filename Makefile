@@ -33,6 +33,7 @@ fetch-kafka: install
 deploy-tools:
 	bash deploy/tools.sh
 
-# regenerate the settings table in docs/configuration.md from the settings classes
+# regenerate from the code: the settings table in docs/configuration.md, the metrics table in
+# docs/operations.md and docs/asyncapi.json (the Kafka topics)
 docs: install
 	$(UV) run --frozen python -m tests.deploy.reference --write

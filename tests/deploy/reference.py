@@ -2,28 +2,33 @@
 
 - docs/configuration.md: every setting of every service (``callback_shared.settings``), with
   its default, type and meaning;
-- docs/operations.md: every Prometheus metric the packages define, with its type and labels.
+- docs/operations.md: every Prometheus metric the packages define, with its type and labels;
+- docs/asyncapi.json (the whole file): the AsyncAPI 3.0 document of the Kafka topics
+  (``callback_shared.asyncapi``).
 
 ``make docs`` (``python -m tests.deploy.reference --write``) rewrites the blocks between the
-``<!-- BEGIN GENERATED ... -->`` / ``<!-- END GENERATED ... -->`` markers; tests/deploy/test_docs.py
-fails while a block differs from what the code says.
+``<!-- BEGIN GENERATED ... -->`` / ``<!-- END GENERATED ... -->`` markers, and the wholly generated
+files; tests/deploy/test_docs.py fails while a block or file differs from what the code says (or
+is missing).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import pkgutil
 import re
 import sys
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import annotated_types
 from callback_shared import settings as settings_module
+from callback_shared.asyncapi import asyncapi_document
 from callback_shared.settings import PlatformSettings
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic.fields import FieldInfo
@@ -31,6 +36,8 @@ from pydantic.fields import FieldInfo
 REPO = Path(__file__).resolve().parents[2]
 CONFIGURATION = REPO / "docs" / "configuration.md"
 OPERATIONS = REPO / "docs" / "operations.md"
+ASYNCAPI = REPO / "docs" / "asyncapi.json"
+CHART = REPO / "deploy" / "helm" / "callback-platform" / "Chart.yaml"
 
 #: meanings of settings whose field has no description
 MEANINGS = {
@@ -170,11 +177,33 @@ def metrics_reference() -> str:
     return "\n".join(lines)
 
 
+# --- AsyncAPI ---------------------------------------------------------------------------------
+
+
+def release_version() -> str:
+    """The chart's ``appVersion``: what a release is (the images' default tag,
+    ``deploy/helm/callback-platform/templates/_helpers.tpl``), so the version of the topics'
+    document."""
+    match = re.search(r'^appVersion:\s*"?([^"\s]+)"?\s*$', CHART.read_text(), re.MULTILINE)
+    assert match, f"{CHART.relative_to(REPO)} has no appVersion"
+    return match.group(1)
+
+
+def asyncapi() -> dict[str, Any]:
+    return asyncapi_document(version=release_version())
+
+
+def asyncapi_json() -> str:
+    return json.dumps(asyncapi(), indent=2, ensure_ascii=False) + "\n"
+
+
 # --- the blocks -------------------------------------------------------------------------------
 
-BLOCKS = {
+#: path -> (tag of its generated block, generator); tag ``None``: the whole file is generated
+BLOCKS: dict[Path, tuple[str | None, Callable[[], str]]] = {
     CONFIGURATION: ("settings", configuration_reference),
     OPERATIONS: ("metrics", metrics_reference),
+    ASYNCAPI: (None, asyncapi_json),
 }
 
 
@@ -184,12 +213,18 @@ def block_pattern(tag: str) -> re.Pattern[str]:
     )
 
 
-def current_block(path: Path, tag: str) -> str | None:
+def current_block(path: Path, tag: str | None) -> str | None:
+    """The generated block as it is now (the whole file for tag ``None``), None if missing."""
+    if tag is None:
+        return path.read_text(encoding="utf-8") if path.exists() else None
     match = block_pattern(tag).search(path.read_text())
     return match.group(2).removesuffix("\n") if match else None
 
 
-def write_block(path: Path, tag: str, content: str) -> None:
+def write_block(path: Path, tag: str | None, content: str) -> None:
+    if tag is None:
+        path.write_text(content, encoding="utf-8")
+        return
     text = path.read_text()
     pattern = block_pattern(tag)
     assert pattern.search(text), f"{path}: no GENERATED {tag} markers"
@@ -204,11 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     for path, (tag, generate) in BLOCKS.items():
         content = generate()
         if current_block(path, tag) != content:
+            name = str(path.relative_to(REPO)) + (f" ({tag})" if tag else "")
             if args.write:
                 write_block(path, tag, content)
-                print(f"updated {path.relative_to(REPO)} ({tag})")
+                print(f"updated {name}")
             else:
-                stale.append(f"{path.relative_to(REPO)} ({tag})")
+                stale.append(name)
     if stale:
         print("stale: " + ", ".join(stale) + "; run `make docs`", file=sys.stderr)
         return 1

@@ -1,6 +1,6 @@
-"""The operations docs follow the code: the generated references (settings, metrics) match it,
-every setting of every service is documented with a meaning, and so are the topics and the
-compose file's variables."""
+"""The operations docs follow the code: the generated references (settings, metrics, the AsyncAPI
+document of the topics) match it, every setting of every service is documented with a meaning,
+and so are the topics and the compose file's variables."""
 
 import re
 
@@ -17,8 +17,9 @@ OPERATIONS = (REPO / "docs" / "operations.md").read_text()
 @pytest.mark.parametrize("path", list(reference.BLOCKS), ids=lambda p: p.name)
 def test_generated_reference_matches_the_code(path):
     tag, generate = reference.BLOCKS[path]
+    name = f"{path.relative_to(REPO)}" + (f" ({tag})" if tag else "")
     assert reference.current_block(path, tag) == generate(), (
-        f"{path.relative_to(REPO)} ({tag}) is stale: run `make docs`"
+        f"{name} is missing or stale: run `make docs`"
     )
 
 
