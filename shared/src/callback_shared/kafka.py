@@ -15,7 +15,6 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from prometheus_client import Counter
-from pydantic import BaseModel
 
 from callback_shared.models import DeadLetter, Event
 from callback_shared.settings import PlatformSettings
@@ -73,13 +72,6 @@ DEAD_LETTERS = Counter(
     "callback_dead_letters_total", "Messages parked on the dead-letter topic", ["source_topic"]
 )
 log = structlog.get_logger(__name__)
-
-
-async def publish_event(
-    broker: KafkaBroker, topic: str, event: BaseModel, key: bytes | None
-) -> None:
-    """Publish one contract model as JSON and wait for the broker's acknowledgement."""
-    await broker.publish(event.model_dump_json().encode(), topic, key=key, headers=JSON_HEADERS)
 
 
 #: A message to publish: topic, JSON value, key.

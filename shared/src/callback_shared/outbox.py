@@ -11,7 +11,6 @@ by ``event_id``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -23,6 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from callback_shared.kafka import publish_all
 from callback_shared.models import Event, utcnow
 from callback_shared.mongo import Document
+from callback_shared.runtime import keep_running
 
 OUTBOX = "outbox"
 #: Set while a document's outbox holds events: the relay's (sparse) index key.
@@ -89,7 +89,6 @@ class OutboxRelay:
                     f"{OUTBOX}.event_id": {"$all": [e["event_id"] for e in doc[OUTBOX]]},
                 },
                 {"$unset": {OUTBOX: "", OUTBOX_SINCE: ""}},
-                hint="_id_",  # else the test server's planner may scan another index
             )
             for doc in documents
         ]
@@ -121,13 +120,9 @@ class OutboxRelay:
 
     async def run(self, interval: float = 1.0, older_than: timedelta = RELAY_AFTER) -> None:
         """The relay loop: never gives up; Kafka or MongoDB errors are logged and retried."""
-        while True:
-            try:
-                relayed = await self.relay_pending(older_than)
-                if relayed:
-                    log.warning("relayed events left in outboxes", documents=relayed)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; will retry")
-            await asyncio.sleep(interval)
+
+        async def relay() -> None:
+            if relayed := await self.relay_pending(older_than):
+                log.warning("relayed events left in outboxes", documents=relayed)
+
+        await keep_running(relay, interval, "outbox relay failed; will retry")

@@ -41,6 +41,24 @@ BATCH_RETRY_PAUSE_SECONDS = 1.0
 READY = Gauge("callback_service_ready", "1 while the service's dependencies answer", ["service"])
 
 
+log = structlog.get_logger(__name__)
+
+
+async def keep_running(
+    step: Callable[[], Awaitable[object]], interval: float, failure: str
+) -> None:
+    """Run ``step`` every ``interval`` seconds for ever (a background loop: outbox relays);
+    its errors (Kafka or MongoDB down) are logged with ``failure`` and retried."""
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(failure)
+        await asyncio.sleep(interval)
+
+
 class ServiceRuntime:
     def __init__(self, name: str, settings: PlatformSettings, *, title: str | None = None) -> None:
         self.name = name

@@ -41,6 +41,7 @@ from callback_shared.documents import CANCELLED_IN_BATCH
 from callback_shared.models import RETENTION
 from callback_shared.mongo import Document
 from callback_shared.outbox import RELAY_AFTER
+from callback_shared.runtime import keep_running
 from callback_shared.states import CANCELLABLE_STATES, OPEN_STATES, CallbackState
 
 from callback_admin_api.auth import Principal
@@ -464,14 +465,11 @@ async def relay_job_outboxes(api: AdminApi, older_than: timedelta = RELAY_AFTER)
 async def relay_loop(api: AdminApi, interval: float = 1.0) -> None:
     """Relay job outboxes, and mark failed the jobs whose process stopped (no progress for
     :data:`STALE_JOB_AFTER`); never gives up."""
-    while True:
-        try:
-            await relay_job_outboxes(api)
-            now = api.clock()
-            if reaped := await api.repository.reap_jobs(now - STALE_JOB_AFTER, now):
-                log.warning("bulk cancel jobs interrupted by a stopped process", jobs=reaped)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("bulk cancel relay failed; will retry")
-        await asyncio.sleep(interval)
+
+    async def relay_and_reap() -> None:
+        await relay_job_outboxes(api)
+        now = api.clock()
+        if reaped := await api.repository.reap_jobs(now - STALE_JOB_AFTER, now):
+            log.warning("bulk cancel jobs interrupted by a stopped process", jobs=reaped)
+
+    await keep_running(relay_and_reap, interval, "bulk cancel relay failed; will retry")

@@ -28,7 +28,7 @@ from callback_shared.mongo import (
     Document,
 )
 from callback_shared.states import OPEN_STATES
-from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -231,17 +231,6 @@ class Repository:
             )
         )
         return {doc["_id"]: doc for docs in found for doc in docs}
-
-    async def apply_all(self, changes: list[tuple[Document, Document]]) -> None:
-        """Apply conditional updates ``(filter, update)`` in one round trip; the caller reads
-        back which of them took effect."""
-        if changes:
-            await self.callbacks.bulk_write(
-                # the hint: the test server's planner otherwise picks an index of the other
-                # fields of the filter (state) and scans it (measured 7 ms per update, vs 1)
-                [UpdateOne(filter_, update, hint="_id_") for filter_, update in changes],
-                ordered=False,
-            )
 
     async def update_in_states(self, ids_by_state: dict[str, list[UUID]], update: Document) -> None:
         """Apply the same ``update`` to the callbacks of these ids still in the state each was
