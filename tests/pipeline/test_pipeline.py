@@ -146,7 +146,7 @@ async def test_pipeline_survives_killed_state_tracker_and_scheduler(env, db, tmp
             processes["state-tracker"].kill()  # kill -9 mid-run
             processes["scheduler-a"].kill()
             processes["state-tracker"] = start_service("state-tracker", env, tmp_path)
-            await eventually(lambda: _all_completed(db, len(callbacks)), 120, "all completed")
+            await all_completed(db, len(callbacks), processes, 120)
         finally:
             await stop_all(processes)
         await asyncio.sleep(1)
@@ -166,12 +166,34 @@ async def test_pipeline_resumes_after_a_kafka_restart(env, db, tmp_path, infra):
         await asyncio.to_thread(infra.kafka.stop)
         await asyncio.sleep(3)
         await asyncio.to_thread(infra.kafka.start)
-        await eventually(lambda: _all_completed(db, len(callbacks)), 180, "all completed")
+        await all_completed(db, len(callbacks), processes, 180)
     finally:
         await stop_all(processes)
     async with TopicReader(bootstrap, env["TOPIC_LIFECYCLE_EVENTS"]) as lifecycle:
         await eventually(lambda: _announced_all(lifecycle, callbacks), 30, "all announced")
     await check_outcomes(db, callbacks, lifecycle)
+
+
+async def all_completed(db, count: int, processes: dict[str, ServiceProcess], within: float):
+    """Wait until every callback is COMPLETED; if not, fail with what is stuck and the logs."""
+    try:
+        await eventually(lambda: _all_completed(db, count), within, "all completed")
+    except AssertionError as exc:
+        stuck = await db[CALLBACKS].find({"state": {"$ne": "COMPLETED"}}).to_list(10)
+        details = [
+            {k: d.get(k) for k in ("_id", "state", "attempt", "dispatch_at", "dial_attempts")}
+            | {"timeline": [(e["state"], e["at"].isoformat()) for e in d["timeline"][-4:]]}
+            for d in stuck
+        ]
+        notes = {
+            name: [
+                line
+                for line in p.output().splitlines()
+                if '"level": "info"' not in line and '"logger": "aiokafka' not in line
+            ][-15:]
+            for name, p in processes.items()
+        }
+        raise AssertionError(f"{exc}; stuck (first 10): {details}; logs: {notes}") from None
 
 
 async def _at_least(db, count: int) -> bool:
