@@ -18,19 +18,20 @@ collection::
     version          event_version(event): "<occurred_at, microseconds, UTC>Z|<event_id>"
     expire_at        occurred_at + retention (TTL index, expireAfterSeconds=0)
 
-**Convergence.** An entry shows the newest event of its key: newest by ``occurred_at``, ties
-broken by ``event_id``, compared as the fixed-width string ``version`` (which keeps the
-microseconds BSON dates lose). Each write is an upsert on ``{_id}`` alone whose update (a
-pipeline) replaces the document with the event's entry only if the stored ``version`` is not
-newer (``$cond``), else keeps it as it is. So whatever the order and however often events are
-applied, the document ends as the newest event made it: a replay of the topic from its start (a
-new consumer group), a batch redelivered after a crash, or an older event arriving after a newer
-one all converge, and re-applying the same event rewrites identical values. The filter is an
-``_id`` point lookup on every MongoDB-protocol server (a filter on ``_id`` plus ``version``
-is explained as a collection scan by SecantusDB 0.7, though run on _id). Two upserts racing
-to create the same entry (two replicas during a rebalance) can make the loser fail with a
-duplicate key (E11000); it is retried once without upsert, against the document the winner
-created, and applies if it is the newer one.
+**Convergence.** An entry shows the newest event of its key: newest by ``occurred_at``, ties broken
+by ``event_id``, compared as the fixed-width string ``version`` (which keeps the microseconds BSON
+dates lose). A batch's entries are first inserted (unordered): an entry no document holds yet simply
+is the event's. Those whose ``_id`` is taken get an upsert on ``{_id}`` alone whose update (a
+pipeline) replaces the document with the event's entry only if the stored ``version`` is not newer
+(``$cond``), else keeps it as it is. So whatever the order and however often events are applied, the
+document ends as the newest event made it: a replay of the topic from its start (a new consumer
+group), a batch redelivered after a crash, or an older event arriving after a newer one all
+converge, and re-applying the same event rewrites identical values. The filter is an ``_id`` point
+lookup on every MongoDB-protocol server (a filter on ``_id`` plus ``version`` is explained as a
+collection scan by SecantusDB 0.7, though run on _id). Two upserts racing to create the same entry
+(two replicas during a rebalance) can make the loser fail with a duplicate key (E11000); it is
+retried once without upsert, against the document the winner created, and applies if it is the newer
+one.
 
 **Retention.** ``expire_at = occurred_at + retention`` (``EXPORTER_REPORT_RETENTION_DAYS``,
 default 14 days, like the callback records the entries describe). An event already past its
@@ -206,17 +207,47 @@ async def record_cancellations(
     documents = [report_document(event, retention) for event in newest_per_entry(reportable)]
     if not documents:
         return 0
+    existing = await _insert_new(collection, documents)
+    if existing:
+        await _replace_unless_newer(collection, existing)
+    return len(documents)
+
+
+async def _insert_new(
+    collection: AsyncCollection[Document], documents: list[Document]
+) -> list[Document]:
+    """Insert the entries no document holds yet; returns those whose ``_id`` (or another unique
+    key) was taken. A first event of an entry, by far the common case, is a plain insert: about
+    thirty times cheaper than the conditional upsert on the test server."""
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        return [documents[error["index"]] for error in _duplicate_keys_only(exc)]
+    return []
+
+
+async def _replace_unless_newer(
+    collection: AsyncCollection[Document], documents: list[Document]
+) -> None:
+    """The conditional upsert of each entry (module docstring); a duplicate key on upsert (two
+    writers creating the same entry) is retried once as a plain conditional update."""
     try:
         await collection.bulk_write([_write(d, upsert=True) for d in documents], ordered=False)
     except BulkWriteError as exc:
-        errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
-        if exc.details.get("writeConcernErrors") or any(
-            error.get("code") != DUPLICATE_KEY for error in errors
-        ):
-            raise
-        retry = [_write(documents[error["index"]], upsert=False) for error in errors]
+        retry = [
+            _write(documents[error["index"]], upsert=False) for error in _duplicate_keys_only(exc)
+        ]
         await collection.bulk_write(retry, ordered=False)
-    return len(documents)
+
+
+def _duplicate_keys_only(exc: BulkWriteError) -> list[dict[str, Any]]:
+    """The write errors of ``exc`` if all are duplicate keys; else re-raises it."""
+    errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
+    if exc.details.get("writeConcernErrors") or any(
+        error.get("code") != DUPLICATE_KEY for error in errors
+    ):
+        raise exc
+    return errors
 
 
 # --- reading -----------------------------------------------------------------------------------
