@@ -87,9 +87,18 @@ CANCELLATION_REPORT_INDEXES: list[IndexModel] = [
 ]
 
 
-#: Indexes of the ``bulk_cancel_jobs`` collection: a job is kept 14 days after it started.
+#: A bulk cancel job's outbox: the CANCELLED events of the batch in progress, written before
+#: the batch's cancellations and removed once published (admin-api ``bulk.cancel_batch``).
+ANNOUNCING = "announcing"
+ANNOUNCING_SINCE = "announcing_since"
+
+#: Indexes of the ``bulk_cancel_jobs`` collection: a job is kept 14 days after it started; the
+#: relay finds the jobs with events waiting, and the running jobs without progress, without
+#: reading every job (a job's outbox can hold hundreds of events).
 BULK_CANCEL_JOB_INDEXES: list[IndexModel] = [
     IndexModel([("expire_at", ASCENDING)], name="bulk_job_retention_ttl", expireAfterSeconds=0),
+    IndexModel([(ANNOUNCING_SINCE, ASCENDING)], name="bulk_job_announcing", sparse=True),
+    IndexModel([("state", ASCENDING), ("updated_at", ASCENDING)], name="bulk_job_progress"),
 ]
 
 

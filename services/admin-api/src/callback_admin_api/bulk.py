@@ -39,7 +39,7 @@ from uuid import UUID, uuid4
 import structlog
 from callback_shared.documents import CANCELLED_IN_BATCH
 from callback_shared.models import RETENTION
-from callback_shared.mongo import Document
+from callback_shared.mongo import ANNOUNCING, ANNOUNCING_SINCE, Document
 from callback_shared.outbox import RELAY_AFTER
 from callback_shared.runtime import keep_running
 from callback_shared.states import CANCELLABLE_STATES, OPEN_STATES, CallbackState
@@ -56,7 +56,6 @@ from callback_admin_api.context import AdminApi
 from callback_admin_api.listing import ListCriteria, PageCursor, query_plan
 from callback_admin_api.problems import InvalidField, NotFound
 from callback_admin_api.queries import ListRequest, list_criteria, retained
-from callback_admin_api.repository import ANNOUNCING, ANNOUNCING_SINCE
 from callback_admin_api.views import (
     MAX_BULK_ITEMS,
     BulkCancelPreview,

@@ -20,6 +20,8 @@ from uuid import UUID
 
 from callback_shared.models import ServiceConfig
 from callback_shared.mongo import (
+    ANNOUNCING,
+    ANNOUNCING_SINCE,
     BULK_CANCEL_JOBS,
     CALLBACKS,
     REQUEST_COUNTERS,
@@ -36,10 +38,6 @@ from callback_admin_api.listing import ListCriteria, PageCursor, QueryPlan, list
 
 #: Fields a list page never needs (the timeline is shown by the detail view only).
 READ_CHUNK = 50
-#: A bulk cancel job's outbox: the CANCELLED events of the batch in progress, written before
-#: the batch's cancellations and removed once published (see ``bulk.cancel_batch``).
-ANNOUNCING = "announcing"
-ANNOUNCING_SINCE = "announcing_since"
 LIST_PROJECTION = {"timeline": 0, "outbox": 0, "applied_events": 0}
 PAGE_SORT = [("desired_time", ASCENDING), ("_id", ASCENDING)]
 #: First window of desired time read for a page, unless the cursor carries a better one.
@@ -303,7 +301,7 @@ class Repository:
         return reaped.modified_count
 
     async def job(self, batch_id: UUID, actor: str) -> Document | None:
-        return await self.jobs.find_one({"_id": batch_id, "actor": actor})
+        return await self.jobs.find_one({"_id": batch_id, "actor": actor}, {ANNOUNCING: 0})
 
     # --- slots ----------------------------------------------------------------------------------
 
