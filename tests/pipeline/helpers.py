@@ -42,7 +42,8 @@ async def seed_callbacks(
 
 
 class TopicReader:
-    """Reads a whole topic from the beginning, in the background, into ``messages``."""
+    """Reads a whole topic from the beginning, in the background, into ``messages`` (parsed)
+    and ``records`` (as consumed)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.consumer = AIOKafkaConsumer(
@@ -53,6 +54,7 @@ class TopicReader:
             group_id=None,
         )
         self.messages: list[dict[str, Any]] = []
+        self.records: list[Any] = []
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> TopicReader:
@@ -62,6 +64,7 @@ class TopicReader:
 
     async def _read(self) -> None:
         async for record in self.consumer:
+            self.records.append(record)
             try:
                 self.messages.append(json.loads(record.value))
             except ValueError:

@@ -13,7 +13,8 @@ A cancel unsets it too, a reschedule moves it.
   plus a third.
 - **Scan.** The leader reads the callbacks with ``dispatch_at`` in ``(watermark, now]`` — a
   bounded range on one index, streamed in batches — publishes them keyed by callback id
-  (acks=all) and moves the watermark to ``now``. Reading at the due instant is what makes a
+  (acks=all; handed to the producer a batch per partition) and moves the watermark to
+  ``now``. Reading at the due instant is what makes a
   cancel or reschedule made before it take effect. It remembers what it emitted (callback,
   attempt, due time), so nothing is emitted twice while it leads.
 - **Late writes.** A callback written with a due time already behind the watermark (an
@@ -44,7 +45,7 @@ from typing import Any
 
 import structlog
 from callback_shared.documents import due_callback_event
-from callback_shared.kafka import send
+from callback_shared.kafka import send_keyed
 from callback_shared.models import utcnow
 from callback_shared.mongo import CALLBACKS, SCHEDULER_LEASES, Document
 from callback_shared.settings import SchedulerSettings
@@ -241,31 +242,31 @@ class Dispatcher:
         return emitted
 
     async def _emit(self, docs: Any, *, redispatch: bool) -> int:
-        """Publish every document of ``docs`` (a cursor) not yet emitted, without waiting for
-        each acknowledgement; remember those the broker acknowledged. Raises if any failed
-        (they stay due: the next round tries them again)."""
-        sent: list[tuple[Document, asyncio.Future[Any]]] = []
+        """Publish every document of ``docs`` (a cursor) not yet emitted, in batches per
+        partition, without waiting for each acknowledgement; remember those the broker
+        acknowledged. Raises if any failed (they stay due: the next round tries them again)."""
+        sent: list[tuple[list[Document], asyncio.Future[Any]]] = []
         topic = self.settings.topic_due_callbacks
         async for batch in read_ahead(docs, self.settings.scheduler_batch):
             if not self.leading:
                 break
-            for doc in batch:
-                if not redispatch and key_of(doc) in self.emitted:
-                    continue
-                if not self.leading:
-                    break
+            todo = [d for d in batch if redispatch or key_of(d) not in self.emitted]
+            messages = []
+            for doc in todo:
                 event = due_callback_event(doc)
-                message = (topic, event.model_dump_json().encode(), event.key)
-                sent.append((doc, await send(self.broker, message)))
+                messages.append((event.key, event.model_dump_json().encode()))
+            for positions, acked in await send_keyed(self.broker, topic, messages):
+                sent.append(([todo[p] for p in positions], acked))
         outcomes = await asyncio.gather(*(acked for _, acked in sent), return_exceptions=True)
         now = self.clock()
         done = [
             doc
-            for (doc, _), outcome in zip(sent, outcomes, strict=True)
+            for (held, _), outcome in zip(sent, outcomes, strict=True)
             if not isinstance(outcome, BaseException)
+            for doc in held
         ]
         self._record(done, now, redispatch=redispatch)
-        failed = len(sent) - len(done)
+        failed = sum(len(held) for held, _ in sent) - len(done)
         if failed:
             raise RuntimeError(f"{failed} due callbacks were not acknowledged by Kafka")
         return len(done)
