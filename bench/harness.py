@@ -58,9 +58,11 @@ def machine() -> str:
 
 def backend(infra: Infrastructure) -> str:
     if infra.source == "local processes":
+        sweep = os.environ.get("SECANTUS_TTL_SWEEP_SECONDS")
         return (
             f"Apache Kafka {KAFKA_VERSION} (KRaft, single node) + SecantusDB "
             f"{version('secantusdb')} (MongoDB wire protocol), local processes on this machine"
+            + (f"; server TTL sweep every {sweep} s" if sweep else "")
         )
     return f"Kafka + MongoDB from {infra.source}"
 

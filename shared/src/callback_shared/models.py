@@ -340,6 +340,7 @@ class DeadLetter(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     event_id: UUID = Field(default_factory=uuid4)
+    schema_version: Literal[1] = 1
     occurred_at: UtcDateTime = Field(default_factory=utcnow)
     source_topic: str
     partition: int
