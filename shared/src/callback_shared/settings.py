@@ -162,6 +162,9 @@ class ExporterSettings(PlatformSettings):
 
 class RoutingSimSettings(PlatformSettings):
     http_port: int = 8084
+    routing_sim_group_id: str = Field(
+        "routing-sim", description="Kafka consumer group of the routing-sim replicas."
+    )
     routing_sim_seed: int = Field(1, description="Seed of the simulation's random choices.")
     routing_sim_services: str = Field(
         "{}",

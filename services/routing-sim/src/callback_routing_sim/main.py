@@ -23,7 +23,6 @@ from callback_routing_sim.profiles import load_profiles
 from callback_routing_sim.simulation import Publish, Simulation
 
 SERVICE = "routing-sim"
-CONSUMER_GROUP = "routing-sim"
 
 
 def kafka_publisher(broker: KafkaBroker, topic: str) -> Publish:
@@ -48,7 +47,7 @@ def build(runtime: ServiceRuntime) -> None:
 
     @runtime.broker.subscriber(
         settings.topic_due_callbacks,
-        group_id=CONSUMER_GROUP,
+        group_id=settings.routing_sim_group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_body,
