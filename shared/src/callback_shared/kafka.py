@@ -31,12 +31,19 @@ def topics(settings: PlatformSettings) -> list[str]:
 
 
 def make_broker(settings: PlatformSettings, client_id: str) -> KafkaBroker:
-    """A FastStream broker: idempotent producer, acks from all replicas, structured logs."""
+    """A FastStream broker: acks from all replicas, structured logs.
+
+    Not an idempotent producer: aiokafka's never recovers from a broker that lost its producer
+    state (after a broker restart every later send failed with ``OutOfOrderSequenceNumber``,
+    for ever; seen in CI and reproduced), and it never expires a batch, so an outage could not
+    surface as an error. Without it a batch fails after ``request_timeout_ms`` and the caller's
+    retry sends it again; aiokafka keeps one batch in flight per partition, so order holds, and
+    a message written twice carries the same ``event_id``: every consumer here de-duplicates."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         acks="all",
-        enable_idempotence=True,
+        enable_idempotence=False,
         request_timeout_ms=15_000,
         graceful_timeout=settings.shutdown_grace_seconds,
         logger=logging.getLogger(f"callback.{client_id}.broker"),
@@ -91,7 +98,7 @@ async def send(broker: KafkaBroker, message: Message) -> asyncio.Future[Any]:
 
 def producer_of(broker: KafkaBroker) -> AIOKafkaProducer:
     """The aiokafka producer FastStream started for ``broker`` (same connection and settings:
-    acks=all, idempotent). FastStream does not expose it; a test checks this path still leads
+    acks=all). FastStream does not expose it; a test checks this path still leads
     to it with the locked FastStream version."""
     state = getattr(broker.config.producer, "_producer", None)
     producer = getattr(state, "producer", None)

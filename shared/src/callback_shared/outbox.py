@@ -63,7 +63,7 @@ class OutboxRelay:
         self.broker = broker
 
     async def publish(self, entries: Iterable[Document]) -> None:
-        """Publish and wait for every acknowledgement (idempotent producer, acks=all)."""
+        """Publish and wait for every acknowledgement (acks=all)."""
         await publish_all(
             self.broker,
             (
