@@ -139,8 +139,9 @@ async def throughput(infra: Infrastructure) -> dict[str, Metric]:
         (due_callback_event(doc).key, due_callback_event(doc).model_dump_json().encode())
         for doc in docs
     ]
+    # the platform's producer settings (callback_shared.kafka.make_broker)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", request_timeout_ms=15_000
     )
     await producer.start()
     try:
