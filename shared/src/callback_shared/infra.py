@@ -365,14 +365,10 @@ class LocalMongo:
             "--log-level",
             "WARNING",
         ]
-        sweep = os.environ.get("SECANTUS_TTL_SWEEP_SECONDS")
-        if sweep:
-            # The server's TTL sweep blocks every query while it walks the collections (about
-            # 6.5 s per minute with 100k callbacks); benchmarks may space it out to measure the
-            # platform apart from it. Default: the server's 60 s, as mongod.
-            config = self.work_dir / "secantusd.toml"
-            config.write_text(f"[storage]\nttl_sweep_seconds = {float(sweep)}\n")
-            cmd += ["--config", str(config)]
+        if os.environ.get("SECANTUS_TTL_SWEEP_SECONDS"):
+            # benchmarks may space out the server's TTL sweep, which stops every query for
+            # seconds once a minute at 100k callbacks (see secantusd_spaced_sweep)
+            cmd[:1] = [sys.executable, "-m", "callback_shared.secantusd_spaced_sweep"]
         self._proc = _spawn(cmd, self.log)
         self.pid = self._proc.pid
         _wait(
