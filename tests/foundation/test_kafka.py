@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from callback_shared.kafka import ensure_topics, make_broker, publish_all, send_keyed
 
@@ -42,10 +43,15 @@ def test_consumer_group_reads_each_message_once_across_restarts(env):
 
 async def test_send_keyed_puts_each_message_where_send_would_in_order(settings):
     """Batches per partition through FastStream's own producer: every message lands once, in
-    the partition the key gives with a plain send, in the order given, with the JSON header."""
+    the partition a plain aiokafka send gives its key, in the order given, with the JSON
+    header."""
     topic = f"keyed-{uuid.uuid4().hex[:8]}"
     plain = f"{topic}-plain"
-    messages = [(f"callback-{n % 37}".encode(), b'{"n": %d}' % n) for n in range(3000)]
+    pad = "x" * 1500  # 4.5 MB in all: more than one batch per partition
+    messages = [
+        (f"callback-{n % 37}".encode(), b'{"n": %d, "pad": "%s"}' % (n, pad.encode()))
+        for n in range(3000)
+    ]
     broker = make_broker(settings, "keyed-test")
     await broker.start()
     try:
@@ -54,9 +60,15 @@ async def test_send_keyed_puts_each_message_where_send_would_in_order(settings):
         assert sorted(p for positions, _ in sent for p in positions) == list(range(3000))
         assert len(sent) > 3  # several partitions, and batches split when full
         await asyncio.gather(*(acked for _, acked in sent))
-        await publish_all(broker, ((plain, value, key) for key, value in messages))
     finally:
         await broker.stop()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send_and_wait(plain, value, key=key)
+    finally:
+        await producer.stop()
     async with (
         TopicReader(settings.kafka_bootstrap_servers, topic) as keyed,
         TopicReader(settings.kafka_bootstrap_servers, plain) as reference,

@@ -30,20 +30,28 @@ def topics(settings: PlatformSettings) -> list[str]:
     ]
 
 
+#: Most bytes of one Kafka record batch (below the broker's default message.max.bytes): what
+#: one :func:`publish_all` call sends to one partition travels as one batch up to this size.
+MAX_BATCH_BYTES = 1_000_000
+
+
 def make_broker(settings: PlatformSettings, client_id: str) -> KafkaBroker:
     """A FastStream broker: acks from all replicas, structured logs.
 
-    Not an idempotent producer: aiokafka's never recovers from a broker that lost its producer
-    state (after a broker restart every later send failed with ``OutOfOrderSequenceNumber``,
-    for ever; seen in CI and reproduced), and it never expires a batch, so an outage could not
-    surface as an error. Without it a batch fails after ``request_timeout_ms`` and the caller's
-    retry sends it again; aiokafka keeps one batch in flight per partition, so order holds, and
-    a message written twice carries the same ``event_id``: every consumer here de-duplicates."""
+    Not an idempotent producer: aiokafka's never recovers once a batch is refused while a
+    broker restarts (LeaderNotAvailable leaves a gap in its sequence numbers: every later send
+    failed with ``OutOfOrderSequenceNumber``, for ever; seen in CI, reproduced by a test), and
+    it never expires a batch, so an outage could not surface as an error. Without it a batch
+    fails after ``request_timeout_ms`` and the caller's retry sends it again; a message
+    written twice carries the same ``event_id`` (every consumer here de-duplicates), and
+    :func:`publish_all` keeps a retry from putting a callback's later event before an earlier
+    one."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         acks="all",
         enable_idempotence=False,
+        max_batch_size=MAX_BATCH_BYTES,
         request_timeout_ms=15_000,
         graceful_timeout=settings.shutdown_grace_seconds,
         logger=logging.getLogger(f"callback.{client_id}.broker"),
@@ -86,16 +94,6 @@ log = structlog.get_logger(__name__)
 Message = tuple[str, bytes, bytes | None]
 
 
-async def send(broker: KafkaBroker, message: Message) -> asyncio.Future[Any]:
-    """Hand one message to the producer without waiting: the future resolves when the broker
-    acknowledged it (acks=all), or fails."""
-    topic, value, key = message
-    future: asyncio.Future[Any] = await broker.publish(
-        value, topic, key=key, headers=JSON_HEADERS, no_confirm=True
-    )
-    return future
-
-
 def producer_of(broker: KafkaBroker) -> AIOKafkaProducer:
     """The aiokafka producer FastStream started for ``broker`` (same connection and settings:
     acks=all). FastStream does not expose it; a test checks this path still leads
@@ -112,13 +110,14 @@ _JSON_HEADER_BYTES = [(name, value.encode()) for name, value in JSON_HEADERS.ite
 
 
 async def send_keyed(
-    broker: KafkaBroker, topic: str, messages: Sequence[tuple[bytes, bytes]]
+    broker: KafkaBroker, topic: str, messages: Sequence[tuple[bytes | None, bytes]]
 ) -> list[tuple[list[int], asyncio.Future[Any]]]:
     """Hand keyed messages (key, JSON value) to the producer in batches, one partition each,
     without waiting: for each batch, the positions in ``messages`` it holds and the future of
-    its acknowledgement. Same partitions as :func:`send` (the default partitioner of the key),
-    same order within a partition. FastStream's publish costs about as much as the rest of a
-    message's way to Kafka; a hot path sending thousands a second uses this instead."""
+    its acknowledgement. The partition is the default partitioner's for the key (as for any
+    Kafka client), the order within a partition the given one. A record batch is written
+    whole or not at all. (FastStream's publish of one message costs about as much as the rest
+    of its way to Kafka.)"""
     producer = producer_of(broker)
     partitions = sorted(await producer.partitions_for(topic))
     by_partition: dict[int, list[int]] = {}
@@ -144,14 +143,20 @@ async def send_keyed(
 
 
 async def publish_all(broker: KafkaBroker, messages: Iterable[Message]) -> None:
-    """Publish messages in order without waiting for each acknowledgement in turn (the producer
-    batches them; awaiting each in turn measured ten times slower), then wait for all of them;
-    raises the first failure. A failed call may have published part: callers publish what is
-    safe to publish twice (events with stable ids)."""
+    """Publish messages without waiting for each acknowledgement in turn (awaiting each in turn
+    measured ten times slower), then wait for all of them; raises the first failure.
+
+    What the call sends to one partition goes as one record batch (up to
+    :data:`MAX_BATCH_BYTES`), written whole or not at all. A failed call may have published
+    some partitions' batches; callers retry with the same events (stable ids), so a retry can
+    repeat events but never put a callback's later event before an earlier one."""
+    by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
+    for topic, value, key in messages:
+        by_topic.setdefault(topic, []).append((key, value))
     pending: list[asyncio.Future[Any]] = []
     try:
-        for message in messages:
-            pending.append(await send(broker, message))
+        for topic, keyed in by_topic.items():
+            pending += [acked for _, acked in await send_keyed(broker, topic, keyed)]
     finally:
         outcomes = await asyncio.gather(*pending, return_exceptions=True)
     for outcome in outcomes:

@@ -14,9 +14,9 @@ A cancel unsets it too, a reschedule moves it.
 - **Scan.** The leader reads the callbacks with ``dispatch_at`` in ``(watermark, now]`` — a
   bounded range on one index, streamed in batches — publishes them keyed by callback id
   (acks=all; handed to the producer a batch per partition) and moves the watermark to
-  ``now``. Reading at the due instant is what makes a
-  cancel or reschedule made before it take effect. It remembers what it emitted (callback,
-  attempt, due time), so nothing is emitted twice while it leads.
+  ``now``. Reading at the due instant is what makes a cancel or reschedule made before it
+  take effect. It remembers what it emitted (callback, attempt, due time), so nothing is
+  emitted twice while it leads.
 - **Late writes.** A callback written with a due time already behind the watermark (an
   immediate callback whose insert took a while) is found by a look, every second, over the
   last ``LATE_WRITE_LOOKBACK`` before the watermark.
@@ -255,6 +255,8 @@ class Dispatcher:
             for doc in todo:
                 event = due_callback_event(doc)
                 messages.append((event.key, event.model_dump_json().encode()))
+            if not messages:
+                continue
             for positions, acked in await send_keyed(self.broker, topic, messages):
                 sent.append(([todo[p] for p in positions], acked))
         outcomes = await asyncio.gather(*(acked for _, acked in sent), return_exceptions=True)
