@@ -9,11 +9,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from callback_shared.kafka import ensure_topics, make_broker, publish_all, send_keyed
 
-from tests.pipeline.helpers import TopicReader, eventually
+from tests.pipeline.helpers import TopicReader, eventually, produce
 
 PEER = Path(__file__).with_name("kafka_peer.py")
 
@@ -45,8 +43,8 @@ async def test_send_keyed_puts_each_message_where_send_would_in_order(settings):
     """Batches per partition through FastStream's own producer: every message lands once, in
     the partition a plain aiokafka send gives its key, in the order given, with the JSON
     header."""
-    topic = f"keyed-{uuid.uuid4().hex[:8]}"
-    plain = f"{topic}-plain"
+    # two of the test's own topics (3 partitions each)
+    topic, plain = settings.topic_due_callbacks, settings.topic_routing_events
     pad = "x" * 1500  # 4.5 MB in all: more than one batch per partition
     messages = [
         (f"callback-{n % 37}".encode(), b'{"n": %d, "pad": "%s"}' % (n, pad.encode()))
@@ -55,20 +53,14 @@ async def test_send_keyed_puts_each_message_where_send_would_in_order(settings):
     broker = make_broker(settings, "keyed-test")
     await broker.start()
     try:
-        await ensure_partitioned(settings, [topic, plain])
+        await ensure_topics(settings, "keyed-test")
         sent = await send_keyed(broker, topic, messages)
         assert sorted(p for positions, _ in sent for p in positions) == list(range(3000))
         assert len(sent) > 3  # several partitions, and batches split when full
         await asyncio.gather(*(acked for _, acked in sent))
     finally:
         await broker.stop()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for key, value in messages:
-            await producer.send_and_wait(plain, value, key=key)
-    finally:
-        await producer.stop()
+    await produce(settings.kafka_bootstrap_servers, plain, messages)  # a plain aiokafka send
     async with (
         TopicReader(settings.kafka_bootstrap_servers, topic) as keyed,
         TopicReader(settings.kafka_bootstrap_servers, plain) as reference,
@@ -85,15 +77,6 @@ async def test_send_keyed_puts_each_message_where_send_would_in_order(settings):
 
 async def _holds(reader: TopicReader, count: int) -> bool:
     return len(reader.records) >= count
-
-
-async def ensure_partitioned(settings, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 3, 1) for name in names])
-    finally:
-        await admin.close()
 
 
 async def test_publishing_recovers_after_a_kafka_restart(settings, infra):
