@@ -9,6 +9,7 @@ import pytest
 from callback_shared.models import DialFailure, RoutingEvent, RoutingEventKind, utcnow
 from callback_shared.mongo import CALLBACKS, SERVICES
 from callback_shared.states import CallbackResult, CallbackState
+from callback_state_tracker.changes import APPLIES
 
 from tests.pipeline.helpers import TopicReader, eventually, produce, seed_callbacks
 from tests.support import start_service
@@ -34,7 +35,7 @@ def happy_path(callback_id, attempt=1) -> list[RoutingEvent]:
         routing(callback_id, K.POSITION_UPDATED, 1, attempt, position_in_queue=1),
         routing(callback_id, K.ROUTING, 2, attempt, agent="agent-7", route_point="RP1"),
         routing(callback_id, K.PROCESSING, 3, attempt, from_number="+1800", to_number="+1415"),
-        routing(callback_id, K.COMPLETED, 4, attempt),
+        routing(callback_id, K.COMPLETED, 4, attempt, diagnostic_data={"ors_session": "S1"}),
     ]
 
 
@@ -92,6 +93,7 @@ async def test_applies_events_idempotently_and_parks_bad_ones(env, db, tmp_path)
     assert (d["state"], d["result"]) == (CallbackState.COMPLETED, CallbackResult.AGENT)
     assert (d["agent"], d["route_point"], d["to_number"]) == ("agent-7", "RP1", "+1415")
     assert d["dial_attempts"] == 1
+    assert d["diagnostic_data"]["ors_session"] == "S1"
     assert "dispatch_at" not in d  # routing took it: the scheduler no longer waits for it
     states = [entry["state"] for entry in d["timeline"]]
     assert states == ["SCHEDULED", "QUEUED", "ROUTING", "PROCESSING", "COMPLETED"]
@@ -101,6 +103,8 @@ async def test_applies_events_idempotently_and_parks_bad_ones(env, db, tmp_path)
     a = docs[abandoned]
     assert (a["state"], a["result"]) == ("COMPLETED", "ABANDONED_IN_QUEUE")
     assert a.get("agent") is None
+    assert [entry["state"] for entry in a["timeline"]] == ["SCHEDULED", "QUEUED", "COMPLETED"]
+    assert not [doc for doc in docs.values() if APPLIES in doc]  # the update's own field
 
     r = docs[retried]
     assert (r["state"], r["attempt"], r["dial_attempts"]) == ("SCHEDULED", 2, 1)

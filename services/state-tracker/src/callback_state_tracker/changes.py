@@ -1,14 +1,20 @@
 """Routing events as conditional single-document updates, through the shared state machine.
 
-Pure functions, no I/O. Each routing event becomes one ``UpdateOne`` whose filter only matches
-when the event may be applied: the callback is in the state the event moves it from (a move the
-machine allows), the event belongs to the callback's current dial attempt, and it is newer than
-the last routing event applied (``routing_sequence``). So a redelivered, stale or forbidden
-event matches nothing and changes nothing, without a read before the write.
+Pure functions, no I/O. Each routing event becomes one update of the callback's document (by
+``_id``) that changes it only when the event may be applied: the callback is in the state the
+event moves it from (a move the machine allows), the event belongs to the callback's current
+dial attempt, and it is newer than the last routing event applied (``routing_sequence``). So a
+redelivered, stale or forbidden event changes nothing, without a read before the write.
+
+The condition is inside the update (a pipeline update, :func:`update_if`), not in the filter:
+the filter is the ``_id`` alone, which the MongoDB-protocol test server answers with a point
+lookup, while a filter with more fields goes through its query planner and costs as much again
+as the write itself (measured: 3.4 vs 2.3 ms per update).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,7 +55,7 @@ ROUTING_FIELDS = (
 @dataclass(frozen=True)
 class Change:
     filter: Document
-    update: Document
+    update: list[Document]
     #: for a change of state: (from, to, result); None for a position update
     move: tuple[CallbackState, CallbackState, CallbackResult | None] | None
 
@@ -78,15 +84,11 @@ def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> C
     }
     if event.diagnostic_data:
         details.update({f"diagnostic_data.{k}": v for k, v in event.diagnostic_data.items()})
-    base_filter: Document = {
-        "_id": event.callback_id,
-        "attempt": event.attempt,
-        "routing_sequence": {"$lt": event.sequence},
-    }
+    by_id: Document = {"_id": event.callback_id}
     set_fields: Document = {"routing_sequence": event.sequence, "updated_at": now, **details}
     move = move_of(event, retry)
     if move is None:
-        return Change({**base_filter, "state": S.QUEUED.value}, {"$set": set_fields}, None)
+        return Change(by_id, update_if(applicable(event, S.QUEUED), set_fields), None)
 
     source, target, result = move
     inc: dict[str, int] = {}
@@ -112,24 +114,60 @@ def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> C
         unset.update(position_in_queue="", estimated_wait_seconds="")
     for name in unset:
         set_fields.pop(name, None)
-    update: dict[str, Any] = {
-        "$set": set_fields,
-        "$unset": unset,
-        "$push": {
-            "timeline": timeline_entry(
-                event.occurred_at,
-                target,
-                "routing",
-                result=result,
-                note=note,
-                event_id=event.event_id,
-            ),
-            "applied_events": {"$each": [event.event_id], "$slice": -APPLIED_EVENTS_KEPT},
-        },
+    entry = timeline_entry(
+        event.occurred_at, target, "routing", result=result, note=note, event_id=event.event_id
+    )
+    update = update_if(
+        applicable(event, source),
+        set_fields,
+        unset=unset,
+        inc=inc,
+        append={"timeline": (entry, None), "applied_events": (event.event_id, APPLIED_EVENTS_KEPT)},
+    )
+    return Change(by_id, update, move)
+
+
+def applicable(event: RoutingEvent, source: CallbackState) -> Document:
+    """Whether ``event`` may be applied to a document (an aggregation expression): it is in
+    ``source``, at the event's attempt, and has not seen this event or a later one."""
+    return {
+        "$and": [
+            {"$eq": ["$state", source.value]},
+            {"$eq": ["$attempt", event.attempt]},
+            {"$lt": ["$routing_sequence", event.sequence]},
+        ]
     }
-    if inc:
-        update["$inc"] = inc
-    return Change({**base_filter, "state": source.value}, update, move)
+
+
+#: The field a conditional update keeps its condition in while it runs (removed at the end).
+APPLIES = "_applies"
+
+
+def update_if(
+    condition: Document,
+    set_fields: Document,
+    *,
+    unset: Iterable[str] = (),
+    inc: dict[str, int] | None = None,
+    append: dict[str, tuple[Any, int | None]] | None = None,
+) -> list[Document]:
+    """A pipeline update making the change only where ``condition`` holds, and leaving the
+    document as it was elsewhere: ``$set`` ``set_fields`` (values taken literally), ``$unset``
+    ``unset``, ``$inc`` ``inc``, and ``append`` one item to each named array, keeping its last
+    ``n`` items when ``n`` is given (like ``$push`` with ``$each`` and ``$slice``)."""
+
+    def changed(name: str, value: Any) -> Document:
+        return {"$cond": [f"${APPLIES}", value, f"${name}"]}
+
+    fields = {name: changed(name, {"$literal": value}) for name, value in set_fields.items()}
+    fields.update({name: changed(name, "$$REMOVE") for name in unset})
+    fields.update(
+        {name: changed(name, {"$add": [f"${name}", n]}) for name, n in (inc or {}).items()}
+    )
+    for name, (item, keep) in (append or {}).items():
+        longer: Document = {"$concatArrays": [{"$ifNull": [f"${name}", []]}, [{"$literal": item}]]}
+        fields[name] = changed(name, {"$slice": [longer, -keep]} if keep else longer)
+    return [{"$set": {APPLIES: condition}}, {"$set": fields}, {"$unset": APPLIES}]
 
 
 #: What the state-tracker reads back after a batch: enough to tell what was applied and to

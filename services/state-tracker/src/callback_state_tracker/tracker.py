@@ -107,8 +107,7 @@ class StateTracker:
             for _, event in parsed
         ]
         await self.callbacks.bulk_write(
-            # the hint spares the test server's planner a collection scan (filter beyond _id)
-            [UpdateOne(change.filter, change.update, hint="_id_") for change in changes],
+            [UpdateOne(change.filter, change.update) for change in changes],
             ordered=True,
         )
         docs = await self._read_back(list({event.callback_id for _, event in parsed}))
