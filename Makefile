@@ -18,7 +18,7 @@ lint: install
 	$(UV) run --frozen ruff format --check .
 
 typecheck: install
-	$(UV) run --frozen mypy shared/src
+	$(UV) run --frozen mypy shared/src services/*/src
 
 test: lint typecheck deploy-tools
 	$(UV) run --frozen pytest

@@ -188,7 +188,7 @@ def query_plan(criteria: ListCriteria) -> QueryPlan:
     the range; otherwise windows of desired time, one query per (service, state) pair."""
     search = criteria.search
     if search:
-        stream = {k: v for k, v in list_filter(criteria).items() if k != "desired_time"}
+        stream: Document = {k: v for k, v in list_filter(criteria).items() if k != "desired_time"}
         field_ = criteria.search_field
         if field_ is SearchField.ID and not isinstance(search["_id"], dict):
             return QueryPlan([_lead("_id", stream)], driver="_id", windowed=False)
@@ -205,7 +205,7 @@ def query_plan(criteria: ListCriteria) -> QueryPlan:
         return QueryPlan([stream], driver="time", windowed=True)
     streams = []
     for service, state in itertools.product(services, states):
-        stream: Document = {}
+        stream = {}
         if service is not None:
             stream["service_name"] = service
         if state is not None:

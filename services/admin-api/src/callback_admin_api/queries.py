@@ -200,11 +200,11 @@ async def list_services(api: AdminApi, principal: Principal) -> ServiceList:
         stored = await api.repository.stored_services(None)
         return ServiceList(items=[ServiceView(settings=config, stored=True) for config in stored])
     names = sorted(principal.services)
-    stored = {config.name: config for config in await api.repository.stored_services(names)}
+    by_name = {config.name: config for config in await api.repository.stored_services(names)}
     return ServiceList(
         items=[
             ServiceView(
-                settings=stored.get(name) or ServiceConfig(name=name), stored=name in stored
+                settings=by_name.get(name) or ServiceConfig(name=name), stored=name in by_name
             )
             for name in names
         ]

@@ -18,14 +18,15 @@ OPEN_CALLBACKS_ALLOWED: dict[DuplicateCheck, int | None] = {
 
 def completion_time(doc: Document) -> datetime:
     """When the callback was completed: its COMPLETED timeline entry, else its last update."""
-    completed = [
+    completed: list[datetime] = [
         entry["at"]
         for entry in doc.get("timeline", [])
         if entry["state"] == CallbackState.COMPLETED
     ]
     if completed:
         return max(completed)
-    return doc.get("completed_at") or doc["updated_at"]
+    at: datetime = doc.get("completed_at") or doc["updated_at"]
+    return at
 
 
 def keeps_name_recording(original: Document, now: datetime) -> bool:

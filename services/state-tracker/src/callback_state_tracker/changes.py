@@ -66,6 +66,7 @@ def move_of(
     """The change of state ``event`` makes, checked against the state machine."""
     if event.kind is K.POSITION_UPDATED:
         return None
+    move: tuple[CallbackState, CallbackState, CallbackResult | None]
     if event.kind is K.DIAL_FAILED:
         exhausted = event.attempt >= retry.max_attempts
         move = (S.ROUTING, S.COMPLETED, R.FAILED) if exhausted else (S.ROUTING, S.SCHEDULED, None)
