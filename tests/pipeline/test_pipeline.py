@@ -1,8 +1,8 @@
 """The whole pipeline, each service its own process: scheduler -> routing-sim -> state-tracker.
 
 Every callback must end COMPLETED with the result the seeded simulation implies, with a complete
-and ordered timeline and every state change announced, despite killed processes and a Kafka
-restart.
+and ordered timeline and every state change announced, despite killed processes, a Kafka
+restart and a MongoDB restart.
 """
 
 from __future__ import annotations
@@ -166,6 +166,28 @@ async def test_pipeline_resumes_after_a_kafka_restart(env, db, tmp_path, infra):
         await asyncio.to_thread(infra.kafka.stop)
         await asyncio.sleep(3)
         await asyncio.to_thread(infra.kafka.start)
+        await all_completed(db, len(callbacks), processes, 180)
+    finally:
+        await stop_all(processes)
+    async with TopicReader(bootstrap, env["TOPIC_LIFECYCLE_EVENTS"]) as lifecycle:
+        await eventually(lambda: _announced_all(lifecycle, callbacks), 30, "all announced")
+    await check_outcomes(db, callbacks, lifecycle)
+
+
+async def test_pipeline_resumes_after_a_mongodb_restart(env, db, tmp_path, infra):
+    if infra.mongo is None:
+        pytest.skip("the database is not a local process of this run: it cannot be restarted")
+    callbacks = await seed_mixed(db, 200)
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    processes = start_pipeline(env, tmp_path)
+    try:
+        for process in processes.values():
+            await asyncio.to_thread(process.wait_ready)
+        await eventually(lambda: _at_least(db, 30), 60, "first completions")
+        assert await completed(db) < len(callbacks), "all done before the restart"
+        await asyncio.to_thread(infra.mongo.stop)
+        await asyncio.sleep(3)
+        await asyncio.to_thread(infra.mongo.start)
         await all_completed(db, len(callbacks), processes, 180)
     finally:
         await stop_all(processes)
