@@ -153,30 +153,12 @@ async def test_pipeline_survives_killed_state_tracker_and_scheduler(env, db, tmp
     await check_outcomes(db, callbacks, lifecycle)
 
 
-async def test_pipeline_resumes_after_a_kafka_restart(env, db, tmp_path, infra):
-    if infra.kafka is None:
-        pytest.skip("the broker is not a local process of this run: it cannot be restarted")
-    callbacks = await seed_mixed(db, 200)
-    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    processes = start_pipeline(env, tmp_path)
-    try:
-        for process in processes.values():
-            await asyncio.to_thread(process.wait_ready)
-        await eventually(lambda: _at_least(db, 30), 60, "first completions")
-        await asyncio.to_thread(infra.kafka.stop)
-        await asyncio.sleep(3)
-        await asyncio.to_thread(infra.kafka.start)
-        await all_completed(db, len(callbacks), processes, 180)
-    finally:
-        await stop_all(processes)
-    async with TopicReader(bootstrap, env["TOPIC_LIFECYCLE_EVENTS"]) as lifecycle:
-        await eventually(lambda: _announced_all(lifecycle, callbacks), 30, "all announced")
-    await check_outcomes(db, callbacks, lifecycle)
-
-
-async def test_pipeline_resumes_after_a_mongodb_restart(env, db, tmp_path, infra):
-    if infra.mongo is None:
-        pytest.skip("the database is not a local process of this run: it cannot be restarted")
+@pytest.mark.parametrize("part", ["kafka", "mongo"])
+async def test_pipeline_resumes_after_a_restart(part, env, db, tmp_path, infra):
+    """The Kafka broker, or the MongoDB-protocol server, stopped for a few seconds mid-run."""
+    server = getattr(infra, part)
+    if server is None:
+        pytest.skip(f"{part} is not a local process of this run: it cannot be restarted")
     callbacks = await seed_mixed(db, 200)
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     processes = start_pipeline(env, tmp_path)
@@ -185,9 +167,9 @@ async def test_pipeline_resumes_after_a_mongodb_restart(env, db, tmp_path, infra
             await asyncio.to_thread(process.wait_ready)
         await eventually(lambda: _at_least(db, 30), 60, "first completions")
         assert await completed(db) < len(callbacks), "all done before the restart"
-        await asyncio.to_thread(infra.mongo.stop)
+        await asyncio.to_thread(server.stop)
         await asyncio.sleep(3)
-        await asyncio.to_thread(infra.mongo.start)
+        await asyncio.to_thread(server.start)
         await all_completed(db, len(callbacks), processes, 180)
     finally:
         await stop_all(processes)
