@@ -1,6 +1,8 @@
 """State-tracker: routing events applied per second (the tracker's own batch path: parse,
 conditional bulk write, read-back, lifecycle announcements) beside raw PyMongo bulk updates of
-the same documents on the same server in the same run."""
+the same documents on the same server in the same run: plain ``$set``s of the state (the
+target's baseline), and the very writes the tracker makes, as plain update operators by id on
+fresh documents (the same work without the tracker's conditions, read-back and announcements)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from callback_shared.infra import Infrastructure
 from callback_shared.kafka import make_broker
-from callback_shared.models import RoutingEvent, RoutingEventKind, utcnow
+from callback_shared.models import DialRetryPolicy, RoutingEvent, RoutingEventKind, utcnow
 from callback_shared.mongo import CALLBACKS, SERVICES
 from callback_shared.settings import StateTrackerSettings
+from callback_state_tracker.changes import plan_change
 from callback_state_tracker.tracker import StateTracker
 from pymongo import UpdateOne
 
@@ -112,6 +115,28 @@ async def run(infra: Infrastructure) -> Result:
     for start in range(0, len(raw_ops), BATCH):
         await db[CALLBACKS].bulk_write(raw_ops[start : start + BATCH], ordered=True)
     raw = time.perf_counter() - started
+
+    # raw, the same writes: what the tracker writes for each event, unconditionally
+    fresh = callback_documents([now] * CALLBACKS_COUNT)
+    await insert(db, fresh)
+    same_id = {doc["_id"]: other["_id"] for doc, other in zip(ours_docs, fresh, strict=True)}
+    policy = DialRetryPolicy()
+    same_ops = [
+        UpdateOne(
+            {"_id": same_id[event.callback_id]},
+            plan_change(event, policy, utcnow()).writes.unconditional(),
+        )
+        for event in events
+    ]
+    started = time.perf_counter()
+    for start in range(0, len(same_ops), BATCH):
+        await db[CALLBACKS].bulk_write(same_ops[start : start + BATCH], ordered=True)
+    raw_same = time.perf_counter() - started
+    same_done = await db[CALLBACKS].count_documents(
+        {"_id": {"$in": [doc["_id"] for doc in fresh[:50]]}, "state": "COMPLETED"}
+    )
+    if same_done != 50:
+        raise RuntimeError("the raw same writes did not complete the callbacks")
     await db.client.drop_database(settings.mongodb_database)
 
     result = Result("state_tracker", backend=backend(infra))
@@ -119,5 +144,7 @@ async def run(infra: Infrastructure) -> Result:
         "events_per_s": Metric(len(events) / ours, "1/s", better="higher"),
         "raw_bulk_updates_per_s": Metric(len(raw_ops) / raw, "1/s", better="higher"),
         "apply_ratio_vs_raw": Metric(raw / ours, "ratio", target=0.8, better="higher"),
+        "raw_same_writes_per_s": Metric(len(same_ops) / raw_same, "1/s", better="higher"),
+        "apply_ratio_vs_raw_same_writes": Metric(raw_same / ours, "ratio", better="higher"),
     }
     return result

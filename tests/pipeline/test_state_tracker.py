@@ -6,10 +6,16 @@ import asyncio
 import uuid
 
 import pytest
-from callback_shared.models import DialFailure, RoutingEvent, RoutingEventKind, utcnow
+from callback_shared.models import (
+    DialFailure,
+    DialRetryPolicy,
+    RoutingEvent,
+    RoutingEventKind,
+    utcnow,
+)
 from callback_shared.mongo import CALLBACKS, SERVICES
 from callback_shared.states import CallbackResult, CallbackState
-from callback_state_tracker.changes import APPLIES
+from callback_state_tracker.changes import APPLIES, plan_change
 
 from tests.pipeline.helpers import TopicReader, eventually, produce, seed_callbacks
 from tests.support import start_service
@@ -171,3 +177,36 @@ async def test_redelivered_batch_republishes_the_same_lifecycle_events(env, db, 
     assert [m["event_id"] for m in lifecycle.messages[4:]] == first_ids
     doc = await db[CALLBACKS].find_one({"_id": callback_id})
     assert len(doc["timeline"]) == 5
+
+
+async def test_conditional_writes_are_the_plain_writes_when_they_apply(db):
+    """A routing event's pipeline update writes exactly what the same writes as plain update
+    operators write (the state-tracker benchmark's raw side relies on it), and nothing when
+    its condition does not hold."""
+    now = utcnow()
+    ours, plain, refused = await seed_callbacks(db, [now] * 3)
+    retry = DialRetryPolicy(max_attempts=3, min_interval_seconds=60)
+    events = [
+        routing(ours, K.QUEUED, 0, position_in_queue=2, diagnostic_data={"ors": "S1"}),
+        routing(ours, K.ROUTING, 1, agent="agent-7"),
+        routing(ours, K.DIAL_FAILED, 2, dial_failure=DialFailure.BUSY),
+    ]
+    for event in events:
+        change = plan_change(event, retry, now)
+        await db[CALLBACKS].update_one({"_id": ours}, change.update)
+        await db[CALLBACKS].update_one({"_id": plain}, change.writes.unconditional())
+        # a stale event for the third callback: its condition fails (it was never queued)
+        stale = plan_change(routing(refused, event.kind, event.sequence, attempt=5), retry, now)
+        await db[CALLBACKS].update_one({"_id": refused}, stale.update)
+    docs = {doc.pop("_id"): doc for doc in await db[CALLBACKS].find().to_list()}
+    for doc in docs.values():
+        del doc["customer_number"]  # the one field seeded differently
+    assert docs[ours] == docs[plain]
+    assert (docs[ours]["state"], docs[ours]["attempt"], docs[ours]["dial_attempts"]) == (
+        "SCHEDULED",
+        2,
+        1,
+    )
+    assert docs[ours]["diagnostic_data"] == {"ors": "S1"}
+    assert [entry["state"] for entry in docs[refused]["timeline"]] == ["SCHEDULED"]
+    assert docs[refused]["routing_sequence"] == -1 and "agent" not in docs[refused]
