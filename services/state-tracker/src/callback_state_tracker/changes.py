@@ -103,11 +103,20 @@ APPLIES = "_applies"
 
 @dataclass(frozen=True)
 class Change:
-    filter: Document
-    update: list[Document]
+    callback_id: Any
+    #: when the event may be applied (an aggregation expression, see :func:`applicable`)
+    condition: Document
+    writes: Writes
     #: for a change of state: (from, to, result); None for a position update
     move: tuple[CallbackState, CallbackState, CallbackResult | None] | None
-    writes: Writes
+
+    @property
+    def filter(self) -> Document:
+        return {"_id": self.callback_id}
+
+    @property
+    def update(self) -> list[Document]:
+        return self.writes.only_if(self.condition)
 
 
 def move_of(
@@ -135,12 +144,10 @@ def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> C
     }
     if event.diagnostic_data:
         details.update({f"diagnostic_data.{k}": v for k, v in event.diagnostic_data.items()})
-    by_id: Document = {"_id": event.callback_id}
     set_fields: Document = {"routing_sequence": event.sequence, "updated_at": now, **details}
     move = move_of(event, retry)
     if move is None:
-        writes = Writes(set_fields)
-        return Change(by_id, writes.only_if(applicable(event, S.QUEUED)), None, writes)
+        return Change(event.callback_id, applicable(event, S.QUEUED), Writes(set_fields), None)
 
     source, target, result = move
     inc: dict[str, int] = {}
@@ -175,7 +182,7 @@ def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> C
         inc=inc,
         append={"timeline": (entry, None), "applied_events": (event.event_id, APPLIED_EVENTS_KEPT)},
     )
-    return Change(by_id, writes.only_if(applicable(event, source)), move, writes)
+    return Change(event.callback_id, applicable(event, source), writes, move)
 
 
 def applicable(event: RoutingEvent, source: CallbackState) -> Document:
