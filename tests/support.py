@@ -24,6 +24,7 @@ def isolated_env(infra: Infrastructure) -> dict[str, str]:
         "MONGODB_DATABASE": f"test_{tag}",
         "TOPIC_DUE_CALLBACKS": f"{tag}.due",
         "TOPIC_ROUTING_EVENTS": f"{tag}.routing-events",
+        "TOPIC_ROUTING_COMMANDS": f"{tag}.routing-commands",
         "TOPIC_LIFECYCLE_EVENTS": f"{tag}.lifecycle",
         "TOPIC_DEAD_LETTER": f"{tag}.dead-letter",
         "TOPIC_PARTITIONS": "3",

@@ -20,7 +20,9 @@ from tests.admin_api.support import (
     immediate,
     lifecycle_events,
     problem,
+    scheduled,
     stored_callback,
+    tomorrow_at,
 )
 
 URL = "/api/v1/callbacks"
@@ -33,10 +35,12 @@ def number(n: int) -> str:
     return f"+1650555{n:04d}"
 
 
-async def create(client, tokens, service, n):
-    response = await client.post(
-        URL, json=immediate(service, number(n)), headers=tokens.supervisor(service, sub="sam")
+async def create(client, tokens, service, n, desired=None):
+    """An immediate callback (due at once), or one scheduled at ``desired``."""
+    body = (
+        immediate(service, number(n)) if desired is None else scheduled(service, desired, number(n))
     )
+    response = await client.post(URL, json=body, headers=tokens.supervisor(service, sub="sam"))
     assert response.status_code == 201, response.text
     return UUID(response.json()["id"])
 
@@ -53,7 +57,8 @@ async def move(mongo, callback_id, state, result=None):
 
 
 async def mixed_set(client, tokens, service, mongo):
-    """One callback in each state, created through the API: {state: id}."""
+    """One callback in each state, created through the API: {state: id}. The SCHEDULED one is
+    not yet due (tomorrow); the others are due, and routing moved them on."""
     ids = {}
     for n, (state, result) in enumerate(
         [
@@ -64,7 +69,8 @@ async def mixed_set(client, tokens, service, mongo):
             (S.COMPLETED, R.AGENT),
         ]
     ):
-        ids[state] = await create(client, tokens, service, 100 + n)
+        desired = tomorrow_at(9) if state is S.SCHEDULED else None
+        ids[state] = await create(client, tokens, service, 100 + n, desired)
         if state is not S.SCHEDULED:
             await move(mongo, ids[state], state, result)
     return ids
@@ -111,13 +117,14 @@ async def test_mixed_set_by_ids_cancels_exactly_the_cancellable_ones(
     done = confirm.json()
     batch_id = done["batch_id"]
     assert (done["state"], done["actor"]) == ("done", "bulky")
-    assert (done["total_seen"], done["cancelled"], done["refused"], done["skipped"]) == (7, 3, 2, 2)
+    counts = ("total_seen", "cancelled", "requested", "refused", "skipped")
+    assert tuple(done[count] for count in counts) == (7, 1, 2, 2, 2)
     assert done["refused_by_reason"] == {"PROCESSING": 1, "COMPLETED": 1}
     outcomes = {item["id"]: (item["outcome"], item["reason"]) for item in done["items"]}
     assert outcomes == {
         str(ids[S.SCHEDULED]): ("CANCELLED", None),
-        str(ids[S.QUEUED]): ("CANCELLED", None),
-        str(ids[S.ROUTING]): ("CANCELLED", None),
+        str(ids[S.QUEUED]): ("REQUESTED", None),
+        str(ids[S.ROUTING]): ("REQUESTED", None),
         str(ids[S.PROCESSING]): ("REFUSED", "PROCESSING"),
         str(ids[S.COMPLETED]): ("REFUSED", "COMPLETED"),
         str(hidden["_id"]): ("SKIPPED", "NOT_FOUND"),
@@ -127,10 +134,16 @@ async def test_mixed_set_by_ids_cancels_exactly_the_cancellable_ones(
 
     for state, callback_id in ids.items():
         doc = await mongo[CALLBACKS].find_one({"_id": callback_id})
-        if state in (S.SCHEDULED, S.QUEUED, S.ROUTING):
+        if state is S.SCHEDULED:
             assert (doc["state"], doc["result"]) == ("COMPLETED", "CANCELLED_BY_ADMIN")
             assert doc["timeline"][-1]["actor"] == "bulky"
             assert "dispatch_at" not in doc
+        elif state in (S.QUEUED, S.ROUTING):  # asked of routing: pending until it answers
+            assert (doc["state"], doc["result"]) == (state.value, None)
+            request = doc["cancel_request"]
+            assert (request["status"], request["actor"]) == ("PENDING", "bulky")
+            assert request["batch_id"] == UUID(batch_id)
+            assert doc["timeline"][-1]["actor"] == "bulky"
         else:
             assert doc["state"] == state.value and len(doc["timeline"]) == 1
     assert (await mongo[CALLBACKS].find_one({"_id": hidden["_id"]}))["state"] == "SCHEDULED"
@@ -139,13 +152,13 @@ async def test_mixed_set_by_ids_cancels_exactly_the_cancellable_ones(
         admin_settings.kafka_bootstrap_servers,
         admin_settings.topic_lifecycle_events,
         set(ids.values()) | {hidden["_id"]},
-        expected=5 + 5,  # five CREATED, three CANCELLED, two CANCELLATION_REFUSED
+        expected=5 + 5,  # five CREATED, a CANCELLED, two CANCEL_REQUESTED, two REFUSED
     )
     announced = {(e["callback_id"], e["kind"]): e for e in events if e["kind"] != "CREATED"}
     assert set(announced) == {
         (str(ids[S.SCHEDULED]), "CANCELLED"),
-        (str(ids[S.QUEUED]), "CANCELLED"),
-        (str(ids[S.ROUTING]), "CANCELLED"),
+        (str(ids[S.QUEUED]), "CANCEL_REQUESTED"),
+        (str(ids[S.ROUTING]), "CANCEL_REQUESTED"),
         (str(ids[S.PROCESSING]), "CANCELLATION_REFUSED"),
         (str(ids[S.COMPLETED]), "CANCELLATION_REFUSED"),
     }
@@ -155,6 +168,8 @@ async def test_mixed_set_by_ids_cancels_exactly_the_cancellable_ones(
         assert event["previous_state"] == state.value
         if kind == "CANCELLED":
             assert (event["state"], event["result"]) == ("COMPLETED", "CANCELLED_BY_ADMIN")
+        elif kind == "CANCEL_REQUESTED":
+            assert (event["state"], event["result"]) == (state.value, None)
         else:
             assert event["reason"] == state.value
 
@@ -173,7 +188,8 @@ async def test_a_callback_reaching_processing_after_the_preview_is_refused(
     confirm = await client.post(CONFIRM, json=body, headers=headers)
     assert confirm.status_code == 200, confirm.text
     done = confirm.json()
-    assert (done["cancelled"], done["refused"]) == (1, 1)
+    # the first is due (immediate): asked of routing
+    assert (done["cancelled"], done["requested"], done["refused"]) == (0, 1, 1)
     refused = next(item for item in done["items"] if item["id"] == str(second))
     assert (refused["outcome"], refused["reason"]) == ("REFUSED", "PROCESSING")
     after = await mongo[CALLBACKS].find_one({"_id": second})

@@ -28,7 +28,7 @@ async def slot_taken(mongo, service, start):
     return 0 if slot is None else slot["taken"]
 
 
-async def test_cancel_completes_as_cancelled_by_admin_and_stops_the_dispatch(
+async def test_a_callback_not_yet_due_is_cancelled_outright(
     client, tokens, service, mongo, admin_settings
 ):
     desired = tomorrow_at(12)
@@ -36,16 +36,13 @@ async def test_cancel_completes_as_cancelled_by_admin_and_stops_the_dispatch(
         URL, json=scheduled(service, desired), headers=tokens.supervisor(sub="sam")
     )
     callback_id = created.json()["id"]
-    # it is due and emitted (routing has not reported yet): the scheduler waits on dispatch_at
-    await mongo[CALLBACKS].update_one(
-        {"_id": UUID(callback_id)}, {"$set": {"dispatch_at": datetime.now(UTC)}}
-    )
     assert await slot_taken(mongo, service, desired) == 1
     response = await client.post(f"{URL}/{callback_id}/cancel", headers=tokens.administrator())
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["state"], body["result"]) == ("COMPLETED", "CANCELLED_BY_ADMIN")
     assert body["can_cancel"] is False and body["can_recreate"] is True
+    assert body["cancel_pending"] is False and body["cancel_request"] is None
     doc = await mongo[CALLBACKS].find_one({"_id": UUID(callback_id)})
     assert "dispatch_at" not in doc
     last = doc["timeline"][-1]
@@ -68,13 +65,72 @@ async def test_cancel_completes_as_cancelled_by_admin_and_stops_the_dispatch(
     assert (cancelled["state"], cancelled["result"]) == ("COMPLETED", "CANCELLED_BY_ADMIN")
 
 
+async def test_a_due_callback_is_cancelled_by_asking_routing(
+    client, tokens, service, mongo, admin_settings
+):
+    """The scheduler may have emitted it: the cancel goes to routing, the record shows it
+    pending, and the scheduler no longer emits it."""
+    desired = tomorrow_at(13)
+    created = await client.post(
+        URL, json=scheduled(service, desired), headers=tokens.supervisor(sub="sam")
+    )
+    callback_id = UUID(created.json()["id"])
+    # it is due (within the dispatch margin): the scheduler may have read it already
+    due = datetime.now(UTC) + timedelta(seconds=1)
+    await mongo[CALLBACKS].update_one({"_id": callback_id}, {"$set": {"dispatch_at": due}})
+    response = await client.post(f"{URL}/{callback_id}/cancel", headers=tokens.administrator())
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["state"], body["result"]) == ("SCHEDULED", None)
+    assert body["cancel_pending"] is True and body["can_cancel"] is False
+    request = body["cancel_request"]
+    assert (request["status"], request["actor"], request["state"]) == (
+        "PENDING",
+        "ada",
+        "SCHEDULED",
+    )
+    doc = await mongo[CALLBACKS].find_one({"_id": callback_id})
+    assert "dispatch_at" not in doc and doc["cancel_pending_since"] is not None
+    assert doc["timeline"][-1]["note"] == "cancel asked of routing"
+    assert doc["timeline"][-1]["actor"] == "ada"
+    commands = await lifecycle_events(
+        admin_settings.kafka_bootstrap_servers,
+        admin_settings.topic_routing_commands,
+        {callback_id},
+        expected=1,
+    )
+    assert [(c["kind"], c["attempt"]) for c in commands] == [("CANCEL", 1)]
+    events = await lifecycle_events(
+        admin_settings.kafka_bootstrap_servers,
+        admin_settings.topic_lifecycle_events,
+        {callback_id},
+        expected=2,
+    )
+    assert [(e["kind"], e["actor"]) for e in events] == [
+        ("CREATED", "sam"),
+        ("CANCEL_REQUESTED", "ada"),
+    ]
+    # asked again while pending: the same answer, nothing written or sent again
+    again = await client.post(f"{URL}/{callback_id}/cancel", headers=tokens.administrator())
+    assert again.status_code == 202, again.text
+    unchanged = await mongo[CALLBACKS].find_one({"_id": callback_id})
+    assert len(unchanged["timeline"]) == len(doc["timeline"])
+    assert unchanged["cancel_request"] == doc["cancel_request"]
+
+
 @pytest.mark.parametrize("state", [S.QUEUED, S.ROUTING])
-async def test_queued_and_routing_callbacks_can_be_cancelled(client, tokens, service, mongo, state):
+async def test_queued_and_routing_callbacks_are_cancelled_by_asking_routing(
+    client, tokens, service, mongo, state
+):
     doc = stored_callback(service, state=state)
     await mongo[CALLBACKS].insert_one(doc)
     response = await client.post(f"{URL}/{doc['_id']}/cancel", headers=tokens.supervisor())
-    assert response.status_code == 200, response.text
-    assert response.json()["result"] == "CANCELLED_BY_ADMIN"
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["state"], body["cancel_request"]["status"]) == (state.value, "PENDING")
+    assert body["cancel_request"]["state"] == state.value
+    after = await mongo[CALLBACKS].find_one({"_id": doc["_id"]})
+    assert after["state"] == state.value and after["result"] is None
 
 
 @pytest.mark.parametrize(

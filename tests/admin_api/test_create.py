@@ -111,7 +111,10 @@ async def test_premium_numbers_pass_when_the_service_allows_them(client, tokens,
 async def test_strict_duplicate_check_names_the_open_callback(client, tokens, service, mongo):
     await configure(client, tokens, service, guards={"duplicate_check": "strict_1"})
     headers = tokens.supervisor()
-    first = await client.post(CALLBACKS_URL, json=immediate(service), headers=headers)
+    # scheduled for tomorrow: a cancel closes it at once (no routing to ask)
+    first = await client.post(
+        CALLBACKS_URL, json=scheduled(service, tomorrow_at(10)), headers=headers
+    )
     assert first.status_code == 201
     first_id = first.json()["id"]
     body = problem(await client.post(CALLBACKS_URL, json=immediate(service), headers=headers), 409)
@@ -210,13 +213,14 @@ async def test_open_callbacks_per_service_are_capped(client, tokens, service):
     ids = []
     for n in range(2):
         response = await client.post(
-            CALLBACKS_URL, json=immediate(service, number(n)), headers=headers
+            CALLBACKS_URL, json=scheduled(service, tomorrow_at(10), number(n)), headers=headers
         )
         assert response.status_code == 201
         ids.append(response.json()["id"])
     refused = await client.post(CALLBACKS_URL, json=immediate(service, number(5)), headers=headers)
     assert "open callbacks" in problem(refused, 429)["detail"]
-    await client.post(f"{CALLBACKS_URL}/{ids[0]}/cancel", headers=headers)
+    cancelled = await client.post(f"{CALLBACKS_URL}/{ids[0]}/cancel", headers=headers)
+    assert cancelled.status_code == 200, cancelled.text
     accepted = await client.post(CALLBACKS_URL, json=immediate(service, number(5)), headers=headers)
     assert accepted.status_code == 201
 

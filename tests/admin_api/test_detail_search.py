@@ -5,7 +5,14 @@ from datetime import UTC, datetime, timedelta
 from callback_shared.mongo import CALLBACKS
 from callback_shared.states import CallbackResult, CallbackState
 
-from tests.admin_api.support import immediate, number, problem, stored_callback
+from tests.admin_api.support import (
+    immediate,
+    number,
+    problem,
+    scheduled,
+    stored_callback,
+    tomorrow_at,
+)
 
 URL = "/api/v1/callbacks"
 
@@ -13,7 +20,9 @@ URL = "/api/v1/callbacks"
 async def test_detail_shows_basic_metrics_and_advanced_adds_the_timeline(
     client, tokens, service, mongo
 ):
-    created = await client.post(URL, json=immediate(service), headers=tokens.supervisor(sub="sam"))
+    created = await client.post(
+        URL, json=scheduled(service, tomorrow_at(11)), headers=tokens.supervisor(sub="sam")
+    )
     callback_id = created.json()["id"]
     await client.post(f"{URL}/{callback_id}/cancel", headers=tokens.administrator(sub="ada"))
     queued = stored_callback(

@@ -24,6 +24,9 @@ ALLOWED = {
     (S.QUEUED, S.COMPLETED, R.CANCELLED),
     (S.QUEUED, S.COMPLETED, R.CANCELLED_BY_ADMIN),
     (S.QUEUED, S.COMPLETED, R.ABANDONED_IN_QUEUE),
+    # routing lost the attempt (no sign of life): the next attempt, or FAILED when exhausted
+    (S.QUEUED, S.SCHEDULED, None),
+    (S.QUEUED, S.COMPLETED, R.FAILED),
     (S.ROUTING, S.QUEUED, None),
     (S.ROUTING, S.PROCESSING, None),
     (S.ROUTING, S.SCHEDULED, None),

@@ -211,3 +211,137 @@ async def test_conditional_writes_are_the_plain_writes_when_they_apply(db):
         1,
     )
     assert docs[ours]["diagnostic_data"] == {"ors": "S1"}
+
+
+async def pending_cancel(db, callback_id, state: CallbackState, actor="ada", batch_id=None):
+    """The callback as admin-api leaves it after asking routing to cancel it in ``state``."""
+    now = utcnow()
+    await db[CALLBACKS].update_one(
+        {"_id": callback_id},
+        {
+            "$set": {
+                "state": state.value,
+                "cancel_request": {
+                    "requested_at": now,
+                    "actor": actor,
+                    "batch_id": batch_id,
+                    "state": state.value,
+                    "status": "PENDING",
+                    "answered_at": None,
+                    "reason": None,
+                },
+                "cancel_pending_since": now,
+            },
+            "$unset": {"dispatch_at": ""},
+        },
+    )
+
+
+async def test_routing_answers_settle_pending_cancels(env, db, tmp_path):
+    """CANCELLED ends a pending cancel COMPLETED(CANCELLED_BY_ADMIN) only while nothing reached
+    an agent; CANCEL_REFUSED, or a callback that ended otherwise first, settle it REFUSED. Each
+    is announced for the report with the request's actor and batch. HELD refreshes the sign of
+    life; routing taking a closed callback is told to withdraw it."""
+    now = utcnow()
+    queued, connected, abandoned, redialled, closed, held = await seed_callbacks(db, [now] * 6)
+    batch = uuid.uuid4()
+    await db[SERVICES].insert_one(
+        {"_id": "billing", "dial_retry": {"max_attempts": 3, "min_interval_seconds": 0}}
+    )
+    events = [
+        routing(queued, K.QUEUED, 0),
+        routing(connected, K.QUEUED, 0),
+        routing(connected, K.ROUTING, 1, agent="a1"),
+        routing(abandoned, K.QUEUED, 0),
+        routing(redialled, K.QUEUED, 0),
+        routing(redialled, K.ROUTING, 1, agent="a2"),
+        routing(held, K.QUEUED, 0),
+    ]
+    tracker = start_service("state-tracker", env, tmp_path)
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    async with (
+        TopicReader(bootstrap, env["TOPIC_LIFECYCLE_EVENTS"]) as lifecycle,
+        TopicReader(bootstrap, env["TOPIC_ROUTING_COMMANDS"]) as commands,
+    ):
+        try:
+            await asyncio.to_thread(tracker.wait_ready)
+            await produce(bootstrap, env["TOPIC_ROUTING_EVENTS"], encoded(events))
+
+            async def moved() -> bool:
+                docs = await db[CALLBACKS].find({"routing_sequence": {"$gte": 0}}).to_list()
+                return len(docs) == 5
+
+            await eventually(moved, 30, "the attempts taken by routing")
+            seen_before = (await db[CALLBACKS].find_one({"_id": held}))["routing_seen_at"]
+            await pending_cancel(db, queued, CallbackState.QUEUED, batch_id=batch)
+            await pending_cancel(db, connected, CallbackState.ROUTING)
+            await pending_cancel(db, abandoned, CallbackState.QUEUED)
+            await pending_cancel(db, redialled, CallbackState.ROUTING)
+            await db[CALLBACKS].update_one(
+                {"_id": closed},
+                {"$set": {"state": "COMPLETED", "result": "CANCELLED_BY_ADMIN"}},
+            )
+            answers = [
+                routing(queued, K.CANCELLED, 1),
+                routing(queued, K.ROUTING, 2, agent="too-late"),  # routing dropped it: refused
+                routing(queued, K.CANCELLED, 3),  # a repeated answer changes nothing
+                routing(connected, K.PROCESSING, 2),
+                routing(connected, K.CANCEL_REFUSED, 3),
+                routing(abandoned, K.ABANDONED_IN_QUEUE, 1),
+                routing(abandoned, K.CANCELLED, 2),
+                routing(redialled, K.DIAL_FAILED, 2, dial_failure=DialFailure.BUSY),
+                routing(redialled, K.CANCELLED, 0, attempt=2),
+                routing(closed, K.QUEUED, 0),  # routing took a callback the platform closed
+                routing(held, K.HELD, 1, position_in_queue=1),
+            ]
+            await produce(bootstrap, env["TOPIC_ROUTING_EVENTS"], encoded(answers))
+
+            async def settled() -> bool:
+                pending = await db[CALLBACKS].count_documents(
+                    {"cancel_pending_since": {"$exists": 1}}
+                )
+                return pending == 0 and len(commands.messages) >= 1
+
+            await eventually(settled, 30, "every pending cancel answered")
+            await asyncio.sleep(1)
+        finally:
+            assert tracker.terminate() == 0, tracker.output()
+
+    docs = {doc["_id"]: doc for doc in await db[CALLBACKS].find().to_list()}
+    q = docs[queued]
+    assert (q["state"], q["result"]) == ("COMPLETED", "CANCELLED_BY_ADMIN")
+    assert q["cancel_request"]["status"] == "CANCELLED" and q.get("agent") is None
+    assert [e["state"] for e in q["timeline"]] == ["SCHEDULED", "QUEUED", "COMPLETED"]
+    c = docs[connected]
+    assert (c["state"], c["cancel_request"]["status"]) == ("PROCESSING", "REFUSED")
+    assert c["cancel_request"]["reason"].startswith("routing:")
+    assert c["timeline"][-1]["state"] == "PROCESSING"  # the refusal, in the state it found
+    a = docs[abandoned]
+    assert (a["state"], a["result"]) == ("COMPLETED", "ABANDONED_IN_QUEUE")
+    assert a["cancel_request"]["status"] == "REFUSED"
+    assert "already COMPLETED" in a["cancel_request"]["reason"]
+    r = docs[redialled]
+    assert (r["state"], r["result"], r["attempt"]) == ("COMPLETED", "CANCELLED_BY_ADMIN", 2)
+    assert "dispatch_at" not in r  # no next attempt was due while the cancel waited
+    assert docs[held]["routing_seen_at"] > seen_before
+    assert all("routing_seen_at" not in docs[i] for i in (queued, abandoned, redialled))
+
+    unique = {m["event_id"]: m for m in lifecycle.messages}.values()
+    settled_events = {
+        m["callback_id"]: m for m in unique if m["kind"] in ("CANCELLED", "CANCELLATION_REFUSED")
+    }
+    assert {k: m["kind"] for k, m in settled_events.items()} == {
+        str(queued): "CANCELLED",
+        str(connected): "CANCELLATION_REFUSED",
+        str(abandoned): "CANCELLATION_REFUSED",
+        str(redialled): "CANCELLED",
+    }
+    first = settled_events[str(queued)]
+    assert (first["actor"], first["batch_id"], first["previous_state"]) == (
+        "ada",
+        str(batch),
+        "QUEUED",
+    )
+    assert (first["state"], first["result"]) == ("COMPLETED", "CANCELLED_BY_ADMIN")
+    withdrawn = [(m["callback_id"], m["kind"], m["attempt"]) for m in commands.messages]
+    assert withdrawn == [(str(closed), "WITHDRAW", 1)]

@@ -5,8 +5,11 @@ carries: ``expire_at`` (TTL: desired time + 14 days), ``attempt`` (current dial 
 ``dispatch_at`` (when the scheduler must emit it; present until routing takes the attempt: see
 the scheduler's dispatcher),
 ``routing_sequence`` (the last routing event applied within the attempt, -1 before the
-first), ``applied_events`` (ids of the last routing events applied, for idempotency), and
-``outbox`` (see :mod:`callback_shared.outbox`).
+first), ``applied_events`` (ids of the last routing events applied, for idempotency),
+``routing_seen_at`` (while routing holds the attempt: when the platform last heard of it; see
+:data:`ROUTING_SEEN_AT`), ``cancel_pending_since`` (while a cancel waits for routing's answer;
+the record's ``cancel_request`` says who asked and how routing answered) and ``outbox`` (see
+:mod:`callback_shared.outbox`).
 
 Invariant the scheduler relies on: only a SCHEDULED callback has ``dispatch_at``. Whatever moves
 a callback out of SCHEDULED (a cancel; routing's first event of an attempt) unsets
@@ -22,9 +25,13 @@ from uuid import UUID, uuid5
 from callback_shared.models import (
     Callback,
     CallbackType,
+    CancelRequestStatus,
     DueCallback,
     LifecycleEvent,
     LifecycleEventKind,
+    RoutingCommand,
+    RoutingCommandKind,
+    ServiceConfig,
     TimelineEntry,
     expire_at,
 )
@@ -36,6 +43,18 @@ EVENT_NAMESPACE = UUID("6f1c1f4e-55a1-4a53-9c55-3a2c39f0b1d7")
 
 OVERDUE_MESSAGE = "Still SCHEDULED after its desired callback window: it has not been dispatched."
 
+#: A callback due within this margin may already have been read by the scheduler (clock skew
+#: between processes, and the time a command's write takes): only one due later than that is
+#: "not yet due" and may be rescheduled, or cancelled without asking routing.
+DISPATCH_MARGIN = timedelta(seconds=2)
+#: While routing holds an attempt (QUEUED, ROUTING, PROCESSING): when the platform last heard of
+#: it (any routing event of the attempt applied); the scheduler reclaims a silent one.
+ROUTING_SEEN_AT = "routing_seen_at"
+#: While a cancel waits for routing's answer: when it was (last) sent to routing.
+CANCEL_PENDING_SINCE = "cancel_pending_since"
+#: The record's account of a cancel asked of routing (a :class:`~.models.CancelRequest`).
+CANCEL_REQUEST = "cancel_request"
+
 #: The scheduler's fields: unset them when a command takes a callback out of SCHEDULED.
 DISPATCH_FIELDS = ("dispatch_at",)
 #: The bulk cancel batch that cancelled the callback (how the batch tells its own cancellations
@@ -46,13 +65,45 @@ CANCELLED_IN_BATCH = "cancelled_in_batch"
 INTERNAL_FIELDS = (
     "_id", "expire_at", "attempt", "dispatch_at", "cancelled_in_batch",
     "routing_sequence", "applied_events", "outbox", "outbox_since", "completed_at",
+    ROUTING_SEEN_AT, CANCEL_PENDING_SINCE,
 )  # fmt: skip
 
 
 def not_yet_due(doc: Document, now: datetime) -> bool:
-    """Whether the scheduler has yet to emit the callback: only then may it be rescheduled."""
+    """Whether the scheduler has certainly not emitted the callback yet (due later than
+    :data:`DISPATCH_MARGIN` from now): only then may it be rescheduled, or cancelled without
+    asking routing."""
     dispatch_at = doc.get("dispatch_at")
-    return doc["state"] == CallbackState.SCHEDULED and dispatch_at is not None and dispatch_at > now
+    return (
+        doc["state"] == CallbackState.SCHEDULED
+        and dispatch_at is not None
+        and dispatch_at > now + DISPATCH_MARGIN
+    )
+
+
+def cancel_pending(doc: Document) -> bool:
+    """Whether a cancel of the callback waits for routing's answer."""
+    request = doc.get(CANCEL_REQUEST)
+    return bool(request and request.get("status") == CancelRequestStatus.PENDING)
+
+
+def routing_command(
+    doc: Document, kind: RoutingCommandKind, *, reason: str | None = None
+) -> RoutingCommand:
+    """A command to routing about the callback's current attempt. Its id is derived from the
+    callback (a cancel: one per callback) or the attempt (a withdraw), so sending it again is
+    recognisable."""
+    callback_id = doc["_id"]
+    key = f"cancel:{callback_id}" if kind is RoutingCommandKind.CANCEL else None
+    key = key or f"{kind.value.lower()}:{callback_id}:{doc['attempt']}"
+    return RoutingCommand(
+        event_id=uuid5(EVENT_NAMESPACE, key),
+        callback_id=callback_id,
+        kind=kind,
+        service_name=doc["service_name"],
+        attempt=doc["attempt"],
+        reason=reason,
+    )
 
 
 def timeline_entry(
@@ -119,11 +170,40 @@ def callback_from_document(doc: Document) -> Callback:
     return Callback(id=doc["_id"], **fields)
 
 
-def is_overdue(doc: Document, desired_window: timedelta, now: datetime) -> bool:
-    """Still SCHEDULED after its desired window (the guide's warning icon)."""
-    return bool(
-        doc["state"] == CallbackState.SCHEDULED and doc["desired_time"] + desired_window < now
-    )
+def overdue_message(doc: Document, config: ServiceConfig, now: datetime) -> str | None:
+    """Why the callback is late, when it is (the guide's warning icon), saying what is true:
+    SCHEDULED after its desired window (waiting for its retry, or not dispatched), QUEUED or
+    ROUTING with routing silent past the service's bound (to be reclaimed), PROCESSING without
+    completion past the stall bound. ``None`` when it is not late."""
+    state = doc["state"]
+    if state == CallbackState.SCHEDULED:
+        if doc["desired_time"] + config.desired_window >= now:
+            return None
+        retry_at = doc.get("dispatch_at")
+        if doc.get("attempt", 1) > 1 and retry_at is not None and retry_at > now:
+            return (
+                f"Waiting for dial attempt {doc['attempt']} at {retry_at.isoformat()} after a "
+                "failed or lost attempt."
+            )
+        return OVERDUE_MESSAGE
+    seen = doc.get(ROUTING_SEEN_AT)
+    if seen is None:
+        return None
+    silent = now - seen
+    if state in (CallbackState.QUEUED, CallbackState.ROUTING):
+        if silent.total_seconds() > config.routing_silence_seconds:
+            return (
+                f"No sign of life from routing since {seen.isoformat()}: the attempt is being "
+                "reclaimed as lost."
+            )
+    elif state == CallbackState.PROCESSING and silent.total_seconds() > (
+        config.processing_stall_seconds
+    ):
+        return (
+            f"Stalled: connected to an agent since {seen.isoformat()} and routing has not "
+            "reported the call's end."
+        )
+    return None
 
 
 def due_callback_event(doc: Document) -> DueCallback:

@@ -25,6 +25,7 @@ def topics(settings: PlatformSettings) -> list[str]:
     return [
         settings.topic_due_callbacks,
         settings.topic_routing_events,
+        settings.topic_routing_commands,
         settings.topic_lifecycle_events,
         settings.topic_dead_letter,
     ]

@@ -65,6 +65,27 @@ class TimelineEntry(Contract):
     event_id: UUID | None = Field(None, description="The event that made the change, if any.")
 
 
+class CancelRequestStatus(StrEnum):
+    #: sent to routing, which may hold the callback: waiting for its answer
+    PENDING = "PENDING"
+    #: routing removed it (nothing dialled, agent released) or never held it
+    CANCELLED = "CANCELLED"
+    #: routing had already connected it to an agent, or it ended otherwise first
+    REFUSED = "REFUSED"
+
+
+class CancelRequest(Contract):
+    """A cancel of a callback that routing may hold: asked of routing, then answered."""
+
+    requested_at: UtcDateTime
+    actor: str | None = None
+    batch_id: UUID | None = Field(None, description="The bulk cancel, or null for a single one.")
+    state: CallbackState = Field(description="The callback's state when the cancel was asked.")
+    status: CancelRequestStatus
+    answered_at: UtcDateTime | None = None
+    reason: str | None = Field(None, description="Why routing refused, or how it answered.")
+
+
 class Callback(Contract):
     """The callback record as the API shows it (stored in MongoDB with ``_id`` = ``id``)."""
 
@@ -90,6 +111,11 @@ class Callback(Contract):
     to_number: str | None = None
     dial_attempts: int = 0
     diagnostic_data: dict[str, Any] = Field(default_factory=dict)
+    cancel_request: CancelRequest | None = Field(
+        None,
+        description="A cancel asked of routing (the callback was due, QUEUED or ROUTING): "
+        "PENDING until routing answers.",
+    )
     timeline: list[TimelineEntry] = Field(default_factory=list)
 
 
@@ -215,6 +241,20 @@ class ServiceConfig(Contract):
     schedule_horizon_days: int = Field(
         30, ge=1, le=366, description="How far ahead a callback may be scheduled."
     )
+    routing_silence_seconds: float = Field(
+        120,
+        ge=5,
+        le=86_400,
+        description="A QUEUED or ROUTING callback with no sign of life from routing for this "
+        "long is reclaimed: its attempt is closed as lost and the next one starts (or FAILED).",
+    )
+    processing_stall_seconds: float = Field(
+        3600,
+        ge=5,
+        le=7 * 86_400,
+        description="A PROCESSING callback without completion from routing for this long is "
+        "flagged as stalled (shown overdue, logged, counted).",
+    )
     guards: RequestGuards = Field(default_factory=RequestGuards)
 
     @field_validator("time_zone")
@@ -280,11 +320,18 @@ class DueCallback(Event):
 class RoutingEventKind(StrEnum):
     QUEUED = "QUEUED"
     POSITION_UPDATED = "POSITION_UPDATED"
+    #: routing still holds the attempt (QUEUED or ROUTING): sent at least every few seconds
+    HELD = "HELD"
     ROUTING = "ROUTING"
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     ABANDONED_IN_QUEUE = "ABANDONED_IN_QUEUE"
     DIAL_FAILED = "DIAL_FAILED"
+    #: answer to a CANCEL command: routing removed the callback from its queue, released the
+    #: reserved agent and dialled nothing (or never held it), and will never route it again
+    CANCELLED = "CANCELLED"
+    #: answer to a CANCEL command: routing had already connected the callback to an agent
+    CANCEL_REFUSED = "CANCEL_REFUSED"
 
 
 class DialFailure(StrEnum):
@@ -310,10 +357,31 @@ class RoutingEvent(Event):
     diagnostic_data: dict[str, Any] = Field(default_factory=dict)
 
 
+class RoutingCommandKind(StrEnum):
+    #: an administrator cancelled the callback: take it out of routing (queue, reserved agent,
+    #: any later due callback of it) and answer CANCELLED, or CANCEL_REFUSED once an agent was
+    #: reached
+    CANCEL = "CANCEL"
+    #: the platform closed this attempt as lost: drop it if still held, dial nothing, no answer
+    WITHDRAW = "WITHDRAW"
+
+
+class RoutingCommand(Event):
+    """platform -> routing (ORS/URS). ``attempt`` is the callback's attempt when it was given."""
+
+    kind: RoutingCommandKind
+    service_name: str
+    attempt: int = Field(ge=1)
+    reason: str | None = None
+
+
 class LifecycleEventKind(StrEnum):
     CREATED = "CREATED"
     RESCHEDULED = "RESCHEDULED"
     STATE_CHANGED = "STATE_CHANGED"
+    #: a cancel was asked of routing (the callback may be held there): CANCELLED or
+    #: CANCELLATION_REFUSED follows once routing answers
+    CANCEL_REQUESTED = "CANCEL_REQUESTED"
     CANCELLED = "CANCELLED"
     CANCELLATION_REFUSED = "CANCELLATION_REFUSED"
     RECREATED = "RECREATED"

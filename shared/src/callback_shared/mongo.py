@@ -52,6 +52,10 @@ CALLBACK_INDEXES: list[IndexModel] = [
     IndexModel([("dispatch_at", ASCENDING)], name="dispatch_due", sparse=True),
     # outbox relay: documents whose events are not yet published
     IndexModel([("outbox_since", ASCENDING)], name="outbox_pending", sparse=True),
+    # scheduler: attempts routing holds, by last sign of life (lost ones are reclaimed); cancels
+    # waiting for routing's answer (sent again)
+    IndexModel([("routing_seen_at", ASCENDING)], name="routing_seen", sparse=True),
+    IndexModel([("cancel_pending_since", ASCENDING)], name="cancel_pending", sparse=True),
     # admin-api: list by service and state; open callbacks of a service (request guard)
     IndexModel(
         [

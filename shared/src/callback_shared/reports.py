@@ -1,8 +1,10 @@
 """The Cancellation Summary Report: what the exporter stores, and how the admin API reads it.
 
-Every cancellation and every refused cancellation is a lifecycle event
+Every cancellation, every refused cancellation and every cancel asked of routing (still waiting
+for its answer) is a lifecycle event
 (:attr:`~callback_shared.models.LifecycleEventKind.CANCELLED`,
-:attr:`~callback_shared.models.LifecycleEventKind.CANCELLATION_REFUSED`) carrying the actor, the
+:attr:`~callback_shared.models.LifecycleEventKind.CANCELLATION_REFUSED`,
+:attr:`~callback_shared.models.LifecycleEventKind.CANCEL_REQUESTED`) carrying the actor, the
 batch (``None`` for a single cancel), the previous state and the reason. The exporter keeps one
 **entry** per (actor, batch, callback) in the :data:`~callback_shared.mongo.CANCELLATION_REPORT`
 collection::
@@ -11,7 +13,7 @@ collection::
     actor            the user who cancelled (or was refused)
     batch_id         UUID of the bulk cancel, or null for a single cancel
     callback_id      UUID
-    status           CANCELLED | REFUSED
+    status           REQUESTED (asked of routing, no answer yet) | CANCELLED | REFUSED
     occurred_at      when it happened (the event's occurred_at, BSON date: milliseconds)
     service_name, customer_number, desired_time, previous_state, reason: as in the event
     event_id         the event the entry now shows (string)
@@ -70,7 +72,13 @@ from callback_shared.states import CallbackState
 #: Namespace of report entry ids (:func:`entry_id`).
 REPORT_NAMESPACE = UUID("0b7d3c52-9a3e-4f0e-8f4c-2f1d6a8e5c31")
 #: Lifecycle events the report is made of; every other kind is ignored.
-REPORTED_KINDS = frozenset({LifecycleEventKind.CANCELLED, LifecycleEventKind.CANCELLATION_REFUSED})
+REPORTED_KINDS = frozenset(
+    {
+        LifecycleEventKind.CANCEL_REQUESTED,
+        LifecycleEventKind.CANCELLED,
+        LifecycleEventKind.CANCELLATION_REFUSED,
+    }
+)
 #: ``services`` argument of :func:`recent_cancellations` for a user granted every service.
 ALL_SERVICES: Literal["all"] = "all"
 #: Media type of :func:`report_csv`'s output.
@@ -79,6 +87,8 @@ DUPLICATE_KEY = 11000
 
 
 class ReportStatus(StrEnum):
+    #: asked of routing, which may hold the callback: its answer settles it
+    REQUESTED = "REQUESTED"
     CANCELLED = "CANCELLED"
     REFUSED = "REFUSED"
 
@@ -143,6 +153,8 @@ def report_status(event: LifecycleEvent) -> ReportStatus:
         return ReportStatus.CANCELLED
     if event.kind is LifecycleEventKind.CANCELLATION_REFUSED:
         return ReportStatus.REFUSED
+    if event.kind is LifecycleEventKind.CANCEL_REQUESTED:
+        return ReportStatus.REQUESTED
     raise ValueError(f"a {event.kind} lifecycle event is not part of the report")
 
 

@@ -38,6 +38,11 @@ class PlatformSettings(BaseSettings):
     topic_dead_letter: str = Field(
         "callbacks.dead-letter", description="Malformed or unknown events, with the reason."
     )
+    topic_routing_commands: str = Field(
+        "callbacks.routing-commands",
+        description="Commands to routing (ORS/URS, routing-sim): cancel a callback, withdraw a "
+        "lost attempt.",
+    )
     topic_partitions: int = Field(6, ge=1, description="Partitions of topics created at start.")
     topic_replication_factor: int = Field(
         1, ge=1, description="Replication factor of topics created at start."
@@ -98,6 +103,17 @@ class SchedulerSettings(PlatformSettings):
         description="A callback emitted but not yet taken by routing after this long is emitted "
         "again (routing lost it, or the leader that emitted it died).",
     )
+    scheduler_reclaim_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often the leader looks for attempts routing went silent on (each "
+        "service's routing_silence_seconds) and for cancels routing has not answered.",
+    )
+    scheduler_cancel_resend_seconds: float = Field(
+        10,
+        gt=0,
+        description="A cancel routing has not answered after this long is sent to it again.",
+    )
 
 
 class StateTrackerSettings(PlatformSettings):
@@ -124,6 +140,14 @@ class AdminApiSettings(PlatformSettings):
     jwt_audience: str | None = Field(None, description="Required `aud` claim, if set.")
     jwt_leeway_seconds: float = Field(
         10, ge=0, le=300, description="Clock skew tolerated on `exp`, `nbf` and `iat`."
+    )
+    admin_publish_timeout_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        description="Longest a command waits for Kafka to acknowledge its events before it "
+        "answers; the change is stored with them, and the outbox relay delivers what was not "
+        "acknowledged.",
     )
 
     @field_validator("jwt_secret")

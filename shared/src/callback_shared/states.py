@@ -39,13 +39,16 @@ TRANSITIONS: dict[CallbackState, dict[CallbackState, frozenset[CallbackResult]]]
     },
     S.QUEUED: {
         S.ROUTING: frozenset(),
-        S.COMPLETED: frozenset({R.CANCELLED, R.CANCELLED_BY_ADMIN, R.ABANDONED_IN_QUEUE}),
+        # routing lost the attempt (no sign of life): the next attempt, or FAILED when exhausted
+        S.SCHEDULED: frozenset(),
+        S.COMPLETED: frozenset({R.CANCELLED, R.CANCELLED_BY_ADMIN, R.ABANDONED_IN_QUEUE, R.FAILED}),
     },
     S.ROUTING: {
         # the agent reservation was lost: wait in queue again
         S.QUEUED: frozenset(),
         S.PROCESSING: frozenset(),
-        # the dial failed (no answer, busy): retry later, per the service's policy
+        # the dial failed (no answer, busy) or routing lost the attempt: retry later, per the
+        # service's policy
         S.SCHEDULED: frozenset(),
         S.COMPLETED: frozenset({R.CANCELLED, R.CANCELLED_BY_ADMIN, R.FAILED}),
     },
@@ -95,5 +98,8 @@ def can_complete_with(state: CallbackState, result: CallbackResult) -> bool:
 CANCELLABLE_STATES: frozenset[CallbackState] = frozenset(
     state for state in CallbackState if can_complete_with(state, R.CANCELLED_BY_ADMIN)
 )
+#: States in which routing may hold the callback: a cancel must be asked of routing (with
+#: SCHEDULED once it is due, see :func:`callback_shared.documents.not_yet_due`).
+HELD_BY_ROUTING: frozenset[CallbackState] = frozenset({CallbackState.QUEUED, CallbackState.ROUTING})
 #: States in which a callback is still open (counts for duplicate checks and throttling).
 OPEN_STATES: frozenset[CallbackState] = frozenset(CallbackState) - {CallbackState.COMPLETED}

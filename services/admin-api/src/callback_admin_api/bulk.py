@@ -7,13 +7,15 @@ in the list's order (desired time, id) in batches of :data:`BATCH_SIZE` with the
 so no answer holds the whole range in memory; answers list at most
 :data:`~callback_admin_api.views.MAX_BULK_ITEMS` records, the counts cover every one.
 
-Each batch is cancelled by the single cancel's update (:func:`~callback_admin_api.commands.
-cancellation_update`, stamped with the batch id), applied with one ``update_many`` per state
-seen and chunk of ids, only where the callback is still in that state; its CANCELLED events
-go first into the job document's outbox (``announcing``), are published once the batch is
-read back, and removed. A callback the fast path did not cancel goes through
-:func:`~callback_admin_api.commands.cancel_one`: one not cancellable at that moment (it reached
-PROCESSING since the preview, say) is left as it is and announced as a refused cancellation.
+Each batch's callbacks that are not yet due are cancelled by the single cancel's update
+(:func:`~callback_admin_api.commands.cancellation_update`, stamped with the batch id), applied
+with one ``update_many`` per chunk of ids, only where the callback is still not yet due; their
+CANCELLED events go first into the job document's outbox (``announcing``), are published once
+the batch is read back, and removed. Every other callback goes through
+:func:`~callback_admin_api.commands.cancel_one`, the single cancel's path: one routing may hold
+(due, QUEUED, ROUTING) is asked of routing (``REQUESTED``: the record shows the cancel pending
+until routing answers), one not cancellable at that moment (it reached PROCESSING since the
+preview, say) is left as it is and announced as a refused cancellation.
 An id that does not exist and one of a service not granted to the caller get the same answer
 (``NOT_FOUND``, the id only), as a single cancel answers both with the same 404.
 
@@ -37,7 +39,7 @@ from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import structlog
-from callback_shared.documents import CANCELLED_IN_BATCH
+from callback_shared.documents import CANCELLED_IN_BATCH, not_yet_due
 from callback_shared.models import RETENTION
 from callback_shared.mongo import ANNOUNCING, ANNOUNCING_SINCE, Document
 from callback_shared.outbox import RELAY_AFTER
@@ -50,6 +52,7 @@ from callback_admin_api.commands import (
     cancel_one,
     cancellation_update,
     cancelled_event,
+    not_yet_due_filter,
     publish,
 )
 from callback_admin_api.context import AdminApi
@@ -78,6 +81,9 @@ CONCURRENCY = 50
 STALE_JOB_AFTER = timedelta(minutes=10)
 
 log = structlog.get_logger("admin-api")
+
+#: Outcomes whose callback gives back its slot place (cancelled, or asked of routing).
+ANSWERED = frozenset({BulkOutcome.CANCELLED, BulkOutcome.REQUESTED})
 
 #: What a bulk cancel works on: chosen ids, or the criteria of a range.
 Selection = tuple[UUID, ...] | ListCriteria
@@ -223,6 +229,7 @@ class Progress:
         return {
             "total_seen": self.total_seen,
             "cancelled": self.outcomes[BulkOutcome.CANCELLED],
+            "requested": self.outcomes[BulkOutcome.REQUESTED],
             "refused": self.outcomes[BulkOutcome.REFUSED],
             "skipped": self.outcomes[BulkOutcome.SKIPPED],
             "refused_by_reason": {str(k): v for k, v in self.refused_by_reason.items()},
@@ -283,25 +290,20 @@ async def cancel_batch(
     """Cancel the batch, give back their slot places and announce them; whether every event
     reached Kafka (else they wait in the job's outbox for :func:`relay_job_outboxes`).
 
-    Fast path, for the callbacks seen cancellable: their CANCELLED events first go to the job
-    document's outbox (one write), then one ``update_many`` per state seen and chunk of ids
-    cancels them (still in that state: the same update for all, stamped with the batch id),
-    one read-back tells which this batch cancelled, their events are published and removed
-    from the job's outbox. A callback it did not cancel (its state changed meanwhile, or it
-    was not cancellable) goes through :func:`~callback_admin_api.commands.cancel_one`, the
-    single cancel's path, a few at a time.
+    Fast path, for the callbacks seen not yet due: their CANCELLED events first go to the job
+    document's outbox (one write), then one ``update_many`` per chunk of ids cancels them
+    (still not yet due: the same update for all, stamped with the batch id), one read-back
+    tells which this batch cancelled, their events are published and removed from the job's
+    outbox. Every other callback (routing may hold it, its state changed meanwhile, or it was
+    not cancellable) goes through :func:`~callback_admin_api.commands.cancel_one`, the single
+    cancel's path, a few at a time.
     """
     repo = api.repository
     now = api.clock()
-    seen = {
-        cid: doc for cid, doc in batch if doc is not None and doc["state"] in CANCELLABLE_STATES
-    }
+    seen = {cid: doc for cid, doc in batch if doc is not None and not_yet_due(doc, now)}
     entries = {
         cid: cancelled_event(api, principal, doc, now, batch_id) for cid, doc in seen.items()
     }
-    by_state: dict[str, list[UUID]] = {}
-    for cid, doc in seen.items():
-        by_state.setdefault(doc["state"], []).append(cid)
     after: dict[UUID, Document] = {}
     if seen:
         await repo.update_job(
@@ -311,7 +313,9 @@ async def cancel_batch(
                 "$set": {ANNOUNCING_SINCE: now},
             },
         )
-        await repo.update_in_states(by_state, cancellation_update(principal, now, batch_id))
+        await repo.update_where(
+            list(seen), not_yet_due_filter(now), cancellation_update(principal, now, batch_id)
+        )
         after = await repo.find_ids(seen)
     ours: list[Document] = []
     places: list[tuple[str, datetime, UUID]] = []
@@ -334,14 +338,16 @@ async def cancel_batch(
             progress.add(item)
             if changed is not None:
                 announced.append(changed)
-            if item.outcome is BulkOutcome.CANCELLED and changed is not None:
+            if item.outcome in ANSWERED and changed is not None:
                 places.append((changed["service_name"], changed["desired_time"], changed["_id"]))
     await repo.release_slots(places)
     await publish(api, *announced)
     if not entries:
         return True
     try:
-        await api.relay.publish(ours)
+        await asyncio.wait_for(
+            api.relay.publish(ours), timeout=api.settings.admin_publish_timeout_seconds
+        )
     except Exception:
         log.warning("bulk cancel events left for the relay", batch_id=str(batch_id), exc_info=True)
         return False
@@ -357,6 +363,8 @@ async def _cancel(
     done = await cancel_one(api, principal, doc, batch_id=batch_id, deferred=True)
     if done.outcome is CancelOutcome.CANCELLED:
         return _item(callback_id, doc, BulkOutcome.CANCELLED, None), done.doc
+    if done.outcome is CancelOutcome.REQUESTED:
+        return _item(callback_id, doc, BulkOutcome.REQUESTED, None), done.doc
     if done.outcome is CancelOutcome.REFUSED:
         seen = done.doc or doc
         return _item(callback_id, seen, BulkOutcome.REFUSED, _reason(done.state)), done.doc
@@ -420,6 +428,7 @@ def job_view(job: Document) -> BulkCancelResult:
         state=JobState(job["state"]),
         total_seen=job["total_seen"],
         cancelled=job["cancelled"],
+        requested=job.get("requested", 0),
         refused=job["refused"],
         skipped=job["skipped"],
         refused_by_reason=job.get("refused_by_reason") or {},

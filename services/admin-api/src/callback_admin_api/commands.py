@@ -1,14 +1,22 @@
 """The commands of the guide: create/schedule, reschedule, cancel, recreate; service settings.
 
 Each command that changes a callback writes the lifecycle event announcing it into the
-document's outbox in the same single-document update, then publishes it at once
-(:meth:`OutboxRelay.flush`); if Kafka is down, the relay loop publishes it later and the command
-still succeeds. A conditional filter on the state makes a racing change win or lose cleanly:
-a change is never applied over one the command did not see.
+document's outbox in the same single-document update, then publishes it, waiting at most
+``ADMIN_PUBLISH_TIMEOUT_SECONDS`` (:func:`publish`); if Kafka is slow or down, the relay loop
+publishes it later and the command still answers at once. A conditional filter on the state
+makes a racing change win or lose cleanly: a change is never applied over one the command did
+not see.
+
+A cancel of a callback that routing may hold (the scheduler may have emitted it: due, or
+QUEUED, ROUTING) cannot be carried out here: it is asked of routing (a CANCEL command on the
+routing-commands topic, in the same outbox) and the record shows it pending until routing
+answers (the state-tracker applies the answer). Only a callback not yet due is cancelled
+outright (:func:`cancel_one`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -16,18 +24,26 @@ from uuid import UUID, uuid4
 
 import structlog
 from callback_shared.documents import (
+    CANCEL_PENDING_SINCE,
+    CANCEL_REQUEST,
     CANCELLED_IN_BATCH,
     DISPATCH_FIELDS,
+    DISPATCH_MARGIN,
+    cancel_pending,
     lifecycle_event,
     new_callback_document,
     not_yet_due,
+    routing_command,
     timeline_entry,
 )
 from callback_shared.models import (
     CallbackType,
+    CancelRequest,
+    CancelRequestStatus,
     CreateCallback,
     ImmediateOutsideOfficeHours,
     LifecycleEventKind,
+    RoutingCommandKind,
     ServiceConfig,
     expire_at,
 )
@@ -76,11 +92,24 @@ async def load_callback(api: AdminApi, principal: Principal, callback_id: UUID) 
 
 
 async def publish(api: AdminApi, *docs: Document) -> None:
-    """Publish the documents' outboxes now; if that fails the relay loop publishes them later."""
+    """Publish the documents' outboxes, waiting at most ``admin_publish_timeout_seconds``: a
+    command's answer never waits for Kafka. What is not acknowledged by then goes on in the
+    background; if it fails, the relay loop publishes it later (the change is stored)."""
+    flush = asyncio.ensure_future(_flush(api, docs))
+    _publishing.add(flush)
+    flush.add_done_callback(_publishing.discard)
+    await asyncio.wait([flush], timeout=api.settings.admin_publish_timeout_seconds)
+
+
+#: Publications still going on after their command answered (kept alive until they end).
+_publishing: set[asyncio.Future[None]] = set()
+
+
+async def _flush(api: AdminApi, docs: tuple[Document, ...]) -> None:
     try:
         await api.relay.flush(docs)
     except Exception:
-        log.warning("lifecycle events left for the outbox relay", count=len(docs), exc_info=True)
+        log.warning("events left for the outbox relay", count=len(docs), exc_info=True)
 
 
 # --- create, schedule, recreate ------------------------------------------------------------------
@@ -312,7 +341,7 @@ async def reschedule_callback(
         {
             "_id": callback_id,
             "state": CallbackState.SCHEDULED.value,
-            "dispatch_at": {"$gt": now},
+            "dispatch_at": {"$gt": now + DISPATCH_MARGIN},
             "desired_time": previous,
         },
         with_outbox(update, [outbox_entry(api.lifecycle_topic, event)]),
@@ -327,6 +356,9 @@ async def reschedule_callback(
 
 class CancelOutcome(StrEnum):
     CANCELLED = "CANCELLED"
+    #: asked of routing, which may hold it: the record shows the cancel pending until routing
+    #: answers (cancelled, or refused once an agent was reached)
+    REQUESTED = "REQUESTED"
     #: not cancellable (PROCESSING, COMPLETED): announced as a refused cancellation
     REFUSED = "REFUSED"
     #: gone (the retention deleted it) while being cancelled
@@ -344,13 +376,16 @@ class Cancellation:
     state: CallbackState | None
 
 
-async def cancel_callback(api: AdminApi, principal: Principal, callback_id: UUID) -> Document:
-    """COMPLETED(CANCELLED_BY_ADMIN) unless PROCESSING or COMPLETED (409, announced as a refused
+async def cancel_callback(
+    api: AdminApi, principal: Principal, callback_id: UUID
+) -> tuple[Document, CancelOutcome]:
+    """COMPLETED(CANCELLED_BY_ADMIN) when not yet due; asked of routing (REQUESTED) when routing
+    may hold it; refused when PROCESSING or COMPLETED (409, announced as a refused
     cancellation)."""
     doc = await load_callback(api, principal, callback_id)
     done = await cancel_one(api, principal, doc)
-    if done.outcome is CancelOutcome.CANCELLED and done.doc is not None:
-        return done.doc
+    if done.outcome in (CancelOutcome.CANCELLED, CancelOutcome.REQUESTED) and done.doc is not None:
+        return done.doc, done.outcome
     if done.outcome is CancelOutcome.REFUSED:
         raise Conflict(f"a {done.state} callback cannot be cancelled", state=done.state)
     if done.outcome is CancelOutcome.NOT_FOUND:
@@ -400,14 +435,70 @@ def cancelled_event(
     return outbox_entry(api.lifecycle_topic, event)
 
 
+def not_yet_due_filter(now: datetime) -> Document:
+    """The part of a filter that matches only a callback the scheduler cannot have emitted yet
+    (:func:`~callback_shared.documents.not_yet_due`)."""
+    return {"state": CallbackState.SCHEDULED.value, "dispatch_at": {"$gt": now + DISPATCH_MARGIN}}
+
+
 def cancellation(
     api: AdminApi, principal: Principal, doc: Document, now: datetime, batch_id: UUID | None
 ) -> tuple[Document, Document]:
-    """The conditional update that cancels ``doc`` from the state it was seen in (checked
-    cancellable by the caller), with its CANCELLED event in the outbox: (filter, update)."""
+    """The conditional update that cancels ``doc`` outright while it is not yet due, with its
+    CANCELLED event in the outbox: (filter, update)."""
     update = cancellation_update(principal, now, batch_id)
-    filter_ = {"_id": doc["_id"], "state": doc["state"]}
+    filter_ = {"_id": doc["_id"], **not_yet_due_filter(now)}
     return filter_, with_outbox(update, [cancelled_event(api, principal, doc, now, batch_id)])
+
+
+def cancel_request(
+    api: AdminApi, principal: Principal, doc: Document, now: datetime, batch_id: UUID | None
+) -> tuple[Document, Document]:
+    """The conditional update that asks routing to cancel ``doc`` (seen due, QUEUED or
+    ROUTING, no cancel pending): the record's pending cancel request, a timeline entry, and in
+    the outbox the CANCEL command to routing and the CANCEL_REQUESTED event. The scheduler no
+    longer emits it (``dispatch_at`` unset). (filter, update)."""
+    state = CallbackState(doc["state"])
+    request = CancelRequest(
+        requested_at=now,
+        actor=principal.username,
+        batch_id=batch_id,
+        state=state,
+        status=CancelRequestStatus.PENDING,
+    )
+    note = "cancel asked of routing" + (f" in batch {batch_id}" if batch_id else "")
+    update: Document = {
+        "$set": {
+            CANCEL_REQUEST: request.model_dump(mode="python"),
+            CANCEL_PENDING_SINCE: now,
+            "updated_at": now,
+        },
+        "$unset": dict.fromkeys(DISPATCH_FIELDS, ""),
+        "$push": {
+            "timeline": timeline_entry(now, state, SOURCE, actor=principal.username, note=note)
+        },
+    }
+    command = routing_command(
+        doc, RoutingCommandKind.CANCEL, reason="cancelled by an administrator"
+    )
+    requested = lifecycle_event(
+        doc,
+        LifecycleEventKind.CANCEL_REQUESTED,
+        occurred_at=now,
+        previous_state=state,
+        actor=principal.username,
+        batch_id=batch_id,
+    )
+    filter_ = {
+        "_id": doc["_id"],
+        "state": state.value,
+        f"{CANCEL_REQUEST}.status": {"$ne": CancelRequestStatus.PENDING.value},
+    }
+    entries = [
+        outbox_entry(api.routing_commands_topic, command),
+        outbox_entry(api.lifecycle_topic, requested),
+    ]
+    return filter_, with_outbox(update, entries)
 
 
 async def cancel_one(
@@ -418,10 +509,12 @@ async def cancel_one(
     batch_id: UUID | None = None,
     deferred: bool = False,
 ) -> Cancellation:
-    """The one place a callback is cancelled (single and bulk cancel): a conditional update on
-    the state it was seen in, carrying its CANCELLED event in the outbox; a callback not in
-    :data:`CANCELLABLE_STATES` gets a CANCELLATION_REFUSED event instead. A state that changed
-    meanwhile is decided again. ``deferred``: the caller gives back the slot place and
+    """The one place a callback is cancelled (single and bulk cancel), by a conditional update
+    on what was seen: not yet due, it is cancelled outright (its CANCELLED event in the
+    outbox); routing may hold it (due, QUEUED, ROUTING), it is asked of routing
+    (:func:`cancel_request`: REQUESTED; a cancel already pending is not asked again); a callback
+    not in :data:`CANCELLABLE_STATES` gets a CANCELLATION_REFUSED event instead. A state that
+    changed meanwhile is decided again. ``deferred``: the caller gives back the slot place and
     publishes the returned document's outbox itself (bulk cancel, by batch). The caller checked
     the grant."""
     repo = api.repository
@@ -435,7 +528,14 @@ async def cancel_one(
             if refused is not None and not deferred:
                 await publish(api, refused)
             return Cancellation(CancelOutcome.REFUSED, refused or doc, state)
-        filter_, update = cancellation(api, principal, doc, now, batch_id)
+        if cancel_pending(doc):
+            return Cancellation(CancelOutcome.REQUESTED, doc, state)
+        if not_yet_due(doc, now):
+            outcome = CancelOutcome.CANCELLED
+            filter_, update = cancellation(api, principal, doc, now, batch_id)
+        else:
+            outcome = CancelOutcome.REQUESTED
+            filter_, update = cancel_request(api, principal, doc, now, batch_id)
         updated = await repo.update(filter_, update)
         if updated is None:
             # its state changed meanwhile: decide again on the new state
@@ -447,7 +547,7 @@ async def cancel_one(
         if not deferred:
             await repo.release_slot(doc["service_name"], doc["desired_time"], doc["_id"])
             await publish(api, updated)
-        return Cancellation(CancelOutcome.CANCELLED, updated, state)
+        return Cancellation(outcome, updated, state)
     return Cancellation(CancelOutcome.CHANGING, doc, CallbackState(doc["state"]))
 
 

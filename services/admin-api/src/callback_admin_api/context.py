@@ -47,3 +47,7 @@ class AdminApi:
     @property
     def lifecycle_topic(self) -> str:
         return self.settings.topic_lifecycle_events
+
+    @property
+    def routing_commands_topic(self) -> str:
+        return self.settings.topic_routing_commands

@@ -117,7 +117,7 @@ async def list_callbacks(api: AdminApi, principal: Principal, request: ListReque
     more = len(docs) > request.page_size
     docs = docs[: request.page_size]
     configs = await api.repository.service_configs(doc["service_name"] for doc in docs)
-    items = [callback_view(doc, configs[doc["service_name"]].desired_window, now) for doc in docs]
+    items = [callback_view(doc, configs[doc["service_name"]], now) for doc in docs]
     next_cursor = None
     if more:
         last = docs[-1]
@@ -137,7 +137,7 @@ async def get_callback(
 ) -> CallbackView:
     doc = await load_callback(api, principal, callback_id)
     config, _ = await api.repository.service_config(doc["service_name"])
-    return callback_view(doc, config.desired_window, api.clock(), advanced=advanced)
+    return callback_view(doc, config, api.clock(), advanced=advanced)
 
 
 def search_filter(q: str) -> Document:
@@ -233,4 +233,4 @@ async def cancellation_report(api: AdminApi, principal: Principal) -> list[Repor
 async def view(api: AdminApi, doc: Document) -> CallbackView:
     """The view of a callback a command just wrote."""
     config, _ = await api.repository.service_config(doc["service_name"])
-    return callback_view(doc, config.desired_window, api.clock())
+    return callback_view(doc, config, api.clock())

@@ -230,15 +230,14 @@ class Repository:
         )
         return {doc["_id"]: doc for docs in found for doc in docs}
 
-    async def update_in_states(self, ids_by_state: dict[str, list[UUID]], update: Document) -> None:
-        """Apply the same ``update`` to the callbacks of these ids still in the state each was
-        seen in: one ``update_many`` per state and chunk of ids (measured here: 3.4 ms per
+    async def update_where(self, ids: list[UUID], condition: Document, update: Document) -> None:
+        """Apply the same ``update`` to the callbacks of these ids that still match
+        ``condition``: one ``update_many`` per chunk of ids (measured here: 3.4 ms per
         callback, against 7 ms for as many conditional updates in one bulk write)."""
-        for state, ids in ids_by_state.items():
-            for at in range(0, len(ids), READ_CHUNK):
-                await self.callbacks.update_many(
-                    {"_id": {"$in": ids[at : at + READ_CHUNK]}, "state": state}, update
-                )
+        for at in range(0, len(ids), READ_CHUNK):
+            await self.callbacks.update_many(
+                {"_id": {"$in": ids[at : at + READ_CHUNK]}, **condition}, update
+            )
 
     async def count_matching(self, criteria: ListCriteria, up_to: int) -> int:
         """Callbacks the criteria select, counted up to ``up_to`` (bulk cancel's job threshold)."""

@@ -181,11 +181,25 @@ async def reschedule_callback(
 
 @callbacks.post(
     "/{callback_id}/cancel",
-    summary="Cancel a callback unless PROCESSING or COMPLETED",
-    responses=problem_responses(401, 403, 404, 409, 422),
+    summary="Cancel a callback unless PROCESSING or COMPLETED; one routing may hold: asked of "
+    "routing (202)",
+    responses={
+        202: {
+            "description": "Routing may hold the callback (due, QUEUED or ROUTING): the cancel "
+            "was asked of routing and is pending (`cancel_pending`, `cancel_request`) until "
+            "routing answers: COMPLETED(CANCELLED_BY_ADMIN) if nothing reached an agent, else "
+            "the cancel is REFUSED and the callback goes on.",
+            "model": CallbackView,
+        },
+        **problem_responses(401, 403, 404, 409, 422),
+    },
 )
-async def cancel_callback(api: Api, principal: Operator, callback_id: CallbackId) -> CallbackView:
-    doc = await commands.cancel_callback(api, principal, callback_id)
+async def cancel_callback(
+    api: Api, principal: Operator, callback_id: CallbackId, response: Response
+) -> CallbackView:
+    doc, outcome = await commands.cancel_callback(api, principal, callback_id)
+    if outcome is commands.CancelOutcome.REQUESTED:
+        response.status_code = status.HTTP_202_ACCEPTED
     return await queries.view(api, doc)
 
 

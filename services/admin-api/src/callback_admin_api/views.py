@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from callback_shared.documents import OVERDUE_MESSAGE, is_overdue, not_yet_due
+from callback_shared.documents import cancel_pending, not_yet_due, overdue_message
 from callback_shared.models import (
     Callback,
     CallbackType,
@@ -28,8 +28,14 @@ class CallbackView(Callback):
     timeline: list[TimelineEntry] | None = Field(  # type: ignore[assignment]
         None, description="Every state change with its time and actor (advanced=true only)."
     )
-    overdue: bool = Field(description="Still SCHEDULED after its desired window (warning icon).")
-    overdue_message: str | None = Field(description="The warning's message, when overdue.")
+    overdue: bool = Field(
+        description="Late (warning icon): still SCHEDULED after its desired window, routing "
+        "silent past the service's bound, or a call not reported ended past the stall bound."
+    )
+    overdue_message: str | None = Field(description="What is late and why, when overdue.")
+    cancel_pending: bool = Field(
+        description="A cancel was asked of routing and waits for its answer (cancel_request)."
+    )
     originated_as_scheduled: bool = Field(description="Created as SCHEDULED (calendar icon).")
     can_cancel: bool
     can_reschedule: bool
@@ -41,7 +47,7 @@ RECORD_FIELDS = frozenset(Callback.model_fields) - {"id"}
 
 
 def callback_view(
-    doc: Document, desired_window: timedelta, now: datetime, *, advanced: bool = False
+    doc: Document, config: ServiceConfig, now: datetime, *, advanced: bool = False
 ) -> CallbackView:
     """The record as :func:`~callback_shared.documents.callback_from_document` reads it, plus
     the warning, the markers and what may be done with it; validated once (a list page makes
@@ -50,16 +56,18 @@ def callback_view(
     record = {key: value for key, value in doc.items() if key in RECORD_FIELDS}
     if not advanced:
         record.pop("timeline", None)
-    overdue = is_overdue(doc, desired_window, now)
+    late = overdue_message(doc, config, now)
+    pending = cancel_pending(doc)
     state = doc["state"]
     return CallbackView.model_validate(
         {
             **record,
             "id": doc["_id"],
-            "overdue": overdue,
-            "overdue_message": OVERDUE_MESSAGE if overdue else None,
+            "overdue": late is not None,
+            "overdue_message": late,
+            "cancel_pending": pending,
             "originated_as_scheduled": doc["type"] == CallbackType.SCHEDULED,
-            "can_cancel": state in CANCELLABLE_STATES,
+            "can_cancel": state in CANCELLABLE_STATES and not pending,
             "can_reschedule": not_yet_due(doc, now),
             "can_recreate": state == CallbackState.COMPLETED,
         }
@@ -204,6 +212,8 @@ class BulkOutcome(StrEnum):
     WOULD_CANCEL = "WOULD_CANCEL"  # preview
     EXCLUDED = "EXCLUDED"  # preview
     CANCELLED = "CANCELLED"
+    #: routing may hold it: the cancel was asked of routing and is pending until it answers
+    REQUESTED = "REQUESTED"
     REFUSED = "REFUSED"  # not cancellable at that moment: announced as a refused cancellation
     SKIPPED = "SKIPPED"  # not found / not permitted, or kept changing: nothing announced
 
@@ -244,6 +254,9 @@ class BulkCancelResult(BaseModel):
     state: JobState
     total_seen: int
     cancelled: int
+    requested: int = Field(
+        0, description="Asked of routing (it may hold them): pending until routing answers."
+    )
     refused: int
     skipped: int
     refused_by_reason: dict[BulkReason, int] = Field(default_factory=dict)

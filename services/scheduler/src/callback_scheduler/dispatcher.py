@@ -27,6 +27,8 @@ A cancel unsets it too, a reschedule moves it.
   or redispatches: they carry the same ``event_id``
   (:func:`~callback_shared.documents.due_callback_event`) and attempt, which routing and the
   state-tracker recognise. Harmless.
+- **Reclaim.** The leader also looks for what routing lost (:mod:`.reclaim`): attempts it went
+  silent on, cancels it did not answer, calls that stall.
 
 Why not a claim per callback: the test server updates roughly 700 callback documents a second,
 so a write per dispatch bounded the scheduler there; reads are about ten times faster.
@@ -54,6 +56,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
+from callback_scheduler.reclaim import Reclaimer
 
 log = structlog.get_logger("scheduler")
 
@@ -110,8 +114,10 @@ class Dispatcher:
         settings: SchedulerSettings,
         replica: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        reclaimer: Reclaimer | None = None,
     ) -> None:
         self.callbacks = db[CALLBACKS]
+        self.reclaimer = reclaimer
         self.leases = db[SCHEDULER_LEASES]
         self.broker = broker
         self.settings = settings
@@ -303,7 +309,7 @@ class Dispatcher:
         retried; what was not acknowledged stays due."""
         poll = self.settings.scheduler_poll_interval_seconds
         loop = asyncio.get_running_loop()
-        next_lease = next_late = next_redispatch = loop.time()
+        next_lease = next_late = next_redispatch = next_reclaim = loop.time()
         while not self._stopping.is_set():
             wake = poll
             try:
@@ -320,6 +326,11 @@ class Dispatcher:
                     if loop.time() >= next_redispatch:
                         await self.redispatch_stalled()
                         next_redispatch = loop.time() + self.redispatch_after.total_seconds() / 3
+                    if self.reclaimer is not None and loop.time() >= next_reclaim:
+                        next_reclaim = (
+                            loop.time() + self.settings.scheduler_reclaim_interval_seconds
+                        )
+                        await self.reclaimer.look()
                     due = await self.next_due(timedelta(seconds=poll))
                     if due is not None:
                         wake = min(poll, (due - self.clock()).total_seconds())

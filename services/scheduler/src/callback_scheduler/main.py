@@ -4,6 +4,7 @@ from callback_shared.runtime import ServiceRuntime, run_service
 from callback_shared.settings import SchedulerSettings, load_settings
 
 from callback_scheduler.dispatcher import Dispatcher
+from callback_scheduler.reclaim import Reclaimer
 
 SERVICE = "scheduler"
 
@@ -11,7 +12,8 @@ SERVICE = "scheduler"
 def build(runtime: ServiceRuntime) -> None:
     settings = runtime.settings
     assert isinstance(settings, SchedulerSettings)
-    dispatcher = Dispatcher(runtime.db, runtime.broker, settings)
+    reclaimer = Reclaimer(runtime.db, runtime.broker, settings)
+    dispatcher = Dispatcher(runtime.db, runtime.broker, settings, reclaimer=reclaimer)
 
     @runtime.on_ready
     async def start_dispatching(runtime: ServiceRuntime) -> None:

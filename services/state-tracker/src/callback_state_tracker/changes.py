@@ -6,6 +6,11 @@ event moves it from (a move the machine allows), the event belongs to the callba
 dial attempt, and it is newer than the last routing event applied (``routing_sequence``). So a
 redelivered, stale or forbidden event changes nothing, without a read before the write.
 
+An answer of routing to a cancel (CANCELLED, CANCEL_REFUSED) is not part of an attempt's
+sequence: it applies while the record's cancel is pending (:func:`plan_cancel_answer`).
+Every applied event of an attempt routing holds stamps ``routing_seen_at`` (its sign of life,
+refreshed by HELD events), which the scheduler watches to reclaim a lost attempt.
+
 The condition is inside the update (a pipeline update, :meth:`Writes.only_if`), not in the filter:
 the filter is the ``_id`` alone, which the MongoDB-protocol test server answers with a point
 lookup, while a filter with more fields goes through its query planner and costs as much again
@@ -18,12 +23,38 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from callback_shared.documents import DISPATCH_FIELDS, timeline_entry
-from callback_shared.models import DialRetryPolicy, RoutingEvent, RoutingEventKind
+from callback_shared.documents import (
+    CANCEL_PENDING_SINCE,
+    CANCEL_REQUEST,
+    DISPATCH_FIELDS,
+    ROUTING_SEEN_AT,
+    timeline_entry,
+)
+from callback_shared.models import (
+    CancelRequestStatus,
+    DialRetryPolicy,
+    RoutingEvent,
+    RoutingEventKind,
+)
 from callback_shared.mongo import Document
-from callback_shared.states import CallbackResult, CallbackState, check_transition
+from callback_shared.states import (
+    CANCELLABLE_STATES,
+    CallbackResult,
+    CallbackState,
+    check_transition,
+)
 
 S, R, K = CallbackState, CallbackResult, RoutingEventKind
+
+#: Routing's answers to a cancel (outside the attempt's sequence of events).
+CANCEL_ANSWERS = frozenset({K.CANCELLED, K.CANCEL_REFUSED})
+#: Events that only say routing still holds the attempt (and where it stands), in these states.
+SIGNS_OF_LIFE: dict[RoutingEventKind, frozenset[CallbackState]] = {
+    K.POSITION_UPDATED: frozenset({S.QUEUED}),
+    K.HELD: frozenset({S.QUEUED, S.ROUTING}),
+}
+#: An aggregation expression: whether the record's cancel waits for routing's answer.
+CANCEL_IS_PENDING: Document = {"$eq": [f"${CANCEL_REQUEST}.status", CancelRequestStatus.PENDING]}
 
 #: How many applied routing event ids a document remembers (state changes only).
 APPLIED_EVENTS_KEPT = 64
@@ -52,10 +83,24 @@ ROUTING_FIELDS = (
 
 
 @dataclass(frozen=True)
+class Expr:
+    """A value computed from the document by an aggregation expression. ``plain``: what the
+    plain operators of :meth:`Writes.unconditional` write instead (the usual outcome), if any."""
+
+    expression: Any
+    plain: Any = None
+
+
+def _value(value: Any) -> Any:
+    return value.expression if isinstance(value, Expr) else {"$literal": value}
+
+
+@dataclass(frozen=True)
 class Writes:
     """What applying an event writes to a callback's document: ``$set`` ``set`` (values taken
-    literally), ``$unset`` ``unset``, ``$inc`` ``inc``, and ``append`` one item to each named
-    array, keeping its last ``n`` items when ``n`` is given (``$push`` with ``$slice``)."""
+    literally, unless an :class:`Expr`), ``$unset`` ``unset``, ``$inc`` ``inc``, and ``append``
+    one item to each named array, keeping its last ``n`` items when ``n`` is given (``$push``
+    with ``$slice``)."""
 
     set: Document
     unset: tuple[str, ...] = ()
@@ -69,22 +114,25 @@ class Writes:
         def changed(name: str, value: Any) -> Document:
             return {"$cond": [f"${APPLIES}", value, f"${name}"]}
 
-        fields = {name: changed(name, {"$literal": value}) for name, value in self.set.items()}
+        fields = {name: changed(name, _value(value)) for name, value in self.set.items()}
         fields.update({name: changed(name, "$$REMOVE") for name in self.unset})
         fields.update(
             {name: changed(name, {"$add": [f"${name}", n]}) for name, n in self.inc.items()}
         )
         for name, (item, keep) in self.append.items():
-            longer: Document = {
-                "$concatArrays": [{"$ifNull": [f"${name}", []]}, [{"$literal": item}]]
-            }
+            longer: Document = {"$concatArrays": [{"$ifNull": [f"${name}", []]}, [_value(item)]]}
             fields[name] = changed(name, {"$slice": [longer, -keep]} if keep else longer)
         return [{"$set": {APPLIES: condition}}, {"$set": fields}, {"$unset": APPLIES}]
 
     def unconditional(self) -> Document:
         """The same writes as plain update operators, whatever the document's state: what a
         raw driver would send (the benchmark's baseline doing the same work)."""
-        update: Document = {"$set": self.set}
+        if any(isinstance(v, Expr) and v.plain is None for v in self.set.values()) or any(
+            isinstance(item, Expr) for item, _ in self.append.values()
+        ):
+            raise ValueError("writes computed from the document need a pipeline update")
+        plain = {k: v.plain if isinstance(v, Expr) else v for k, v in self.set.items()}
+        update: Document = {"$set": plain}
         if self.unset:
             update["$unset"] = dict.fromkeys(self.unset, "")
         if self.inc:
@@ -107,8 +155,11 @@ class Change:
     #: when the event may be applied (an aggregation expression, see :func:`applicable`)
     condition: Document
     writes: Writes
-    #: for a change of state: (from, to, result); None for a position update
+    #: for a change of state: (from, to, result); None for a position update or a cancel answer
     move: tuple[CallbackState, CallbackState, CallbackResult | None] | None
+    #: applied instead where ``condition`` does not hold (a cancel answer's other outcome);
+    #: the conditions exclude each other
+    otherwise: Change | None = None
 
     @property
     def filter(self) -> Document:
@@ -118,12 +169,17 @@ class Change:
     def update(self) -> list[Document]:
         return self.writes.only_if(self.condition)
 
+    @property
+    def updates(self) -> list[list[Document]]:
+        """This change's update, then its alternative's: at most one of them applies."""
+        return [self.update, *(self.otherwise.updates if self.otherwise else [])]
+
 
 def move_of(
     event: RoutingEvent, retry: DialRetryPolicy
 ) -> tuple[CallbackState, CallbackState, CallbackResult | None] | None:
     """The change of state ``event`` makes, checked against the state machine."""
-    if event.kind is K.POSITION_UPDATED:
+    if event.kind in SIGNS_OF_LIFE or event.kind in CANCEL_ANSWERS:
         return None
     move: tuple[CallbackState, CallbackState, CallbackResult | None]
     if event.kind is K.DIAL_FAILED:
@@ -139,6 +195,8 @@ def move_of(
 
 def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> Change:
     """The conditional update that applies ``event`` (see the module docstring)."""
+    if event.kind in CANCEL_ANSWERS:
+        return plan_cancel_answer(event, now)
     details = {
         name: getattr(event, name) for name in ROUTING_FIELDS if getattr(event, name) is not None
     }
@@ -147,12 +205,18 @@ def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> C
     set_fields: Document = {"routing_sequence": event.sequence, "updated_at": now, **details}
     move = move_of(event, retry)
     if move is None:
-        return Change(event.callback_id, applicable(event, S.QUEUED), Writes(set_fields), None)
+        set_fields[ROUTING_SEEN_AT] = now
+        condition = applicable(event, *SIGNS_OF_LIFE[event.kind])
+        return Change(event.callback_id, condition, Writes(set_fields), None)
 
     source, target, result = move
     inc: dict[str, int] = {}
     # routing has the attempt: the scheduler no longer waits for it (a retry sets it again)
     unset: dict[str, str] = {} if target is S.SCHEDULED else dict.fromkeys(DISPATCH_FIELDS, "")
+    if target in (S.SCHEDULED, S.COMPLETED):
+        unset[ROUTING_SEEN_AT] = ""
+    else:
+        set_fields[ROUTING_SEEN_AT] = now
     note = None
     if event.kind is K.DIAL_FAILED:
         inc["dial_attempts"] = 1
@@ -162,7 +226,9 @@ def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> C
             retry_at = now + timedelta(seconds=retry.min_interval_seconds)
             note = f"dial failed ({event.dial_failure}); retry at {retry_at.isoformat()}"
             inc["attempt"] = 1
-            set_fields.update(routing_sequence=-1, dispatch_at=retry_at)
+            # no next attempt while a cancel waits for routing's answer
+            next_dispatch = {"$cond": [CANCEL_IS_PENDING, "$$REMOVE", {"$literal": retry_at}]}
+            set_fields.update(routing_sequence=-1, dispatch_at=Expr(next_dispatch, retry_at))
             unset.update(agent="", position_in_queue="", estimated_wait_seconds="")
     elif event.kind is K.PROCESSING:
         inc["dial_attempts"] = 1
@@ -185,12 +251,101 @@ def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> C
     return Change(event.callback_id, applicable(event, source), writes, move)
 
 
-def applicable(event: RoutingEvent, source: CallbackState) -> Document:
+def plan_cancel_answer(event: RoutingEvent, now: datetime) -> Change:
+    """Routing's answer to the record's pending cancel. CANCELLED while the callback is still
+    cancellable ends it COMPLETED(CANCELLED_BY_ADMIN) (routing dialled nothing, and will not route
+    it again, whatever the attempt); otherwise (CANCEL_REFUSED, or the callback reached an agent
+    or ended meanwhile) the cancel is answered REFUSED and the callback goes on as routing
+    reports. No pending cancel: nothing applies (a repeated answer)."""
+    request = f"{CANCEL_REQUEST}."
+    resolved: Document = {f"{request}answered_at": now, "updated_at": now}
+    unset = (CANCEL_PENDING_SINCE,)
+    applied = {"applied_events": (event.event_id, APPLIED_EVENTS_KEPT)}
+    refused_reason = event.diagnostic_data.get("reason") or "already connected to an agent"
+    refusal = Writes(
+        {
+            **resolved,
+            f"{request}status": CancelRequestStatus.REFUSED.value,
+            f"{request}reason": Expr(
+                {"$literal": f"routing: {refused_reason}"}
+                if event.kind is K.CANCEL_REFUSED
+                else {"$concat": ["the callback was already ", "$state"]}
+            ),
+        },
+        unset=unset,
+        append={
+            **applied,
+            "timeline": (
+                Expr(
+                    {
+                        "$mergeObjects": [
+                            {"$literal": _answer_entry(event, S.COMPLETED, None, "refused")},
+                            {"state": "$state", "result": "$result"},
+                        ]
+                    }
+                ),
+                None,
+            ),
+        },
+    )
+    refused = Change(event.callback_id, CANCEL_IS_PENDING, refusal, None)
+    if event.kind is K.CANCEL_REFUSED:
+        return refused
+    cancelled = Writes(
+        {
+            **resolved,
+            f"{request}status": CancelRequestStatus.CANCELLED.value,
+            f"{request}reason": "routing removed it: nothing dialled",
+            "state": S.COMPLETED.value,
+            "result": R.CANCELLED_BY_ADMIN.value,
+            "completed_at": now,
+        },
+        unset=(
+            *unset,
+            *DISPATCH_FIELDS,
+            ROUTING_SEEN_AT,
+            "position_in_queue",
+            "estimated_wait_seconds",
+        ),
+        append={
+            **applied,
+            "timeline": (_answer_entry(event, S.COMPLETED, R.CANCELLED_BY_ADMIN, "done"), None),
+        },
+    )
+    still_cancellable = {"$in": ["$state", sorted(CANCELLABLE_STATES)]}
+    return Change(
+        event.callback_id,
+        {"$and": [CANCEL_IS_PENDING, still_cancellable]},
+        cancelled,
+        None,
+        otherwise=refused,
+    )
+
+
+def _answer_entry(
+    event: RoutingEvent, state: CallbackState, result: CallbackResult | None, outcome: str
+) -> Document:
+    notes = {
+        "done": "cancelled by routing: removed from the queue, nothing dialled",
+        "refused": "cancel refused: the callback had reached an agent or ended first",
+    }
+    return timeline_entry(
+        event.occurred_at, state, "routing", result=result, note=notes[outcome],
+        event_id=event.event_id,
+    )  # fmt: skip
+
+
+def applicable(event: RoutingEvent, *sources: CallbackState) -> Document:
     """Whether ``event`` may be applied to a document (an aggregation expression): it is in
-    ``source``, at the event's attempt, and has not seen this event or a later one."""
+    one of ``sources``, at the event's attempt, and has not seen this event or a later one."""
+    in_source = (
+        {"$eq": ["$state", sources[0].value]}
+        if len(sources) == 1
+        else {"$in": ["$state", sorted(source.value for source in sources)]}
+    )
     return {
         "$and": [
-            {"$eq": ["$state", source.value]},
+            in_source,
             {"$eq": ["$attempt", event.attempt]},
             {"$lt": ["$routing_sequence", event.sequence]},
         ]
@@ -207,6 +362,7 @@ READ_BACK: Document = {
     "service_name": 1,
     "customer_number": 1,
     "desired_time": 1,
+    CANCEL_REQUEST: 1,
 }
 
 
@@ -214,7 +370,7 @@ def was_applied(event: RoutingEvent, doc: Document | None) -> bool:
     """Whether ``event`` is reflected in ``doc`` (read after the write)."""
     if doc is None:
         return False
-    if event.kind is K.POSITION_UPDATED:
+    if event.kind in SIGNS_OF_LIFE:
         return bool(doc["attempt"] == event.attempt and doc["routing_sequence"] >= event.sequence)
     return event.event_id in doc.get("applied_events", [])
 
@@ -223,11 +379,14 @@ def rejection_reason(event: RoutingEvent, change: Change, doc: Document | None) 
     """Why ``event`` changed nothing: for the log and the rejected-events metric."""
     if doc is None:
         return "unknown callback"
+    if event.kind in CANCEL_ANSWERS:
+        return "stale or duplicate cancel answer: no cancel pending"
     if event.attempt < doc["attempt"] or (
         event.attempt == doc["attempt"] and event.sequence <= doc["routing_sequence"]
     ):
         return "stale or duplicate"
     if event.attempt > doc["attempt"]:
         return "attempt not dispatched yet"
-    target = change.move[1] if change.move else S.QUEUED
-    return f"forbidden transition {doc['state']} -> {target}"
+    if change.move is None:
+        return f"{event.kind} does not apply in {doc['state']}"
+    return f"forbidden transition {doc['state']} -> {change.move[1]}"

@@ -9,6 +9,11 @@ No dual-write loss: if the process or Kafka fails after the write and before the
 batch is delivered again; its events then match nothing (idempotent), but the documents still
 record which of them were applied (``applied_events``) and the timeline entry each made, so the
 same lifecycle events are published again, with the same ids (derived from the routing event).
+
+Routing's answer to a cancel is announced as the cancellation it settles: CANCELLED (the record
+is COMPLETED(CANCELLED_BY_ADMIN)) or CANCELLATION_REFUSED, with the actor and batch of the
+request, for the Cancellation Summary Report. And when routing takes (QUEUED) an attempt the
+platform has closed (a cancelled callback, a reclaimed attempt), it is told to withdraw it.
 """
 
 from __future__ import annotations
@@ -16,18 +21,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from aiokafka import ConsumerRecord
-from callback_shared.documents import lifecycle_event
+from callback_shared.documents import CANCEL_REQUEST, lifecycle_event, routing_command
 from callback_shared.kafka import dead_letter, event_messages, park, publish_all
 from callback_shared.models import (
+    CancelRequestStatus,
     DeadLetter,
     DialRetryPolicy,
     Event,
     LifecycleEventKind,
+    RoutingCommandKind,
     RoutingEvent,
+    RoutingEventKind,
     utcnow,
 )
 from callback_shared.mongo import Document
@@ -39,7 +48,14 @@ from pydantic import ValidationError
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
-from callback_state_tracker.changes import READ_BACK, plan_change, rejection_reason, was_applied
+from callback_state_tracker.changes import (
+    CANCEL_ANSWERS,
+    READ_BACK,
+    Change,
+    plan_change,
+    rejection_reason,
+    was_applied,
+)
 
 log = structlog.get_logger("state-tracker")
 
@@ -48,6 +64,10 @@ REJECTED = Counter(
     "callback_routing_events_rejected_total", "Routing events that changed nothing", ["reason"]
 )
 BATCH_SECONDS = Histogram("callback_routing_batch_seconds", "Time to apply one batch")
+WITHDRAWN = Counter(
+    "callback_routing_withdrawals_total",
+    "Attempts routing took that the platform had closed (cancelled, reclaimed): told to withdraw",
+)
 
 RETRY_POLICY_TTL = 30.0
 READ_BACK_CHUNK = 50
@@ -92,12 +112,16 @@ class StateTracker:
                 parsed.append((record, RoutingEvent.model_validate_json(record.value or b"")))
             except ValidationError as exc:
                 dead.append(dead_letter(record, f"malformed routing event: {exc}"))
-        announcements = await self._apply(parsed, dead)
-        await self._publish(announcements, dead)
+        withdrawals: list[Event] = []
+        announcements = await self._apply(parsed, dead, withdrawals)
+        await self._publish(announcements, dead, withdrawals)
         BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _apply(
-        self, parsed: list[tuple[ConsumerRecord[Any, Any], RoutingEvent]], dead: list[DeadLetter]
+        self,
+        parsed: list[tuple[ConsumerRecord[Any, Any], RoutingEvent]],
+        dead: list[DeadLetter],
+        withdrawals: list[Event],
     ) -> list[Event]:
         if not parsed:
             return []
@@ -107,7 +131,7 @@ class StateTracker:
             for _, event in parsed
         ]
         await self.callbacks.bulk_write(
-            [UpdateOne(change.filter, change.update) for change in changes],
+            [UpdateOne(change.filter, update) for change in changes for update in change.updates],
             ordered=True,
         )
         docs = await self._read_back(list({event.callback_id for _, event in parsed}))
@@ -116,8 +140,8 @@ class StateTracker:
             doc = docs.get(event.callback_id)
             if was_applied(event, doc):
                 APPLIED.labels(event.kind.value).inc()
-                if change.move is not None and doc is not None:
-                    announcements.append(announcement(doc, event, change.move))
+                if doc is not None and (announced := announcement(doc, event, change)):
+                    announcements.append(announced)
                 continue
             reason = rejection_reason(event, change, doc)
             REJECTED.labels(reason.split(" ")[0]).inc()
@@ -130,6 +154,15 @@ class StateTracker:
             )
             if doc is None:
                 dead.append(dead_letter(record, reason))
+            elif taken_after_close(event, doc):
+                WITHDRAWN.inc()
+                withdrawals.append(
+                    routing_command(
+                        {**doc, "attempt": event.attempt},
+                        RoutingCommandKind.WITHDRAW,
+                        reason=f"the platform closed this attempt ({doc['state']})",
+                    )
+                )
         return announcements
 
     async def _read_back(self, ids: list[Any]) -> dict[Any, Document]:
@@ -141,27 +174,69 @@ class StateTracker:
         )
         return {doc["_id"]: doc for docs in found for doc in docs}
 
-    async def _publish(self, announcements: list[Event], dead: list[DeadLetter]) -> None:
+    async def _publish(
+        self, announcements: list[Event], dead: list[DeadLetter], withdrawals: list[Event]
+    ) -> None:
         await asyncio.gather(
             publish_all(
-                self.broker, event_messages(self.settings.topic_lifecycle_events, announcements)
+                self.broker,
+                [
+                    *event_messages(self.settings.topic_lifecycle_events, announcements),
+                    *event_messages(self.settings.topic_routing_commands, withdrawals),
+                ],
             ),
             park(self.broker, self.settings.topic_dead_letter, dead),
         )
 
 
-def announcement(
-    doc: Document,
-    event: RoutingEvent,
-    move: tuple[CallbackState, CallbackState, CallbackResult | None],
-) -> Event:
-    """The lifecycle event of the change ``event`` made: built from the event, not from the
-    document's current state, so announcing it again after a redelivery gives the same event."""
-    previous, state, result = move
+def taken_after_close(event: RoutingEvent, doc: Document) -> bool:
+    """Routing took (QUEUED) an attempt the platform has closed: the callback is COMPLETED, or
+    that attempt was reclaimed as lost. Routing must drop it."""
+    return event.kind is RoutingEventKind.QUEUED and (
+        doc["state"] == CallbackState.COMPLETED or event.attempt < doc["attempt"]
+    )
+
+
+def announcement(doc: Document, event: RoutingEvent, change: Change) -> Event | None:
+    """The lifecycle event of the change ``event`` made (None: no change of state nor a
+    cancellation settled): built from the event and what it settled, not from the document's
+    current state, so announcing it again after a redelivery gives the same event."""
+    if event.kind in CANCEL_ANSWERS:
+        return settled_cancellation(doc, event)
+    if change.move is None:
+        return None
+    previous, state, result = change.move
     return lifecycle_event(
         {**doc, "state": state, "result": result},
         LifecycleEventKind.STATE_CHANGED,
         occurred_at=event.occurred_at,
         previous_state=previous,
+        caused_by=event.event_id,
+    )
+
+
+def settled_cancellation(doc: Document, event: RoutingEvent) -> Event:
+    """CANCELLED or CANCELLATION_REFUSED, as routing's answer settled the record's cancel: with
+    the actor and batch of the request and the state it was asked in (the report's columns).
+    Not before the request (clocks of other machines may lag)."""
+    request = doc[CANCEL_REQUEST]
+    occurred_at = max(event.occurred_at, request["requested_at"] + timedelta(milliseconds=1))
+    if request["status"] == CancelRequestStatus.CANCELLED:
+        settled = {
+            **doc,
+            "state": CallbackState.COMPLETED,
+            "result": CallbackResult.CANCELLED_BY_ADMIN,
+        }
+        kind = LifecycleEventKind.CANCELLED
+    else:
+        settled, kind = doc, LifecycleEventKind.CANCELLATION_REFUSED
+    return lifecycle_event(
+        settled,
+        kind,
+        occurred_at=occurred_at,
+        previous_state=CallbackState(request["state"]),
+        actor=request.get("actor"),
+        batch_id=request.get("batch_id"),
+        reason=request.get("reason"),
         caused_by=event.event_id,
     )
