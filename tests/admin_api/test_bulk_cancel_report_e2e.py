@@ -1,8 +1,10 @@
 """Bulk cancel of a mixed set through the real admin-api process, and its Cancellation Summary
-Report built by the real exporter process from the lifecycle topic: exactly the cancellable
-callbacks end COMPLETED(CANCELLED_BY_ADMIN), PROCESSING and COMPLETED ones are left exactly as
+Report built by the real exporter process from the lifecycle topic: the callbacks not yet due
+end COMPLETED(CANCELLED_BY_ADMIN), those routing may hold (QUEUED, ROUTING; no routing runs here)
+show the cancel asked of routing and pending, PROCESSING and COMPLETED ones are left exactly as
 they were, and the report (JSON and CSV) lists every one with the right status, for its actor
-only. (The preview/confirm race is covered in process by test_bulk_cancel.py.)"""
+only. (The preview/confirm race is covered in process by test_bulk_cancel.py; routing's
+answers by tests/pipeline/test_record_never_lies.py.)"""
 
 from __future__ import annotations
 
@@ -126,6 +128,8 @@ async def test_bulk_cancel_of_a_mixed_set_and_its_report(env, settings, db, tmp_
                 if state is not S.SCHEDULED:
                     await move(db, callback_id, state, result)
             cancellable = {i for state in CANCELLABLE for i in ids[state]}
+            outright = set(ids[S.SCHEDULED])  # not yet due: cancelled at once
+            asked_of_routing = cancellable - outright
             refusable = {*ids[S.PROCESSING], *ids[S.COMPLETED]}
             previous = {i: state for state, chosen in ids.items() for i in chosen}
             missing = [uuid.uuid4() for _ in range(3)]
@@ -185,16 +189,13 @@ async def test_bulk_cancel_of_a_mixed_set_and_its_report(env, settings, db, tmp_
             done = confirm.json()
             batch_id = uuid.UUID(done["batch_id"])
             assert (done["state"], done["actor"]) == ("done", "sam")
-            assert (done["total_seen"], done["cancelled"], done["refused"], done["skipped"]) == (
-                13,
-                6,
-                4,
-                3,
-            )
+            counts = ("total_seen", "cancelled", "requested", "refused", "skipped")
+            assert tuple(done[count] for count in counts) == (13, 2, 4, 4, 3)
             assert done["refused_by_reason"] == {"PROCESSING": 2, "COMPLETED": 2}
             outcomes = {uuid.UUID(i["id"]): (i["outcome"], i["reason"]) for i in done["items"]}
             assert outcomes == {
-                **{i: ("CANCELLED", None) for i in cancellable},
+                **{i: ("CANCELLED", None) for i in outright},
+                **{i: ("REQUESTED", None) for i in asked_of_routing},
                 **{i: ("REFUSED", previous[i].value) for i in refusable},
                 **{i: ("SKIPPED", "NOT_FOUND") for i in missing},
             }
@@ -203,7 +204,19 @@ async def test_bulk_cancel_of_a_mixed_set_and_its_report(env, settings, db, tmp_
             after = {doc["_id"]: doc async for doc in db[CALLBACKS].find({"service_name": service})}
             assert set(after) == cancellable | refusable
             cancelled_at: dict[uuid.UUID, datetime] = {}
-            for callback_id in cancellable:
+            for callback_id in asked_of_routing:
+                doc = after[callback_id]
+                assert (doc["state"], doc["result"]) == (previous[callback_id].value, None)
+                request = doc["cancel_request"]
+                assert (request["status"], request["actor"], request["batch_id"]) == (
+                    "PENDING",
+                    "sam",
+                    batch_id,
+                )
+                assert millis(asked) <= request["requested_at"] <= answered
+                assert doc["timeline"][-1]["note"] == f"cancel asked of routing in batch {batch_id}"
+                cancelled_at[callback_id] = request["requested_at"]
+            for callback_id in outright:
                 doc = after[callback_id]
                 assert (doc["state"], doc["result"]) == ("COMPLETED", "CANCELLED_BY_ADMIN")
                 assert "dispatch_at" not in doc and not doc.get("outbox")
@@ -249,8 +262,11 @@ async def test_bulk_cancel_of_a_mixed_set_and_its_report(env, settings, db, tmp_
                 )
                 assert at(row["desired_time"]) == desired[callback_id]
                 assert row["previous_state"] == state.value
-                if callback_id in cancellable:
+                if callback_id in outright:
                     assert (row["status"], row["reason"]) == ("CANCELLED", None)
+                    assert at(row["cancelled_at"]) == cancelled_at[callback_id]
+                elif callback_id in asked_of_routing:  # routing has not answered (none runs)
+                    assert (row["status"], row["reason"]) == ("REQUESTED", None)
                     assert at(row["cancelled_at"]) == cancelled_at[callback_id]
                 else:
                     assert (row["status"], row["reason"]) == ("REFUSED", state.value)

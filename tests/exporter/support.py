@@ -10,6 +10,12 @@ from callback_shared.models import LifecycleEvent, LifecycleEventKind
 from callback_shared.states import CallbackResult, CallbackState
 
 K = LifecycleEventKind
+#: The report's status of each kind of event it is made of.
+STATUS = {
+    K.CANCEL_REQUESTED: "REQUESTED",
+    K.CANCELLED: "CANCELLED",
+    K.CANCELLATION_REFUSED: "REFUSED",
+}
 
 
 def cancellation(
@@ -26,6 +32,7 @@ def cancellation(
     event_id: uuid.UUID | None = None,
 ) -> LifecycleEvent:
     refused = kind is K.CANCELLATION_REFUSED
+    settled = kind is not K.CANCEL_REQUESTED  # a request leaves the callback as it was
     extra = {"event_id": event_id} if event_id else {}
     return LifecycleEvent(
         **extra,
@@ -35,8 +42,8 @@ def cancellation(
         service_name=service_name,
         customer_number=customer_number,
         desired_time=at + timedelta(hours=1),
-        state=previous_state if refused else CallbackState.COMPLETED,
-        result=None if refused else CallbackResult.CANCELLED_BY_ADMIN,
+        state=previous_state if refused or not settled else CallbackState.COMPLETED,
+        result=None if refused or not settled else CallbackResult.CANCELLED_BY_ADMIN,
         previous_state=previous_state,
         actor=actor,
         batch_id=batch_id,
@@ -49,7 +56,7 @@ def expected_report(events: list[LifecycleEvent]) -> dict[str, list[tuple]]:
     greatest (occurred_at, event_id), newest first; only cancellations with an actor."""
     newest: dict[tuple, LifecycleEvent] = {}
     for event in events:
-        if event.kind not in (K.CANCELLED, K.CANCELLATION_REFUSED) or not event.actor:
+        if event.kind not in STATUS or not event.actor:
             continue
         key = (event.actor, event.batch_id, event.callback_id)
         kept = newest.get(key)
@@ -67,7 +74,7 @@ def expected_report(events: list[LifecycleEvent]) -> dict[str, list[tuple]]:
 
 
 def summary_of_event(event: LifecycleEvent) -> tuple:
-    status = "CANCELLED" if event.kind is K.CANCELLED else "REFUSED"
+    status = STATUS[event.kind]
     # BSON dates keep milliseconds
     at = event.occurred_at.replace(microsecond=event.occurred_at.microsecond // 1000 * 1000)
     return (

@@ -233,6 +233,34 @@ async def test_an_older_event_never_overwrites_a_newer_one(db):
     assert doc["expire_at"] == doc["occurred_at"] + RETENTION
 
 
+async def test_a_cancel_asked_of_routing_is_requested_until_routing_answers(db):
+    """The entry says REQUESTED while routing has not answered, then what routing did."""
+    now = utcnow()
+    answered, waiting = uuid.uuid4(), uuid.uuid4()
+    batch = uuid.uuid4()
+    requested = [
+        cancellation(callback_id=c, at=now, kind=K.CANCEL_REQUESTED, batch_id=batch)
+        for c in (answered, waiting)
+    ]
+    refused = cancellation(
+        callback_id=answered,
+        at=now + timedelta(milliseconds=300),
+        kind=K.CANCELLATION_REFUSED,
+        batch_id=batch,
+        reason="routing: already connected to an agent",
+    )
+    report = db[CANCELLATION_REPORT]
+    await record_cancellations(report, requested, RETENTION)
+    statuses = {doc["callback_id"]: doc["status"] for doc in await report.find().to_list()}
+    assert statuses == {answered: "REQUESTED", waiting: "REQUESTED"}
+    await record_cancellations(report, [refused, *requested], RETENTION)  # replayed, any order
+    entries = await recent_cancellations(db, "alice", ALL_SERVICES, now - timedelta(hours=1))
+    assert {(e.callback_id, e.status, e.reason) for e in entries} == {
+        (answered, ReportStatus.REFUSED, "routing: already connected to an agent"),
+        (waiting, ReportStatus.REQUESTED, None),
+    }
+
+
 async def test_concurrent_upserts_of_a_new_entry_converge_to_the_newest(db):
     """Writers racing to create one entry: whoever inserts first, the newest event wins (a
     loser's duplicate key, where the server reports one, is retried without upsert)."""
