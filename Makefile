@@ -2,7 +2,7 @@
 UV ?= uv
 NAME ?=
 
-.PHONY: install up down test lint typecheck bench fetch-kafka deploy-tools docs
+.PHONY: install up down restart status test lint typecheck bench fetch-kafka deploy-tools docs
 
 install:
 	$(UV) sync --frozen
@@ -12,6 +12,13 @@ up: install
 
 down:
 	$(UV) run --frozen callback-infra down
+
+# one process of the running stack (`make restart SERVICE=exporter`; also kafka, mongodb)
+restart:
+	$(UV) run --frozen callback-infra restart $(SERVICE)
+
+status:
+	$(UV) run --frozen callback-infra status
 
 lint: install
 	$(UV) run --frozen ruff check .

@@ -5,7 +5,7 @@
 3. Local processes on this machine: Apache Kafka (KRaft, single node, jars from Maven Central,
    cached) and SecantusDB's ``secantusd-py`` (a MongoDB-protocol server).
 
-The pytest fixtures and the ``callback-infra`` CLI (``make up``/``make down``) both use
+The pytest fixtures and the ``callback-infra`` CLI (``make up``/``down``/``restart``/``status``) use
 :func:`provide`; they never care which source they got.
 """
 
@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -26,10 +27,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 KAFKA_VERSION = "4.1.2"
 KAFKA_POM = f"""<?xml version="1.0" encoding="UTF-8"?>
@@ -148,7 +149,21 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    stat = _proc_stat(pid)
+    return stat is None or stat[0] not in ("Z", "X")  # a zombie has exited
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """The process's state letter and start time (clock ticks since boot) from ``/proc``.
+
+    ``None`` where there is no ``/proc`` (macOS) or the process is gone.
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        fields = text[text.rindex(")") + 2 :].split()  # the name in (...) may hold spaces
+        return fields[0], int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -501,78 +516,365 @@ def provided(work_dir: Path | None = None) -> Iterator[Infrastructure]:
         yield infra
 
 
-# --- the CLI behind `make up` / `make down` ----------------------------------------------------
+# --- the CLI behind `make up` / `make down` / `make restart` / `make status` --------------------
+#
+# ``<run dir>/state.json`` records what ``up`` started and how to start it again:
+#   source, env          where Kafka and MongoDB come from, and their connection variables
+#   processes            name -> pid of every process started (kafka, mongodb, the services)
+#   started              name -> that pid's start time (/proc), which tells a recycled pid apart
+#   launch               service -> cmd, port, url, log, env (what it adds to the environment)
+#                        and secrets (names of variables whose values are in ``<run dir>/env``)
+#   infra                kafka / mongodb (local processes only) -> work_dir and ports
+#   urls                 service -> url
+# No secret value goes into state.json or to stdout; ``<run dir>/env`` (mode 0600) holds them.
 
 SERVICES = ["scheduler", "state-tracker", "routing-sim", "exporter", "admin-api"]
+SERVICE_PORTS = {
+    "admin-api": 8080,
+    "scheduler": 8081,
+    "state-tracker": 8082,
+    "exporter": 8083,
+    "routing-sim": 8084,
+}
+INFRA_PROCESSES = ["kafka", "mongodb"]
+SERVICE_READY_TIMEOUT = 90.0
 
 
 def _state_file(run_dir: Path) -> Path:
     return run_dir / "state.json"
 
 
-def _wait_http(url: str, timeout: float) -> bool:
+def _env_file(run_dir: Path) -> Path:
+    return run_dir / "env"
+
+
+def _read_state(run_dir: Path) -> dict[str, Any]:
+    path = _state_file(run_dir)
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InfraError(f"nothing is up (no {path}); run `make up` first") from None
+    except ValueError as exc:
+        raise InfraError(f"{path} is unreadable ({exc}); stop its processes by hand") from None
+    return state
+
+
+def _write_state(run_dir: Path, state: dict[str, Any]) -> None:
+    """Replace state.json at once: a concurrent `status` never reads half a file."""
+    path = _state_file(run_dir)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(state, indent=2))
+    os.replace(partial, path)
+
+
+def _write_env_file(run_dir: Path, exports: Mapping[str, str]) -> None:
+    path = _env_file(run_dir)
+    with open(path, "w", opener=lambda p, flags: os.open(p, flags, 0o600)) as out:
+        out.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items()))
+    path.chmod(0o600)
+
+
+def _read_env_file(run_dir: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for line in _env_file(run_dir).read_text().splitlines():
+            words = shlex.split(line)
+            if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+                key, _, value = words[1].partition("=")
+                values[key] = value
+    return values
+
+
+def _setting_names() -> tuple[set[str], set[str]]:
+    """Every environment variable a service reads (its settings), and which of them are secrets."""
+    from pydantic import SecretStr
+
+    from callback_shared.settings import PlatformSettings
+
+    names: set[str] = set()
+    secrets: set[str] = set()
+    classes: list[type[PlatformSettings]] = [PlatformSettings]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for field_name, info in cls.model_fields.items():
+            name = (prefix + field_name).upper()
+            names.add(name)
+            if SecretStr in (info.annotation, *get_args(info.annotation)):
+                secrets.add(name)
+    return names, secrets
+
+
+def _record_pid(state: dict[str, Any], name: str, pid: int) -> None:
+    state["processes"][name] = pid
+    stat = _proc_stat(pid)
+    started = state.setdefault("started", {})
+    if stat is None:
+        started.pop(name, None)
+    else:
+        started[name] = stat[1]
+
+
+def _running(state: Mapping[str, Any], name: str) -> int | None:
+    """The recorded pid of ``name`` if that very process still runs (not a recycled pid)."""
+    pid: int | None = state.get("processes", {}).get(name)
+    if pid is None or not _alive(pid):
+        return None
+    recorded = state.get("started", {}).get(name)
+    stat = _proc_stat(pid)
+    if recorded is not None and stat is not None and stat[1] != recorded:
+        return None
+    return pid
+
+
+def _ready(url: str) -> bool:
     import httpx
 
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url, timeout=2).status_code == 200
+    return False
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    """Whether ``url`` answers 200 within ``timeout``; gives up at once if ``proc`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return True
+        if _ready(url):
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
         time.sleep(0.5)
     return False
 
 
-def up(run_dir: Path, with_services: bool) -> dict[str, Any]:
+def _launch(run_dir: Path, launch: Mapping[str, Any]) -> subprocess.Popen[bytes]:
+    """Start a service as ``up`` recorded it: same command, environment, port and log (appended).
+
+    The environment is this process's minus every service setting, plus the recorded settings
+    and the secrets (from ``<run dir>/env``): a setting in the caller's shell that ``up`` did
+    not see does not leak into a restarted service.
+    """
+    settings, _ = _setting_names()
+    secrets = _read_env_file(run_dir)
+    missing = [name for name in launch["secrets"] if name not in secrets]
+    if missing:
+        raise InfraError(f"{_env_file(run_dir)} lacks {', '.join(missing)}; run `make down`")
+    env = {k: v for k, v in os.environ.items() if k not in settings}
+    env.update(launch["env"])
+    env.update({name: secrets[name] for name in launch["secrets"]})
+    return _spawn(list(launch["cmd"]), Path(launch["log"]), env)
+
+
+def _await_ready(
+    name: str, launch: Mapping[str, Any], proc: subprocess.Popen[bytes], timeout: float
+) -> None:
+    if not _wait_http(f"{launch['url']}/readyz", timeout, proc):
+        how = "exited" if proc.poll() is not None else "did not turn ready"
+        raise InfraError(f"{name} {how}; see {launch['log']}")
+
+
+def up(
+    run_dir: Path,
+    with_services: bool,
+    ports: Mapping[str, int] | None = None,
+    timeout: float = SERVICE_READY_TIMEOUT,
+) -> dict[str, Any]:
+    """Start Kafka + MongoDB (unless given) and, ``with_services``, the five services.
+
+    ``ports`` overrides :data:`SERVICE_PORTS` (tests run a second stack on free ports).
+    """
     if _state_file(run_dir).exists():
         raise InfraError(f"already up ({_state_file(run_dir)}); run `make down` first")
     run_dir.mkdir(parents=True, exist_ok=True)
+    settings, secret_settings = _setting_names()
     # development only: the admin API's HS256 secret (mint tokens with callback-admin-token)
     jwt_secret = os.environ.get("JWT_SECRET") or base64.urlsafe_b64encode(os.urandom(32)).decode()
     infra = provide(run_dir / "infra", keep_running=True)
     if infra.source == "testcontainers":
         raise InfraError("a Docker engine answers: use `docker compose up` to run the system")
-    state: dict[str, Any] = {"source": infra.source, "env": infra.env(), "processes": {}}
-    for name, part in (("kafka", infra.kafka), ("mongodb", infra.mongo)):
-        if part is not None and part.pid is not None:
-            state["processes"][name] = part.pid
-    _state_file(run_dir).write_text(json.dumps(state, indent=2))
-    if with_services:
-        ports = {
-            "admin-api": 8080,
-            "scheduler": 8081,
-            "state-tracker": 8082,
-            "exporter": 8083,
-            "routing-sim": 8084,
+    state: dict[str, Any] = {
+        "source": infra.source,
+        "env": infra.env(),
+        "processes": {},
+        "started": {},
+        "launch": {},
+        "infra": {},
+        "urls": {},
+    }
+    if infra.kafka is not None and infra.kafka.pid is not None:
+        _record_pid(state, "kafka", infra.kafka.pid)
+        state["infra"]["kafka"] = {
+            "work_dir": str(infra.kafka.work_dir.resolve()),
+            "port": infra.kafka.port,
+            "controller_port": infra.kafka.controller_port,
         }
-        bin_dir = Path(sys.executable).parent
+    if infra.mongo is not None and infra.mongo.pid is not None:
+        _record_pid(state, "mongodb", infra.mongo.pid)
+        state["infra"]["mongodb"] = {
+            "work_dir": str(infra.mongo.work_dir.resolve()),
+            "port": infra.mongo.port,
+        }
+    _write_state(run_dir, state)
+    # secrets: every service gets those set in this environment (as it inherits it), the admin
+    # API its JWT secret; their values stay in <run dir>/env, state.json names them
+    shared_secrets = sorted(k for k in os.environ if k in secret_settings)
+    secrets = {k: os.environ[k] for k in shared_secrets}
+    _write_env_file(run_dir, {**infra.env(), **secrets, "JWT_SECRET": jwt_secret})
+    if with_services:
+        ports = {**SERVICE_PORTS, **(ports or {})}
+        inherited = {
+            k: v for k, v in os.environ.items() if k in settings and k not in secret_settings
+        }
+        procs: dict[str, subprocess.Popen[bytes]] = {}
         for name in SERVICES:
-            env = {**os.environ, **infra.env(), "HTTP_PORT": str(ports[name]), "LOG_FORMAT": "json"}
-            if name == "admin-api":
-                env["JWT_SECRET"] = jwt_secret
-            proc = _spawn(
-                [str(bin_dir / f"callback-{name}")], run_dir / "logs" / f"{name}.log", env
-            )
-            state["processes"][name] = proc.pid
-            state.setdefault("urls", {})[name] = f"http://127.0.0.1:{ports[name]}"
-            _state_file(run_dir).write_text(json.dumps(state, indent=2))
+            url = f"http://127.0.0.1:{ports[name]}"
+            launch = {
+                "cmd": [str(Path(sys.executable).parent / f"callback-{name}")],
+                "port": ports[name],
+                "url": url,
+                "log": str((run_dir / "logs" / f"{name}.log").resolve()),
+                "env": {
+                    **inherited,
+                    **infra.env(),
+                    "HTTP_PORT": str(ports[name]),
+                    "LOG_FORMAT": "json",
+                },
+                "secrets": sorted({*shared_secrets, "JWT_SECRET"})
+                if name == "admin-api"
+                else shared_secrets,
+            }
+            state["launch"][name] = launch
+            state["urls"][name] = url
+            procs[name] = _launch(run_dir, launch)
+            _record_pid(state, name, procs[name].pid)
+            _write_state(run_dir, state)
         for name in SERVICES:
-            if not _wait_http(f"{state['urls'][name]}/readyz", 90):
-                raise InfraError(f"{name} did not turn ready; see {run_dir / 'logs' / name}.log")
-    exports = {**infra.env(), "JWT_SECRET": jwt_secret}
-    (run_dir / "env").write_text("".join(f"export {k}={v}\n" for k, v in exports.items()))
+            _await_ready(name, state["launch"][name], procs[name], timeout)
     return state
 
 
+def restart(run_dir: Path, name: str, timeout: float = SERVICE_READY_TIMEOUT) -> dict[str, Any]:
+    """Stop the process of ``name`` (a service, ``kafka`` or ``mongodb``) and start it as ``up``
+    did, then wait until it is ready; state.json gets the new pid before the wait."""
+    if name not in (*SERVICES, *INFRA_PROCESSES):
+        raise InfraError(f"unknown {name!r}: one of {', '.join([*SERVICES, *INFRA_PROCESSES])}")
+    state = _read_state(run_dir)
+    group = "launch" if name in SERVICES else "infra"
+    record: dict[str, Any] | None = state.get(group, {}).get(name)
+    if record is None:
+        raise InfraError(
+            f"{name} was not started by `callback-infra up` here (infrastructure from "
+            f"{state.get('source')}; an older state.json records no launch): `make down`, "
+            "then `make up`"
+        )
+    pid = _running(state, name)
+    if pid is not None:
+        _stop_process(pid)
+        if _alive(pid):
+            raise InfraError(f"{name} (pid {pid}) did not stop")
+    for port in (record["port"], record.get("controller_port")):
+        if port is not None and _port_open(port):
+            raise InfraError(
+                f"port {port} of {name} is taken by a process callback-infra did not start "
+                "(one relaunched by hand?): stop it, then restart again"
+            )
+    if name in SERVICES:
+        proc = _launch(run_dir, record)
+        _record_pid(state, name, proc.pid)
+        _write_state(run_dir, state)
+        _await_ready(name, record, proc, timeout)
+        return state
+    part: LocalKafka | LocalMongo
+    if name == "kafka":
+        part = LocalKafka(Path(record["work_dir"]), record["port"], record["controller_port"])
+    else:
+        part = LocalMongo(Path(record["work_dir"]), record["port"])
+    try:
+        part.start()  # keeps its data dir and port
+    finally:
+        if part.pid is not None:
+            _record_pid(state, name, part.pid)
+            _write_state(run_dir, state)
+    return state
+
+
+@dataclass
+class ProcessStatus:
+    name: str
+    pid: int | None
+    alive: bool
+    where: str  # a service's url, kafka's or mongodb's host:port
+    answers: bool  # a service's /readyz answers 200; kafka's or mongodb's port accepts connections
+
+    @property
+    def ok(self) -> bool:
+        return self.alive and self.answers
+
+    def describe(self) -> str:
+        alive = "running" if self.alive else "DEAD"
+        if self.where.startswith("http"):
+            answers = "ready" if self.answers else "not ready"
+        else:
+            answers = "open" if self.answers else "closed"
+        line = f"{self.name:14} pid {self.pid!s:8} {alive:8} {self.where} {answers}"
+        if self.answers and not self.alive:
+            line += " (by a process callback-infra did not start)"
+        return line
+
+
+def _order(names: Iterable[str]) -> list[str]:
+    """Services first (they flush to Kafka/MongoDB on SIGTERM), then the infrastructure."""
+    names = list(names)
+    first = [n for n in reversed(SERVICES) if n in names]
+    last = [n for n in INFRA_PROCESSES if n in names]
+    return first + [n for n in names if n not in first and n not in last] + last
+
+
+def status(run_dir: Path) -> list[ProcessStatus]:
+    """Every recorded process: its pid, whether it runs, whether it answers."""
+    if not _state_file(run_dir).exists():
+        return []
+    state = _read_state(run_dir)
+    rows = []
+    for name in reversed(_order(state["processes"])):
+        pid = state["processes"][name]
+        if name in state.get("launch", {}):
+            where = state["launch"][name]["url"]
+            answers = _ready(f"{where}/readyz")
+        elif name in state.get("infra", {}):
+            port = state["infra"][name]["port"]
+            where, answers = f"127.0.0.1:{port}", _port_open(port)
+        elif name in state.get("urls", {}):  # recorded by an older callback-infra
+            where = state["urls"][name]
+            answers = _ready(f"{where}/readyz")
+        else:
+            where, answers = "?", True
+        rows.append(ProcessStatus(name, pid, _running(state, name) is not None, where, answers))
+    return rows
+
+
+def _recorded_ports(run_dir: Path) -> dict[str, int]:
+    with contextlib.suppress(InfraError):
+        state = _read_state(run_dir)
+        return {
+            name: record["port"]
+            for group in ("launch", "infra")
+            for name, record in state.get(group, {}).items()
+        }
+    return {}
+
+
 def down(run_dir: Path) -> list[str]:
+    """Stop every recorded process that still runs (dead pids are skipped), forget the state."""
     state_file = _state_file(run_dir)
     if not state_file.exists():
         return []
-    state = json.loads(state_file.read_text())
+    state = _read_state(run_dir)
     stopped = []
-    # services first (they flush to Kafka/MongoDB on SIGTERM), then the infrastructure
-    for name in [*reversed(SERVICES), "kafka", "mongodb"]:
-        pid = state["processes"].get(name)
-        if pid is not None and _alive(pid):
+    for name in _order(state["processes"]):
+        pid = _running(state, name)
+        if pid is not None:
             _stop_process(pid)
             stopped.append(name)
     state_file.unlink()
@@ -585,7 +887,10 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("up", help="start Kafka + MongoDB (and with --services, all services)")
     start.add_argument("--services", action="store_true")
-    sub.add_parser("down", help="stop everything `up` started")
+    sub.add_parser("down", help="stop everything `up` and `restart` started")
+    again = sub.add_parser("restart", help="stop one process of the stack, start it as `up` did")
+    again.add_argument("service", choices=[*SERVICES, *INFRA_PROCESSES])
+    sub.add_parser("status", help="each recorded process: pid, running, ready")
     sub.add_parser("fetch", help="download and cache the local Kafka jars")
     args = parser.parse_args(argv)
     try:
@@ -599,9 +904,28 @@ def main(argv: list[str] | None = None) -> None:
             for name, url in state.get("urls", {}).items():
                 print(f"  {name:14} {url}")
             print(f"logs in {args.run_dir}/; `make down` stops it all")
+        elif args.command == "restart":
+            state = restart(args.run_dir, args.service)
+            print(f"{args.service} restarted: pid {state['processes'][args.service]}")
+        elif args.command == "status":
+            rows = status(args.run_dir)
+            if not rows:
+                print(f"nothing is up (no {_state_file(args.run_dir)})")
+            for row in rows:
+                print(row.describe())
+            if not all(row.ok for row in rows):
+                raise SystemExit(1)
         else:
+            ports = _recorded_ports(args.run_dir)
             stopped = down(args.run_dir)
             print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+            for name, port in ports.items():
+                if _port_open(port):
+                    print(
+                        f"callback-infra: port {port} ({name}) still answers: a process "
+                        "callback-infra did not start (relaunched by hand?); stop it yourself",
+                        file=sys.stderr,
+                    )
     except InfraError as exc:
         print(f"callback-infra: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
