@@ -18,6 +18,8 @@ from callback_shared.models import (
     DueCallback,
     LifecycleEvent,
     LifecycleEventKind,
+    RoutingCommand,
+    RoutingCommandKind,
     RoutingEvent,
     RoutingEventKind,
 )
@@ -62,6 +64,13 @@ EVENTS: dict[str, BaseModel] = {
         estimated_wait_seconds=42.5,
         diagnostic_data={"queue": "vq_billing"},
     ),
+    "routingCommands": RoutingCommand(
+        callback_id=CALLBACK,
+        kind=RoutingCommandKind.CANCEL,
+        service_name="billing",
+        attempt=1,
+        reason="cancelled by an administrator",
+    ),
     "lifecycleEvents": LifecycleEvent(
         callback_id=CALLBACK,
         kind=LifecycleEventKind.CANCELLATION_REFUSED,
@@ -87,6 +96,7 @@ EVENTS: dict[str, BaseModel] = {
 TOPIC_SETTINGS = {
     "dueCallbacks": "topic_due_callbacks",
     "routingEvents": "topic_routing_events",
+    "routingCommands": "topic_routing_commands",
     "lifecycleEvents": "topic_lifecycle_events",
     "deadLetters": "topic_dead_letter",
 }
@@ -223,6 +233,10 @@ def test_who_sends_and_who_receives():
         ("routing", "receive", "dueCallbacks"),
         ("routing", "send", "routingEvents"),
         ("state-tracker", "receive", "routingEvents"),
+        ("admin-api", "send", "routingCommands"),
+        ("scheduler", "send", "routingCommands"),
+        ("state-tracker", "send", "routingCommands"),
+        ("routing", "receive", "routingCommands"),
         ("state-tracker", "send", "lifecycleEvents"),
         ("admin-api", "send", "lifecycleEvents"),
         ("exporter", "receive", "lifecycleEvents"),

@@ -15,7 +15,13 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from callback_shared.kafka import JSON_HEADERS
-from callback_shared.models import DeadLetter, DueCallback, LifecycleEvent, RoutingEvent
+from callback_shared.models import (
+    DeadLetter,
+    DueCallback,
+    LifecycleEvent,
+    RoutingCommand,
+    RoutingEvent,
+)
 from callback_shared.settings import (
     ExporterSettings,
     PlatformSettings,
@@ -52,6 +58,7 @@ class Topic:
 TOPICS = [
     Topic("dueCallbacks", "topic_due_callbacks", DueCallback, CALLBACK_ID_KEY, "uuid"),
     Topic("routingEvents", "topic_routing_events", RoutingEvent, CALLBACK_ID_KEY, "uuid"),
+    Topic("routingCommands", "topic_routing_commands", RoutingCommand, CALLBACK_ID_KEY, "uuid"),
     Topic("lifecycleEvents", "topic_lifecycle_events", LifecycleEvent, CALLBACK_ID_KEY, "uuid"),
     Topic("deadLetters", "topic_dead_letter", DeadLetter, ORIGINAL_KEY, None),
 ]
@@ -94,7 +101,42 @@ FLOWS = [
         "send",
         "routingEvents",
         "Routing reports each step of an attempt: queued, position, routing, processing, "
-        "completed, abandoned, dial failed.",
+        "completed, abandoned, dial failed; HELD at least every few seconds while an attempt is "
+        "queued or routing (silence past the service's routing_silence_seconds makes the "
+        "platform reclaim the attempt); and answers each CANCEL command with CANCELLED (nothing "
+        "dialled, agent released; it never routes that callback again, whatever the attempt) or "
+        "CANCEL_REFUSED (already connected to an agent).",
+    ),
+    Flow(
+        "admin-api",
+        "send",
+        "routingCommands",
+        "A cancel of a callback routing may hold (due, QUEUED or ROUTING) is a CANCEL command, "
+        "through the callback's outbox; the record shows it pending until routing answers.",
+    ),
+    Flow(
+        "scheduler",
+        "send",
+        "routingCommands",
+        "The leading scheduler sends WITHDRAW for an attempt it reclaimed as lost (routing went "
+        "silent), and sends an unanswered CANCEL again.",
+    ),
+    Flow(
+        "state-tracker",
+        "send",
+        "routingCommands",
+        "The state-tracker sends WITHDRAW when routing takes (QUEUED) an attempt the platform "
+        "has closed (a cancelled callback, a reclaimed attempt).",
+    ),
+    Flow(
+        "routing",
+        "receive",
+        "routingCommands",
+        "Routing carries out the platform's commands: CANCEL (answered on the routing events "
+        "topic, even for a callback it never received: a due callback arriving after its "
+        "cancel is never routed) and WITHDRAW (drop that attempt, dial nothing, no answer). "
+        "Routing never holds two attempts of one callback: a newer attempt replaces an older "
+        "one not yet connected.",
     ),
     Flow(
         "state-tracker",
@@ -107,22 +149,25 @@ FLOWS = [
         "state-tracker",
         "send",
         "lifecycleEvents",
-        "The state-tracker announces every state change a routing event made (STATE_CHANGED).",
+        "The state-tracker announces every state change a routing event made (STATE_CHANGED), "
+        "and each cancel routing's answer settled (CANCELLED or CANCELLATION_REFUSED, with the "
+        "request's actor and batch_id).",
     ),
     Flow(
         "admin-api",
         "send",
         "lifecycleEvents",
         "Admin commands announce their change through an outbox (the callback's document, or a "
-        "bulk cancel job's): CREATED, RECREATED, RESCHEDULED, every CANCELLED and every "
-        "CANCELLATION_REFUSED, with the actor and, for a bulk cancel, the batch_id.",
+        "bulk cancel job's): CREATED, RECREATED, RESCHEDULED, every CANCELLED, CANCEL_REQUESTED "
+        "(asked of routing) and CANCELLATION_REFUSED, with the actor and, for a bulk cancel, "
+        "the batch_id.",
     ),
     Flow(
         "exporter",
         "receive",
         "lifecycleEvents",
-        "The exporter builds the Cancellation Summary Report from the cancellations and refused "
-        "cancellations.",
+        "The exporter builds the Cancellation Summary Report from the cancellations, the cancels "
+        "asked of routing and the refused cancellations.",
         (ExporterSettings, "exporter_group_id"),
     ),
     *(

@@ -75,6 +75,7 @@ app.kubernetes.io/component: {{ kebabcase .key }}
   "MONGODB_DATABASE" $v.mongodb.database
   "TOPIC_DUE_CALLBACKS" $v.topics.dueCallbacks
   "TOPIC_ROUTING_EVENTS" $v.topics.routingEvents
+  "TOPIC_ROUTING_COMMANDS" $v.topics.routingCommands
   "TOPIC_LIFECYCLE_EVENTS" $v.topics.lifecycleEvents
   "TOPIC_DEAD_LETTER" $v.topics.deadLetter
   "TOPIC_PARTITIONS" $v.topics.partitions
