@@ -6,7 +6,6 @@ from callback_shared.mongo import CALLBACKS
 from callback_shared.states import CallbackResult, CallbackState
 
 from tests.admin_api.support import (
-    immediate,
     number,
     problem,
     scheduled,

@@ -17,10 +17,11 @@ from collections import Counter, defaultdict
 
 import httpx
 import pytest
+from callback_shared.models import utcnow
 from callback_shared.mongo import CALLBACKS, SERVICES
 
 from tests.admin_api.support import SECRET, Tokens, immediate, scheduled, tomorrow_at
-from tests.pipeline.helpers import TopicReader, eventually
+from tests.pipeline.helpers import TopicReader, eventually, seed_callbacks
 from tests.support import ServiceProcess, start_service
 
 pytestmark = pytest.mark.e2e
@@ -291,3 +292,90 @@ async def test_commands_answer_at_once_while_kafka_is_down(env, db, tmp_path, in
     )
     # not a benchmark: only that no answer waited for Kafka (its request timeout is 15 s)
     assert ordered[-1] < 5, ordered[-10:]
+
+
+@pytest.mark.timeout(300)
+async def test_attempts_a_killed_routing_lost_are_reclaimed(env, db, tmp_path):
+    """kill -9 of routing with 50 callbacks queued or reserved: each is reclaimed within its
+    service's bound (the attempt closed as lost, the next one emitted), then completed by the
+    restarted routing; none is dialled twice at once (routing's own events)."""
+    bound, count = 5, 50
+    await db[SERVICES].insert_one(
+        {
+            "_id": "lossy",
+            "routing_silence_seconds": bound,
+            "dial_retry": {"max_attempts": 3, "min_interval_seconds": 0.5},
+        }
+    )
+    # the first routing reserves two agents and dials slowly: all 50 held, none dialled yet
+    holding = {"agents": 2, "dial_seconds": 120, "heartbeat_seconds": 0.5}
+    routing_well = {
+        "agents": 5,
+        "dial_seconds": 0.05,
+        "handle_seconds_min": 0.05,
+        "handle_seconds_max": 0.1,
+        "dial_failure_probability": 0.0,
+        "heartbeat_seconds": 0.5,
+    }
+
+    def sim(profile: dict) -> ServiceProcess:
+        return start_service(
+            "routing-sim", env, tmp_path, ROUTING_SIM_SERVICES=json.dumps({"lossy": profile})
+        )
+
+    processes = {
+        "scheduler": start_service("scheduler", env, tmp_path),
+        "state-tracker": start_service("state-tracker", env, tmp_path),
+        "routing-sim": sim(holding),
+    }
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    try:
+        async with TopicReader(bootstrap, env["TOPIC_ROUTING_EVENTS"]) as routing:
+            for process in processes.values():
+                await asyncio.to_thread(process.wait_ready)
+            ids = await seed_callbacks(db, [utcnow()] * count, service_name="lossy")
+
+            async def all_held() -> bool:
+                held = await db[CALLBACKS].count_documents(
+                    {"_id": {"$in": ids}, "state": {"$in": ["QUEUED", "ROUTING"]}}
+                )
+                return held == count
+
+            await eventually(all_held, 60, "all 50 queued or reserved")
+            processes["routing-sim"].kill()  # kill -9
+            killed_at = utcnow()
+            processes["routing-sim"] = sim(routing_well)
+            await asyncio.to_thread(processes["routing-sim"].wait_ready)
+
+            async def all_done() -> bool:
+                done = await db[CALLBACKS].count_documents(
+                    {"_id": {"$in": ids}, "state": "COMPLETED"}
+                )
+                return done == count
+
+            await eventually(all_done, 90, "all 50 reclaimed and completed")
+            await asyncio.sleep(1)
+    finally:
+        for process in processes.values():
+            if process.proc.poll() is None:
+                assert process.terminate() == 0, process.output()
+
+    docs = await db[CALLBACKS].find({"_id": {"$in": ids}}).to_list()
+    late = []
+    for doc in docs:
+        assert (doc["result"], doc["attempt"]) == ("AGENT", 2), doc["timeline"]
+        (lost,) = [e for e in doc["timeline"] if (e.get("note") or "").startswith("attempt 1 lost")]
+        assert lost["source"] == "scheduler" and lost["state"] == "SCHEDULED"
+        # within the bound (plus a look of the scheduler and a heartbeat of slack)
+        late.append((lost["at"] - killed_at).total_seconds())
+    print(f"\nreclaimed after the kill: {min(late):.1f}..{max(late):.1f} s (bound {bound} s)")
+    assert max(late) <= bound + 3, late
+    events: dict[str, list[dict]] = defaultdict(list)
+    for message in routing.messages:
+        events[message["callback_id"]].append(message)
+    for callback_id in ids:
+        mine = events[str(callback_id)]
+        dialled = [
+            (m["attempt"], m["kind"]) for m in mine if m["kind"] in ("PROCESSING", "DIAL_FAILED")
+        ]
+        assert dialled == [(2, "PROCESSING")], (callback_id, dialled)

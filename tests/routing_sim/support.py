@@ -1,4 +1,5 @@
-"""Helpers shared by the routing-sim tests: building due callbacks and checking event paths."""
+"""Helpers shared by the routing-sim tests: building due callbacks and commands, checking event
+paths."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from callback_routing_sim import AttemptPlan
-from callback_shared.models import CallbackType, DueCallback, RoutingEvent, RoutingEventKind
+from callback_shared.models import (
+    CallbackType,
+    DueCallback,
+    RoutingCommand,
+    RoutingCommandKind,
+    RoutingEvent,
+    RoutingEventKind,
+)
 
 Kind = RoutingEventKind
 TERMINAL = {Kind.COMPLETED, Kind.DIAL_FAILED, Kind.ABANDONED_IN_QUEUE}
@@ -33,6 +41,23 @@ def due_callback(
         desired_time=datetime.now(UTC),
         priority=priority,
         attempt=attempt,
+    )
+
+
+def command(
+    n: int | UUID,
+    kind: RoutingCommandKind = RoutingCommandKind.CANCEL,
+    service: str = "sales",
+    *,
+    attempt: int = 1,
+) -> RoutingCommand:
+    callback_id = n if isinstance(n, UUID) else UUID(int=n)
+    return RoutingCommand(
+        callback_id=callback_id,
+        kind=kind,
+        service_name=service,
+        attempt=attempt,
+        reason="test",
     )
 
 
@@ -97,3 +122,16 @@ class Recorder:
 
     def of(self, callback: int, attempt: int = 1) -> list[RoutingEvent]:
         return by_attempt(self.events)[(UUID(int=callback), attempt)]
+
+    def kinds(self, callback: int, attempt: int | None = None) -> list[RoutingEventKind]:
+        """The kinds of a callback's events (of one attempt, or of all), in publish order."""
+        return [
+            e.kind
+            for e in self.events
+            if e.callback_id == UUID(int=callback) and attempt in (None, e.attempt)
+        ]
+
+    def has(self, callback: int, kind: RoutingEventKind) -> Callable[[list[RoutingEvent]], bool]:
+        """A condition for :meth:`wait_until`: the callback has had an event of this kind."""
+        callback_id = UUID(int=callback)
+        return lambda events: any(e.callback_id == callback_id and e.kind == kind for e in events)

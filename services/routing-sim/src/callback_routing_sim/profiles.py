@@ -54,6 +54,12 @@ class ServiceProfile(BaseModel):
         0.0, ge=0, description="Least time between two position updates of one callback."
     )
     route_point: str | None = Field(None, description="Route point; default RP-<service>.")
+    heartbeat_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A QUEUED or ROUTING callback that has had no event for this long gets a "
+        "HELD event (its sign of life); none is sent during PROCESSING.",
+    )
 
     @model_validator(mode="after")
     def _handle_time_range(self) -> Self:
