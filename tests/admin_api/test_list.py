@@ -272,6 +272,68 @@ async def test_overdue_warning_and_scheduled_marker(client, tokens, service, mon
     assert detail["overdue"] is True and detail["overdue_message"] == OVERDUE_MESSAGE
 
 
+async def test_overdue_message_says_what_is_late(client, tokens, service, mongo):
+    """Routing silent past the service's bound, a call not reported ended past the stall bound,
+    a retry waiting: each is overdue with a message saying which; a cancel pending is shown."""
+    await configure(
+        client,
+        tokens,
+        service,
+        desired_window_seconds=60,
+        routing_silence_seconds=30,
+        processing_stall_seconds=600,
+    )
+    now = now_s()
+    desired = now - timedelta(minutes=10)
+    silent = stored_callback(
+        service, desired=desired, state=S.QUEUED, routing_seen_at=now - timedelta(seconds=45)
+    )
+    heard = stored_callback(
+        service, desired=desired, state=S.ROUTING, routing_seen_at=now - timedelta(seconds=5)
+    )
+    stalled = stored_callback(
+        service, desired=desired, state=S.PROCESSING, routing_seen_at=now - timedelta(hours=1)
+    )
+    retrying = stored_callback(
+        service, desired=desired, attempt=2, dispatch_at=now + timedelta(minutes=4)
+    )
+    pending = stored_callback(
+        service,
+        desired=desired,
+        state=S.ROUTING,
+        routing_seen_at=now,
+        cancel_request={
+            "requested_at": now,
+            "actor": "ada",
+            "batch_id": None,
+            "state": "ROUTING",
+            "status": "PENDING",
+            "answered_at": None,
+            "reason": None,
+        },
+    )
+    await seed(mongo, [silent, heard, stalled, retrying, pending])
+    page = await listed(client, tokens.monitor(), service=service, range="last_14_days")
+    items = {item["id"]: item for item in page["items"]}
+
+    def shown(doc):
+        item = items[str(doc["_id"])]
+        return item["overdue"], item["overdue_message"] or ""
+
+    overdue, message = shown(silent)
+    assert overdue and message.startswith("No sign of life from routing since"), message
+    assert "reclaimed" in message
+    assert shown(heard) == (False, "")
+    overdue, message = shown(stalled)
+    assert overdue and message.startswith("Stalled: connected to an agent since"), message
+    overdue, message = shown(retrying)
+    assert overdue and message.startswith("Waiting for dial attempt 2 at"), message
+    assert items[str(pending["_id"])]["cancel_pending"] is True
+    assert items[str(pending["_id"])]["can_cancel"] is False
+    assert items[str(pending["_id"])]["cancel_request"]["actor"] == "ada"
+    assert items[str(heard["_id"])]["cancel_pending"] is False
+
+
 def _index_names(plan):
     return re.findall(r"'indexName': '([^']+)'", str(plan))
 
