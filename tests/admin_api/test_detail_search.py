@@ -93,17 +93,24 @@ async def test_search_by_number_spans_every_retained_record_with_the_guides_colu
         "diagnostic_data": {"ors_session": "abc"},
         "service_name": service,
         "customer_number": wanted,
+        "cancel_pending": False,
     }
 
 
 async def test_search_by_callback_id(client, tokens, service, mongo):
-    doc = stored_callback(service, desired=datetime.now(UTC) - timedelta(days=12))
+    doc = stored_callback(
+        service,
+        desired=datetime.now(UTC) - timedelta(days=12),
+        state=CallbackState.QUEUED,
+        cancel_request={"status": "PENDING"},  # a cancel asked of routing, not yet answered
+    )
     await mongo[CALLBACKS].insert_one(doc)
     for q in (str(doc["_id"]), str(doc["_id"]).upper()):
         rows = (
             await client.get("/api/v1/search", params={"q": q}, headers=tokens.monitor())
         ).json()["items"]
         assert [row["callback_id"] for row in rows] == [str(doc["_id"])]
+        assert rows[0]["cancel_pending"] is True
 
 
 async def test_search_refuses_text_that_is_neither_id_nor_number(client, tokens):

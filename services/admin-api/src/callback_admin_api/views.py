@@ -98,6 +98,9 @@ class SearchRow(BaseModel):
     diagnostic_data: dict[str, Any]
     service_name: str
     customer_number: str
+    cancel_pending: bool = Field(
+        description="A cancel was asked of routing and waits for its answer."
+    )
 
 
 class SearchResults(BaseModel):
@@ -118,6 +121,7 @@ def search_row(doc: Document) -> SearchRow:
         diagnostic_data=doc.get("diagnostic_data") or {},
         service_name=doc["service_name"],
         customer_number=doc["customer_number"],
+        cancel_pending=cancel_pending(doc),
     )
 
 

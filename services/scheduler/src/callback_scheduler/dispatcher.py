@@ -330,7 +330,7 @@ class Dispatcher:
                         next_reclaim = (
                             loop.time() + self.settings.scheduler_reclaim_interval_seconds
                         )
-                        await self.reclaimer.look()
+                        await self._look_for_lost(self.reclaimer)
                     due = await self.next_due(timedelta(seconds=poll))
                     if due is not None:
                         wake = min(poll, (due - self.clock()).total_seconds())
@@ -342,6 +342,13 @@ class Dispatcher:
                     await asyncio.wait_for(self._stopping.wait(), wake)
         with contextlib.suppress(Exception):
             await self.release_lease()
+
+    async def _look_for_lost(self, reclaimer: Reclaimer) -> None:
+        """One look at what routing lost; its failure never delays dispatching."""
+        try:
+            await reclaimer.look()
+        except Exception:
+            log.exception("look for attempts routing lost failed; will retry")
 
     def stop(self) -> None:
         """Let the round in progress finish and hand the lease over (the caller awaits
