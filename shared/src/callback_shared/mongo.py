@@ -107,9 +107,19 @@ BULK_CANCEL_JOB_INDEXES: list[IndexModel] = [
 
 
 def make_mongo_client(settings: PlatformSettings, **options: Any) -> AsyncMongoClient[Document]:
-    """A client that returns aware UTC datetimes and standard UUIDs; connects lazily."""
+    """A client that returns aware UTC datetimes and standard UUIDs; connects lazily.
+
+    Every write waits for the write concern of the settings (default ``w: majority, j: true``:
+    on a majority of nodes and in their journals) and every read uses their read concern
+    (default ``majority``); these take precedence over the same options in the URL.
+    """
     options.setdefault("serverSelectionTimeoutMS", 5000)
     options.setdefault("appname", "callback-platform")
+    w = settings.mongodb_write_concern
+    options.setdefault("w", int(w) if w.isdigit() else w)
+    options.setdefault("journal", settings.mongodb_journal)
+    options.setdefault("wTimeoutMS", settings.mongodb_write_timeout_ms)
+    options.setdefault("readConcernLevel", settings.mongodb_read_concern)
     return AsyncMongoClient(
         settings.mongodb_url, tz_aware=True, uuidRepresentation="standard", **options
     )

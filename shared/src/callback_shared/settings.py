@@ -27,6 +27,33 @@ class PlatformSettings(BaseSettings):
     )
     mongodb_url: str = Field(description="MongoDB connection string (mongodb://...).")
     mongodb_database: str = Field("callbacks", description="Database holding every collection.")
+    mongodb_write_concern: str = Field(
+        "majority",
+        description="Write concern `w` of every write: `majority`, or how many data-bearing "
+        "nodes (1 to 50) must have a write before it counts as done. Requests are answered, and "
+        "Kafka offsets committed, only after that. Takes precedence over `w` in MONGODB_URL.",
+    )
+    mongodb_journal: bool = Field(
+        True,
+        description="Write concern `j`: a write counts as done only once it is in the on-disk "
+        "journal, so it survives a crash of the server right after the answer. With false, an "
+        "acknowledged write can be lost to a crash. Takes precedence over `journal` in "
+        "MONGODB_URL.",
+    )
+    mongodb_write_timeout_ms: int = Field(
+        10_000,
+        ge=0,
+        description="Write concern `wtimeout`: how long the server may wait for the nodes "
+        "MONGODB_WRITE_CONCERN asks for before it reports a write concern error (the write is "
+        "not undone; the request fails). 0: wait without limit.",
+    )
+    mongodb_read_concern: Literal["local", "majority"] = Field(
+        "majority",
+        description="Read concern of every read: `majority` reads only what a majority of "
+        "nodes has, so a decision (duplicate check, state change, cancel) never rests on a "
+        "write a failover can roll back; `local` reads the node's latest data. Takes "
+        "precedence over `readConcernLevel` in MONGODB_URL.",
+    )
 
     topic_due_callbacks: str = Field("callbacks.due", description="Due callbacks (scheduler).")
     topic_routing_events: str = Field(
@@ -81,6 +108,20 @@ class PlatformSettings(BaseSettings):
             except (InvalidURI, ConfigurationError, ValueError) as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("mongodb_write_concern")
+    @classmethod
+    def _write_concern(cls, value: str) -> str:
+        value = value.strip()
+        if value == "majority":
+            return value
+        if not value.isascii() or not value.isdigit():
+            raise ValueError(f"{value!r} is neither 'majority' nor a number of nodes")
+        nodes = int(value)
+        if not 1 <= nodes <= 50:
+            # w=0 would answer requests before the server has the write at all
+            raise ValueError(f"{nodes} nodes: must be 1 to 50 (0 would not wait for the write)")
+        return str(nodes)
 
 
 class SchedulerSettings(PlatformSettings):
