@@ -102,7 +102,14 @@ async def test_search_by_callback_id(client, tokens, service, mongo):
         service,
         desired=datetime.now(UTC) - timedelta(days=12),
         state=CallbackState.QUEUED,
-        cancel_request={"status": "PENDING"},  # a cancel asked of routing, not yet answered
+        # a cancel asked of routing, not yet answered
+        cancel_request={
+            "requested_at": datetime.now(UTC),
+            "actor": "ada",
+            "batch_id": None,
+            "state": "QUEUED",
+            "status": "PENDING",
+        },
     )
     await mongo[CALLBACKS].insert_one(doc)
     for q in (str(doc["_id"]), str(doc["_id"]).upper()):

@@ -30,13 +30,40 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: The days a request may name (a desired time, a list's range, an availability date): far
+#: wider than any real use, and clear of the calendar's edges (years 1 and 9999), where the
+#: arithmetic on a time (a time zone, a day or a window added) would overflow.
+EARLIEST_ACCEPTED = date(1970, 1, 1)
+LATEST_ACCEPTED = date(2999, 12, 31)
+_OUT_OF_RANGE = f"must lie between {EARLIEST_ACCEPTED} and {LATEST_ACCEPTED}"
+
+
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must carry a time zone (e.g. Z or +00:00)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(_OUT_OF_RANGE) from None
+
+
+def _accepted_time(value: datetime) -> datetime:
+    if not EARLIEST_ACCEPTED <= value.date() <= LATEST_ACCEPTED:
+        raise ValueError(_OUT_OF_RANGE)
+    return value
+
+
+def _accepted_date(value: date) -> date:
+    if not EARLIEST_ACCEPTED <= value <= LATEST_ACCEPTED:
+        raise ValueError(_OUT_OF_RANGE)
+    return value
 
 
 UtcDateTime = Annotated[datetime, AfterValidator(_aware_utc)]
+#: A time a request names: aware, in UTC, within the accepted days.
+RequestDateTime = Annotated[UtcDateTime, AfterValidator(_accepted_time)]
+#: A date a request names, within the accepted days.
+RequestDate = Annotated[date, AfterValidator(_accepted_date)]
 
 
 def expire_at(desired_time: datetime) -> datetime:
@@ -282,13 +309,13 @@ class CreateCallback(Contract):
     type: CallbackType
     service_name: str = Field(min_length=1, max_length=200)
     customer_number: str = Field(min_length=1, max_length=40)
-    desired_time: UtcDateTime | None = None
+    desired_time: RequestDateTime | None = None
     name_recording_uri: str | None = Field(None, max_length=2000)
     priority: int = Field(0, ge=0, le=100)
 
 
 class RescheduleCallback(Contract):
-    desired_time: UtcDateTime
+    desired_time: RequestDateTime
 
 
 # --- events ------------------------------------------------------------------------------------

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 from callback_shared.models import (
     MAX_PAGE_SIZE,
     CreateCallback,
+    RequestDate,
+    RequestDateTime,
     RescheduleCallback,
     ServiceConfig,
-    UtcDateTime,
 )
 from callback_shared.reports import CSV_MEDIA_TYPE, ReportEntry, report_csv
 from callback_shared.states import CallbackState
@@ -116,10 +117,11 @@ async def list_callbacks(
         Query(alias="range", description="Preset range (default last_14_days)."),
     ] = None,
     start: Annotated[
-        UtcDateTime | None, Query(alias="from", description="Custom range start (with to).")
+        RequestDateTime | None,
+        Query(alias="from", description="Custom range start (with to)."),
     ] = None,
     end: Annotated[
-        UtcDateTime | None, Query(alias="to", description="Custom range end, excluded.")
+        RequestDateTime | None, Query(alias="to", description="Custom range end, excluded.")
     ] = None,
     tz: Annotated[
         str, Query(max_length=64, description="Time zone of the presets' days (IANA).")
@@ -277,7 +279,7 @@ async def get_availability(
     api: Api,
     principal: Reader,
     name: ServiceName,
-    date_: Annotated[date, Query(alias="date", description="Local date of the service.")],
+    date_: Annotated[RequestDate, Query(alias="date", description="Local date of the service.")],
 ) -> Availability:
     return await queries.availability(api, principal, name, date_)
 

@@ -11,6 +11,7 @@ from callback_shared.documents import cancel_pending, not_yet_due, overdue_messa
 from callback_shared.models import (
     Callback,
     CallbackType,
+    RequestDateTime,
     ServiceConfig,
     TimelineEntry,
     UtcDateTime,
@@ -157,7 +158,7 @@ class RecreateCallback(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: CallbackType = CallbackType.IMMEDIATE
-    desired_time: UtcDateTime | None = None
+    desired_time: RequestDateTime | None = None
     priority: int | None = Field(None, ge=0, le=100, description="Default: the original's.")
 
 
@@ -175,8 +176,8 @@ class RangeFilters(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     range: RangePreset | None = Field(None, description="Preset range (default last_14_days).")
-    from_: UtcDateTime | None = Field(None, alias="from", description="Custom range start.")
-    to: UtcDateTime | None = Field(None, description="Custom range end, excluded.")
+    from_: RequestDateTime | None = Field(None, alias="from", description="Custom range start.")
+    to: RequestDateTime | None = Field(None, description="Custom range end, excluded.")
     tz: str = Field("UTC", max_length=64, description="Time zone of the presets' days.")
     state: list[CallbackState] | None = Field(None, description="Absent: every open state.")
     service: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(

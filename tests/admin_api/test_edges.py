@@ -1,0 +1,103 @@
+"""No input answers 5xx: times and dates anywhere in the calendar, with any UTC offset, in every
+parameter and body field that takes one (property-based, against the real database). A time or
+date outside the accepted days gets a 422 naming its field."""
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+from callback_shared.models import EARLIEST_ACCEPTED, LATEST_ACCEPTED
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.admin_api.support import Tokens, problem, stored_callback
+
+URL = "/api/v1/callbacks"
+OFFSETS = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+#: any time a client can write: every year from 1 to 9999, any offset, the edges more often
+TIMES = st.one_of(
+    st.datetimes(timezones=OFFSETS),
+    st.sampled_from(
+        [datetime.min, datetime.max, datetime(1, 1, 1, 0, 30), datetime(9999, 12, 31, 23, 30)]
+    ).flatmap(lambda at: OFFSETS.map(lambda zone: at.replace(tzinfo=zone))),
+    st.datetimes(min_value=datetime(1969, 12, 30), max_value=datetime(3000, 1, 2)).map(
+        lambda at: at.replace(tzinfo=UTC)
+    ),
+)
+DATES = st.one_of(st.dates(), st.sampled_from([date.min, date.max]))
+ZONES = st.sampled_from(["UTC", "Etc/GMT-14", "Etc/GMT+12", "Pacific/Kiritimati", "Europe/Berlin"])
+PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def accepted(at: datetime) -> bool:
+    try:
+        day = at.astimezone(UTC).date()
+    except OverflowError:
+        return False
+    return EARLIEST_ACCEPTED <= day <= LATEST_ACCEPTED
+
+
+def refused_field(response) -> set[str]:
+    return {error["field"] for error in problem(response, 422).get("errors", [])}
+
+
+@PROPERTY
+@given(start=TIMES, end=TIMES, zone=ZONES)
+async def test_list_and_bulk_preview_take_any_range(client, start, end, zone):
+    headers = Tokens().supervisor()
+    query = {"from": start.isoformat(), "to": end.isoformat(), "tz": zone}
+    listed = await client.get(URL, params=query, headers=headers)
+    body = {"all_in_range": query}
+    previewed = await client.post(f"{URL}/bulk-cancel/preview", json=body, headers=headers)
+    for response in (listed, previewed):
+        assert response.status_code < 500, response.text
+    if not accepted(start):
+        assert any(f.endswith("from") for f in refused_field(listed)), listed.text
+        assert any(f.endswith("from") for f in refused_field(previewed)), previewed.text
+
+
+@PROPERTY
+@given(day=DATES, zone=ZONES)
+async def test_availability_takes_any_date(client, tokens, service, day, zone):
+    await client.put(
+        f"/api/v1/services/{service}",
+        json={"name": service, "time_zone": zone},
+        headers=tokens.administrator(),
+    )
+    response = await client.get(
+        f"/api/v1/services/{service}/availability",
+        params={"date": day.isoformat()},
+        headers=tokens.monitor(),
+    )
+    assert response.status_code < 500, response.text
+    if not EARLIEST_ACCEPTED <= day <= LATEST_ACCEPTED:
+        assert refused_field(response) == {"date"}, response.text
+
+
+@PROPERTY
+@given(at=TIMES)
+async def test_create_and_reschedule_take_any_desired_time(client, tokens, service, mongo, at):
+    body = {
+        "type": "SCHEDULED",
+        "service_name": service,
+        "customer_number": "+14155552671",
+        "desired_time": at.isoformat(),
+    }
+    created = await client.post(URL, json=body, headers=tokens.supervisor())
+    assert created.status_code < 500, created.text
+    doc = stored_callback(service)
+    await mongo["callbacks"].insert_one(doc)
+    moved = await client.post(
+        f"{URL}/{doc['_id']}/reschedule",
+        json={"desired_time": at.isoformat()},
+        headers=tokens.supervisor(),
+    )
+    assert moved.status_code < 500, moved.text
+    if not accepted(at):
+        assert refused_field(created) == {"desired_time"}, created.text
+        assert refused_field(moved) == {"desired_time"}, moved.text
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+async def test_the_calendars_edges_are_refused_naming_the_field(client, tokens, at):
+    response = await client.get(URL, params={"from": at, "to": at}, headers=tokens.monitor())
+    assert refused_field(response) == {"from", "to"}, response.text
