@@ -190,7 +190,7 @@ async def test_reschedule_moves_the_place_and_the_retention(
     old, new = tomorrow_at(9), tomorrow_at(16)
     created = await client.post(
         URL,
-        json=scheduled(service, old, name_recording_uri="s3://r/1.wav"),
+        json=scheduled(service, old, name_recording_uri="https://recordings.example.com/1.wav"),
         headers=tokens.supervisor(),
     )
     callback_id = created.json()["id"]
@@ -202,7 +202,7 @@ async def test_reschedule_moves_the_place_and_the_retention(
     assert response.status_code == 200, response.text
     body = response.json()
     assert datetime.fromisoformat(body["desired_time"]) == new
-    assert body["name_recording_uri"] == "s3://r/1.wav"
+    assert body["name_recording_uri"] == "https://recordings.example.com/1.wav"
     doc = await mongo[CALLBACKS].find_one({"_id": UUID(callback_id)})
     assert doc["dispatch_at"] == new and doc["expire_at"] == new + timedelta(days=14)
     assert doc["timeline"][-1]["actor"] == "rita" and doc["state"] == "SCHEDULED"
@@ -292,7 +292,7 @@ async def test_recreate_links_the_new_record_and_keeps_the_recording_within_four
         result=R.CANCELLED,
         desired=completed_at - timedelta(minutes=5),
         completed_at=completed_at,
-        name_recording_uri="s3://r/name.wav",
+        name_recording_uri="https://recordings.example.com/name.wav",
     )
     original["priority"] = 4
     await mongo[CALLBACKS].insert_one(original)
@@ -306,7 +306,9 @@ async def test_recreate_links_the_new_record_and_keeps_the_recording_within_four
     assert (body["state"], body["type"], body["created_by"]) == ("SCHEDULED", "IMMEDIATE", "rob")
     assert body["customer_number"] == original["customer_number"]
     assert body["priority"] == 4
-    assert body["name_recording_uri"] == ("s3://r/name.wav" if kept else None)
+    assert body["name_recording_uri"] == (
+        "https://recordings.example.com/name.wav" if kept else None
+    )
     (event,) = await lifecycle_events(
         admin_settings.kafka_bootstrap_servers,
         admin_settings.topic_lifecycle_events,

@@ -29,7 +29,9 @@ async def count(mongo, service):
 async def test_immediate_create_records_the_actor_and_announces_it(
     client, tokens, service, mongo, admin_settings
 ):
-    body = immediate(service, priority=7, name_recording_uri="s3://recordings/ann.wav")
+    body = immediate(
+        service, priority=7, name_recording_uri="https://recordings.example.com/ann.wav"
+    )
     response = await client.post(CALLBACKS_URL, json=body, headers=tokens.supervisor(sub="sam"))
     assert response.status_code == 201, response.text
     created = response.json()
@@ -37,7 +39,7 @@ async def test_immediate_create_records_the_actor_and_announces_it(
     assert created["type"] == "IMMEDIATE" and created["originated_as_scheduled"] is False
     assert created["state"] == "SCHEDULED" and created["created_by"] == "sam"
     assert created["priority"] == 7
-    assert created["name_recording_uri"] == "s3://recordings/ann.wav"
+    assert created["name_recording_uri"] == "https://recordings.example.com/ann.wav"
     doc = await mongo[CALLBACKS].find_one({"_id": UUID(created["id"])})
     # immediate: due at once
     assert doc["dispatch_at"] == doc["desired_time"] == doc["created_at"]

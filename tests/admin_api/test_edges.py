@@ -101,3 +101,49 @@ async def test_create_and_reschedule_take_any_desired_time(client, tokens, servi
 async def test_the_calendars_edges_are_refused_naming_the_field(client, tokens, at):
     response = await client.get(URL, params={"from": at, "to": at}, headers=tokens.monitor())
     assert refused_field(response) == {"from", "to"}, response.text
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "javascript:alert(1)",
+        "data:audio/wav;base64,AAAA",
+        "file:///etc/passwd",
+        "ftp://recordings.example.com/a.wav",
+        "https:///no-host.wav",
+        "recordings/a.wav",
+        "https://recordings.example.com/" + "a" * 2000,
+    ],
+)
+async def test_a_name_recording_is_an_https_or_http_url(client, tokens, service, uri):
+    body = {
+        "type": "IMMEDIATE",
+        "service_name": service,
+        "customer_number": "+14155552671",
+        "name_recording_uri": uri,
+    }
+    response = await client.post(URL, json=body, headers=tokens.supervisor())
+    assert refused_field(response) == {"name_recording_uri"}, response.text
+
+
+async def test_a_body_over_the_cap_is_refused_before_it_is_parsed(client, tokens, api):
+    cap = api.settings.admin_max_body_bytes
+    padding = "x" * cap
+    body = '{"type": "IMMEDIATE", "pad": "' + padding + '"}'
+    declared = await client.post(
+        URL, content=body, headers={**tokens.supervisor(), "content-type": "application/json"}
+    )
+    assert declared.status_code == 413, declared.text
+    assert declared.headers["content-type"].startswith("application/problem+json")
+    assert declared.json()["status"] == 413
+
+    async def chunks():  # no Content-Length: counted as it arrives
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536].encode()
+
+    streamed = await client.post(
+        URL, content=chunks(), headers={**tokens.supervisor(), "content-type": "application/json"}
+    )
+    assert streamed.status_code == 413, streamed.text
+    small = await client.post(URL, json={"type": "IMMEDIATE"}, headers=tokens.supervisor())
+    assert small.status_code == 422  # an ordinary body is parsed as before

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -305,12 +306,29 @@ class ServiceConfig(Contract):
 # --- commands (admin API request bodies) -------------------------------------------------------
 
 
+#: Schemes of a name-recording reference: what routing can fetch a recording from.
+RECORDING_SCHEMES = frozenset({"https", "http"})
+
+
+def _recording_uri(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in RECORDING_SCHEMES or not parts.netloc:
+        raise ValueError(
+            f"must be an absolute {' or '.join(sorted(RECORDING_SCHEMES))} URL (e.g. "
+            "https://recordings.example.com/name.wav)"
+        )
+    return value
+
+
+RecordingUri = Annotated[str, Field(max_length=2000), AfterValidator(_recording_uri)]
+
+
 class CreateCallback(Contract):
     type: CallbackType
     service_name: str = Field(min_length=1, max_length=200)
     customer_number: str = Field(min_length=1, max_length=40)
     desired_time: RequestDateTime | None = None
-    name_recording_uri: str | None = Field(None, max_length=2000)
+    name_recording_uri: RecordingUri | None = None
     priority: int = Field(0, ge=0, le=100)
 
 

@@ -182,6 +182,12 @@ class AdminApiSettings(PlatformSettings):
     jwt_leeway_seconds: float = Field(
         10, ge=0, le=300, description="Clock skew tolerated on `exp`, `nbf` and `iat`."
     )
+    admin_max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest request body accepted; a larger one is refused with 413 before it "
+        "is parsed.",
+    )
     admin_publish_timeout_seconds: float = Field(
         0.5,
         gt=0,

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from callback_admin_api.auth import TokenVerifier
 from callback_admin_api.bulk import relay_loop
 from callback_admin_api.context import AdminApi
+from callback_admin_api.limits import BodyLimit
 from callback_admin_api.problems import PROBLEM_JSON, Problem, install_problem_handlers
 from callback_admin_api.repository import Repository
 from callback_admin_api.routes import API_PREFIX, ROUTERS
@@ -44,6 +45,7 @@ def build(runtime: ServiceRuntime) -> None:
     app.state.admin_api = api
     app.state.runtime = runtime
     install_problem_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.admin_max_body_bytes)
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     app.openapi = lambda: _openapi(runtime)  # type: ignore[method-assign]
