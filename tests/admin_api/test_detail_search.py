@@ -93,8 +93,24 @@ async def test_search_by_number_spans_every_retained_record_with_the_guides_colu
         "diagnostic_data": {"ors_session": "abc"},
         "service_name": service,
         "customer_number": wanted,
+        # the same derived fields as every other view
+        "overdue": False,
+        "overdue_message": None,
         "cancel_pending": False,
+        "originated_as_scheduled": True,
+        "can_cancel": False,
+        "can_reschedule": False,
+        "can_recreate": True,
     }
+    # a SCHEDULED one past its window, found by search, carries the warning as the list does
+    late = stored_callback(service, customer_number=number(79), desired=now - timedelta(hours=1))
+    await mongo[CALLBACKS].insert_one(late)
+    (row,) = (
+        await client.get("/api/v1/search", params={"q": number(79)}, headers=tokens.monitor())
+    ).json()["items"]
+    listed = (await client.get(f"/api/v1/callbacks/{late['_id']}", headers=tokens.monitor())).json()
+    assert row["overdue"] is True
+    assert row["overdue_message"] == listed["overdue_message"] is not None
 
 
 async def test_search_by_callback_id(client, tokens, service, mongo):

@@ -158,7 +158,9 @@ async def search_callbacks(api: AdminApi, principal: Principal, q: str) -> Searc
     if not principal.all_services:
         filter_["service_name"] = {"$in": sorted(principal.services)}
     docs = await api.repository.search(filter_, MAX_PAGE_SIZE)
-    return SearchResults(items=[search_row(doc) for doc in docs])
+    configs = await api.repository.service_configs(doc["service_name"] for doc in docs)
+    now = api.clock()
+    return SearchResults(items=[search_row(doc, configs[doc["service_name"]], now) for doc in docs])
 
 
 async def availability(

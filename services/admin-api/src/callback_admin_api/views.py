@@ -23,12 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from callback_admin_api.listing import RangePreset, SearchField
 
 
-class CallbackView(Callback):
-    """A callback record as the Callback tab shows it."""
+class Derived(BaseModel):
+    """What every view of a callback shows beside its record (list, detail, search, commands),
+    derived in one place (:func:`derived`)."""
 
-    timeline: list[TimelineEntry] | None = Field(  # type: ignore[assignment]
-        None, description="Every state change with its time and actor (advanced=true only)."
-    )
     overdue: bool = Field(
         description="Late (warning icon): still SCHEDULED after its desired window, routing "
         "silent past the service's bound, or a call not reported ended past the stall bound."
@@ -43,6 +41,30 @@ class CallbackView(Callback):
     can_recreate: bool
 
 
+def derived(doc: Document, config: ServiceConfig, now: datetime) -> dict[str, Any]:
+    """The :class:`Derived` fields of a callback document."""
+    late = overdue_message(doc, config, now)
+    pending = cancel_pending(doc)
+    state = doc["state"]
+    return {
+        "overdue": late is not None,
+        "overdue_message": late,
+        "cancel_pending": pending,
+        "originated_as_scheduled": doc["type"] == CallbackType.SCHEDULED,
+        "can_cancel": state in CANCELLABLE_STATES and not pending,
+        "can_reschedule": not_yet_due(doc, now),
+        "can_recreate": state == CallbackState.COMPLETED,
+    }
+
+
+class CallbackView(Callback, Derived):
+    """A callback record as the Callback tab shows it."""
+
+    timeline: list[TimelineEntry] | None = Field(  # type: ignore[assignment]
+        None, description="Every state change with its time and actor (advanced=true only)."
+    )
+
+
 #: What a callback document holds that the API shows (``_id`` becomes ``id``).
 RECORD_FIELDS = frozenset(Callback.model_fields) - {"id"}
 
@@ -51,28 +73,12 @@ def callback_view(
     doc: Document, config: ServiceConfig, now: datetime, *, advanced: bool = False
 ) -> CallbackView:
     """The record as :func:`~callback_shared.documents.callback_from_document` reads it, plus
-    the warning, the markers and what may be done with it; validated once (a list page makes
-    250 of these)."""
+    the derived fields; validated once (a list page makes 250 of these)."""
     # internal fields, and any another service may add, are not shown
     record = {key: value for key, value in doc.items() if key in RECORD_FIELDS}
     if not advanced:
         record.pop("timeline", None)
-    late = overdue_message(doc, config, now)
-    pending = cancel_pending(doc)
-    state = doc["state"]
-    return CallbackView.model_validate(
-        {
-            **record,
-            "id": doc["_id"],
-            "overdue": late is not None,
-            "overdue_message": late,
-            "cancel_pending": pending,
-            "originated_as_scheduled": doc["type"] == CallbackType.SCHEDULED,
-            "can_cancel": state in CANCELLABLE_STATES and not pending,
-            "can_reschedule": not_yet_due(doc, now),
-            "can_recreate": state == CallbackState.COMPLETED,
-        }
-    )
+    return CallbackView.model_validate({**record, "id": doc["_id"], **derived(doc, config, now)})
 
 
 class CallbackPage(BaseModel):
@@ -84,7 +90,7 @@ class CallbackPage(BaseModel):
     range: RangePreset | None = None
 
 
-class SearchRow(BaseModel):
+class SearchRow(Derived):
     """One row of Callback Search (the guide's columns)."""
 
     from_number: str | None = Field(description='"From" Number')
@@ -99,17 +105,15 @@ class SearchRow(BaseModel):
     diagnostic_data: dict[str, Any]
     service_name: str
     customer_number: str
-    cancel_pending: bool = Field(
-        description="A cancel was asked of routing and waits for its answer."
-    )
 
 
 class SearchResults(BaseModel):
     items: list[SearchRow]
 
 
-def search_row(doc: Document) -> SearchRow:
+def search_row(doc: Document, config: ServiceConfig, now: datetime) -> SearchRow:
     return SearchRow(
+        **derived(doc, config, now),
         from_number=doc.get("from_number"),
         state=doc["state"],
         result=doc.get("result"),
@@ -122,7 +126,6 @@ def search_row(doc: Document) -> SearchRow:
         diagnostic_data=doc.get("diagnostic_data") or {},
         service_name=doc["service_name"],
         customer_number=doc["customer_number"],
-        cancel_pending=cancel_pending(doc),
     )
 
 
