@@ -294,6 +294,13 @@ class ServiceConfig(Contract):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> ServiceConfig:
+        """The settings stored in ``services`` (``_id`` = name)."""
+        return cls.model_validate(
+            {k: v for k, v in doc.items() if k != "_id"} | {"name": doc["_id"]}
+        )
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)

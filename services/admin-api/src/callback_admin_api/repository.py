@@ -91,20 +91,23 @@ class Repository:
         doc = await self.services.find_one({"_id": name})
         if doc is None:
             return ServiceConfig(name=name), False
-        return _config(doc), True
+        return ServiceConfig.from_document(doc), True
 
     async def service_configs(self, names: Iterable[str]) -> dict[str, ServiceConfig]:
         wanted = sorted(set(names))
         configs = {name: ServiceConfig(name=name) for name in wanted}
         if wanted:
             async for doc in self.services.find({"_id": {"$in": wanted}}):
-                configs[doc["_id"]] = _config(doc)
+                configs[doc["_id"]] = ServiceConfig.from_document(doc)
         return configs
 
     async def stored_services(self, names: Iterable[str] | None) -> list[ServiceConfig]:
         """Stored settings: of ``names``, or of every service when ``names`` is None."""
         filter_: Document = {} if names is None else {"_id": {"$in": sorted(set(names))}}
-        return [_config(doc) async for doc in self.services.find(filter_).sort("_id", 1)]
+        return [
+            ServiceConfig.from_document(doc)
+            async for doc in self.services.find(filter_).sort("_id", 1)
+        ]
 
     async def save_service(self, config: ServiceConfig) -> None:
         body = config.model_dump(mode="json", exclude={"name"})
@@ -395,9 +398,3 @@ class Repository:
             {"_id": counter_id(service_name, customer_number, day), "count": {"$gt": 0}},
             {"$inc": {"count": -1}},
         )
-
-
-def _config(doc: Document) -> ServiceConfig:
-    return ServiceConfig.model_validate(
-        {k: v for k, v in doc.items() if k != "_id"} | {"name": doc["_id"]}
-    )

@@ -101,12 +101,7 @@ class ServiceConfigs:
     async def all(self) -> dict[str, ServiceConfig]:
         if time.monotonic() - self._read_at > CONFIG_TTL:
             docs = await self.services.find().to_list()
-            self._configs = {
-                doc["_id"]: ServiceConfig.model_validate(
-                    {k: v for k, v in doc.items() if k != "_id"} | {"name": doc["_id"]}
-                )
-                for doc in docs
-            }
+            self._configs = {doc["_id"]: ServiceConfig.from_document(doc) for doc in docs}
             self._read_at = time.monotonic()
         return self._configs
 
