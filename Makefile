@@ -2,13 +2,23 @@
 UV ?= uv
 NAME ?=
 
-.PHONY: install up down restart status test lint typecheck bench fetch-kafka deploy-tools docs
+.PHONY: install up down restart status test lint typecheck bench fetch-kafka deploy-tools docs \
+	console-deps console-build console-test console-link
 
 install:
 	$(UV) sync --frozen
 
-up: install
+up: install console-build
 	$(UV) run --frozen callback-infra up --services
+	@$(MAKE) --no-print-directory console-link
+
+# the admin console's development sign-in link (a local supervisor of every service): printed
+# on the terminal only, never written to a log or a file
+console-link:
+	@set -a; . ./.run/env; set +a; \
+	token=$$($(UV) run --frozen callback-admin-token --sub local-supervisor \
+	  --role callback_supervisor --service '*'); \
+	echo "Admin console: http://127.0.0.1:8080/console/#token=$$token"
 
 down:
 	$(UV) run --frozen callback-infra down
@@ -25,10 +35,22 @@ lint: install
 	$(UV) run --frozen ruff format --check .
 
 typecheck: install
-	$(UV) run --frozen mypy shared/src services/*/src
+	$(UV) run --frozen mypy shared/src $(filter-out services/admin-console/src,$(wildcard services/*/src))
 
-test: lint typecheck deploy-tools
+test: lint typecheck deploy-tools console-test console-build
 	$(UV) run --frozen pytest
+
+# the admin console (services/admin-console): npm dependencies from its lockfile, the Vitest
+# suite with tsc --noEmit, the static build admin-api serves at /console/
+CONSOLE = services/admin-console
+console-deps:
+	@test -d $(CONSOLE)/node_modules || (cd $(CONSOLE) && npm ci --prefer-offline --no-audit --no-fund)
+
+console-test: console-deps
+	cd $(CONSOLE) && npm test
+
+console-build: console-deps
+	cd $(CONSOLE) && npm run build && npm run size
 
 bench: install
 	$(UV) run --frozen python -m bench $(NAME)

@@ -20,6 +20,9 @@ import pytest
 from tests.deploy.conftest import REPO, SERVICES, Tools, console_script, settings_class
 
 HADOLINT_CONFIG = REPO / "deploy" / "tools" / "hadolint.yaml"
+#: admin-api's Node stage building the admin console, and what the final stage takes of it
+CONSOLE_STAGE = "console"
+CONSOLE_COPY = f"--from={CONSOLE_STAGE} /console/dist /app/console"
 PINNED_IMAGE = re.compile(r"^[\w./-]+(:\d+\.\d+\.\d+[\w.-]*|@sha256:[0-9a-f]{64})$")
 
 
@@ -107,8 +110,9 @@ def test_multi_stage_from_one_pinned_slim_base(service):
         assert PINNED_IMAGE.match(stage.image), f"base image not pinned: {stage.image}"
     final = stages[-1]
     assert "slim" in final.image
-    # the venv's interpreter links to the build stage's python: the same base image
-    assert {s.image for s in stages} == {final.image}
+    # the venv's interpreter links to the build stage's python: the same base image (the
+    # admin console's static files come from a Node stage of their own)
+    assert {s.image for s in stages if s.name != CONSOLE_STAGE} == {final.image}
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -146,12 +150,28 @@ def test_final_stage_holds_the_venv_and_no_build_tools(service):
     build, final = stages[0], stages[-1]
     assert build.name, "the build stage is named"
     copies = final.all("COPY")
-    assert copies == [f"--from={build.name} /app/.venv /app/.venv"]
+    console = [CONSOLE_COPY] if service == "admin-api" else []
+    assert copies == [f"--from={build.name} /app/.venv /app/.venv", *console]
     assert final.env()["PATH"].startswith("/app/.venv/bin:")
     for command in final.all("RUN"):
         assert not re.search(r"\b(uv|apt-get|apk|gcc)\b|pip install", command), command
         assert "pip uninstall" in command  # the base image's pip goes too
     assert any("uv sync --frozen" in run for run in build.all("RUN")), "dependencies from uv.lock"
+
+
+def test_admin_api_image_serves_the_console_built_from_its_lockfile():
+    stages = parse(dockerfile("admin-api"))
+    (console,) = [s for s in stages if s.name == CONSOLE_STAGE]
+    assert re.match(r"^node:20\.\d+\.\d+-bookworm-slim$", console.image), console.image
+    assert stages[0].name != CONSOLE_STAGE, "the Python build stage comes first"
+    copies = " ".join(console.all("COPY"))
+    assert "services/admin-console/package-lock.json" in copies
+    runs = console.all("RUN")
+    assert any(r.startswith("npm ci") for r in runs) and "npm run build" in runs
+    assert not any(re.search(r"npm (install|i)\b", r) for r in runs), "only npm ci: the lockfile"
+    final = stages[-1]
+    assert CONSOLE_COPY in final.all("COPY")
+    assert final.env()["ADMIN_CONSOLE_DIR"] == "/app/console"
 
 
 # --- the build stage, replayed ----------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from callback_shared.settings import PlatformSettings
+from cryptography.hazmat.primitives import serialization
 
 from tests.deploy.conftest import (
     CHART,
@@ -20,6 +21,7 @@ from tests.deploy.conftest import (
     required_env_names,
     settings_class,
 )
+from tests.foundation.test_secure_kafka import issue_server_cert, make_ca
 
 #: oldest supported and newest bundled Kubernetes versions, and two between
 KUBERNETES_VERSIONS = ["1.27.0", "1.30.0", "1.33.0", "1.37.0"]
@@ -390,3 +392,80 @@ def test_references_between_objects_resolve(rendered):
     accounts = {a["metadata"]["name"] for a in rendered.of_kind("ServiceAccount")}
     for deployment in deployments:
         assert deployment["spec"]["template"]["spec"]["serviceAccountName"] in accounts
+
+
+# --- Kafka TLS/SASL and MongoDB TLS from mounted Secrets ---------------------------------------
+
+SECURE_VALUES = [
+    *("--set", "kafka.security.protocol=SASL_SSL"),
+    *("--set", "kafka.security.saslUsername=callbacks"),
+    *("--set", "kafka.security.secretName=kafka-client"),
+    *("--set", "kafka.security.passwordKey=password"),
+    *("--set", "kafka.security.certKey=tls.crt"),
+    *("--set", "kafka.security.keyKey=tls.key"),
+    *("--set", "mongodb.tls.secretName=mongodb-client"),
+    *("--set", "mongodb.tls.certificateKeyKey=client.pem"),
+]
+
+
+def test_security_files_come_from_mounted_secrets(tools, tmp_path):
+    out = helm_template(tools, *SECURE_VALUES).stdout
+    path = tmp_path / "secure.yaml"
+    path.write_text(out)
+    rendered = Rendered("secure", path, tools.yaml_documents(path))
+    results = tools.validate(path, KUBERNETES_VERSIONS[1:2])
+    assert not [r for r in results if r["status"] == "invalid"], results
+    # the mounted files, stood in for by local ones: every workload's settings load
+    files = {
+        "/etc/callback-platform/kafka/ca.crt",
+        "/etc/callback-platform/kafka/password",
+        "/etc/callback-platform/kafka/tls.crt",
+        "/etc/callback-platform/kafka/tls.key",
+        "/etc/callback-platform/mongodb/ca.crt",
+        "/etc/callback-platform/mongodb/client.pem",
+    }
+    local = {name: tmp_path / name.replace("/", "_") for name in files}
+    for stand_in in local.values():
+        stand_in.write_text("x\n")
+    ca_key, ca_cert = make_ca("chart test CA")
+    key, cert = issue_server_cert(ca_key, ca_cert)
+    pem = serialization.Encoding.PEM
+    local["/etc/callback-platform/kafka/ca.crt"].write_bytes(ca_cert.public_bytes(pem))
+    local["/etc/callback-platform/kafka/tls.crt"].write_bytes(cert.public_bytes(pem))
+    local["/etc/callback-platform/kafka/tls.key"].write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    workloads = {**rendered.by_component("Deployment"), "bootstrap": rendered.of_kind("Job")[0]}
+    for component, workload in workloads.items():
+        plain, from_secret = resolved_env(rendered, workload)
+        assert plain["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert plain["KAFKA_SASL_USERNAME"] == "callbacks"
+        assert "KAFKA_SASL_PASSWORD" not in plain and "KAFKA_SASL_PASSWORD" not in from_secret
+        paths = {v for k, v in plain.items() if k.endswith(("FILE", "_CAFILE", "_CERTFILE"))}
+        assert paths == files, component
+        pod = workload["spec"]["template"]["spec"]
+        mounts = {m["name"]: m for m in container(workload)["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert mounts["kafka-security"]["readOnly"] and mounts["mongodb-tls"]["readOnly"]
+        assert volumes["kafka-security"]["secret"]["secretName"] == "kafka-client"
+        assert {i["key"] for i in volumes["kafka-security"]["secret"]["items"]} == {
+            "ca.crt",
+            "password",
+            "tls.crt",
+            "tls.key",
+        }
+        assert volumes["mongodb-tls"]["secret"]["secretName"] == "mongodb-client"
+        cls = PlatformSettings if component == "bootstrap" else settings_class(component)
+        local_plain = {k: str(local.get(v, v)) for k, v in plain.items()}
+        check_settings(cls, local_plain, from_secret, component)
+
+
+def test_sasl_without_a_password_secret_is_refused(tools):
+    run = helm_template(
+        tools,
+        *("--set", "kafka.security.protocol=SASL_SSL"),
+        *("--set", "kafka.security.saslUsername=callbacks"),
+        check=False,
+    )
+    assert run.returncode != 0
+    assert "kafka.security.secretName and passwordKey are required" in run.stderr

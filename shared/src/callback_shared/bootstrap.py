@@ -16,10 +16,9 @@ import asyncio
 from typing import Any
 
 import structlog
-from aiokafka.admin import AIOKafkaAdminClient
 from tenacity import AsyncRetrying, RetryError, stop_after_delay, wait_exponential_jitter
 
-from callback_shared.kafka import ensure_topics, topics
+from callback_shared.kafka import ensure_topics, make_admin_client, topics
 from callback_shared.log import configure_logging
 from callback_shared.mongo import CALLBACKS, database, ensure_indexes, make_mongo_client
 from callback_shared.settings import PlatformSettings, load_settings
@@ -33,9 +32,7 @@ log = structlog.get_logger(NAME)
 async def bootstrap_kafka(settings: PlatformSettings) -> dict[str, int]:
     """Create missing topics; return every platform topic with its partition count."""
     await ensure_topics(settings, NAME)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id=f"{NAME}-admin"
-    )
+    admin = make_admin_client(settings, f"{NAME}-admin")
     await admin.start()
     try:
         described: list[dict[str, Any]] = await admin.describe_topics(topics(settings))

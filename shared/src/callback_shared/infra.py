@@ -216,6 +216,23 @@ def kafka_libs() -> Path:
     return libs
 
 
+@dataclass(frozen=True)
+class KafkaSaslSsl:
+    """Makes :class:`LocalKafka`'s client listener SASL_SSL instead of PLAINTEXT (tests of
+    secure connections; off by default).
+
+    TLS with ``keystore_pem`` (the broker's PKCS#8 private key, unencrypted, followed by its
+    certificate chain, PEM; its certificate must name 127.0.0.1), clients authenticate with
+    SCRAM-SHA-512 or PLAIN as one of ``users`` (name -> password, letters and digits: the
+    SCRAM credentials are written when the storage is formatted). ``ca_file`` is the CA that
+    signed the broker's certificate (the readiness check trusts it). The controller listener
+    stays PLAINTEXT on loopback."""
+
+    keystore_pem: Path
+    ca_file: Path
+    users: Mapping[str, str]
+
+
 @dataclass
 class LocalKafka:
     """A single-node KRaft broker (broker + controller) on free loopback ports."""
@@ -225,6 +242,76 @@ class LocalKafka:
     controller_port: int = field(default_factory=free_port)
     pid: int | None = None
     _proc: subprocess.Popen[bytes] | None = None
+    #: a SASL_SSL client listener instead of PLAINTEXT (see :class:`KafkaSaslSsl`)
+    sasl_ssl: KafkaSaslSsl | None = None
+
+    def _broker_password(self) -> str:
+        """The broker's own SCRAM password (inter-broker listener), kept with its data."""
+        path = self.work_dir / "broker-password"
+        if not path.exists():
+            path.write_text(uuid.uuid4().hex)
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _listener_lines(self) -> list[str]:
+        if self.sasl_ssl is None:
+            return [
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+            ]
+        tls, secret = self.sasl_ssl, self._broker_password()
+        plain_users = "".join(
+            f' user_{name}="{password}"'
+            for name, password in {**tls.users, "broker": secret}.items()
+        )
+        return [
+            f"listeners=SASL_SSL://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=SASL_SSL://127.0.0.1:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=SASL_SSL",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN",
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="broker" password="{secret}";',
+            "listener.name.sasl_ssl.plain.sasl.jaas.config="
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="broker" password="{secret}"{plain_users};',
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={tls.keystore_pem}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={tls.ca_file}",
+            "ssl.client.auth=none",
+        ]
+
+    def _scram_arguments(self) -> list[str]:
+        if self.sasl_ssl is None:
+            return []
+        users = {**self.sasl_ssl.users, "broker": self._broker_password()}
+        return [
+            f"--add-scram=SCRAM-SHA-512=[name={name},password={password}]"
+            for name, password in users.items()
+        ]
+
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka security options of a client of this broker (its own SCRAM user)."""
+        if self.sasl_ssl is None:
+            return {}
+        from aiokafka.helpers import create_ssl_context
+
+        return {
+            "security_protocol": "SASL_SSL",
+            "ssl_context": create_ssl_context(cafile=self.sasl_ssl.ca_file),
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": "broker",
+            "sasl_plain_password": self._broker_password(),
+        }
 
     @property
     def bootstrap_servers(self) -> str:
@@ -243,12 +330,7 @@ class LocalKafka:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                    "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
+                    *self._listener_lines(),
                     f"log.dirs={data}",
                     "num.partitions=1",
                     "offsets.topic.replication.factor=1",
@@ -274,6 +356,7 @@ class LocalKafka:
                     "--standalone",
                     # one argument: an id may start with "-", which would read as an option
                     f"--cluster-id={cluster_id}",
+                    *self._scram_arguments(),
                     "-c",
                     str(props),
                 ],
@@ -308,7 +391,10 @@ class LocalKafka:
         self._proc = _spawn([*self._java(libs, "kafka.Kafka"), str(props)], self.log)
         self.pid = self._proc.pid
         _wait(
-            lambda: _port_open(self.port) and _kafka_answers(self.bootstrap_servers),
+            lambda: (
+                _port_open(self.port)
+                and _kafka_answers(self.bootstrap_servers, self.client_options())
+            ),
             timeout,
             "Kafka",
             self._proc,
@@ -321,11 +407,13 @@ class LocalKafka:
             self.pid = self._proc = None
 
 
-def _kafka_answers(bootstrap_servers: str) -> bool:
+def _kafka_answers(bootstrap_servers: str, options: Mapping[str, Any] | None = None) -> bool:
     async def check() -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap_servers, request_timeout_ms=3000, **(options or {})
+        )
         try:
             await admin.start()
             await admin.list_topics()

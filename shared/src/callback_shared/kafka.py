@@ -1,20 +1,36 @@
-"""Kafka plumbing: the FastStream broker factory and topic creation."""
+"""Kafka plumbing: the FastStream broker factory, topic creation and connection security."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    IllegalSaslStateError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
 from prometheus_client import Counter
 
 from callback_shared.models import DeadLetter, Event
@@ -36,6 +52,148 @@ def topics(settings: PlatformSettings) -> list[str]:
 MAX_BATCH_BYTES = 1_000_000
 
 
+# --- connection security: the one place every Kafka client takes it from -----------------------
+
+
+def kafka_ssl_context(settings: PlatformSettings) -> ssl.SSLContext | None:
+    """The TLS context of ``SSL``/``SASL_SSL`` (own CA, optional client certificate; the
+    broker's certificate and host name are always verified), else ``None``."""
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=settings.kafka_ssl_cafile,
+        certfile=settings.kafka_ssl_certfile,
+        keyfile=settings.kafka_ssl_keyfile,
+    )
+    return context
+
+
+def kafka_client_options(settings: PlatformSettings) -> dict[str, Any]:
+    """The security keyword arguments of any aiokafka client (producer, consumer, admin,
+    connection): ``security_protocol``, ``ssl_context`` and the SASL mechanism and
+    credentials."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    context = kafka_ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=password.get_secret_value() if password is not None else None,
+        )
+    return options
+
+
+_SASL_SECURITY: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+    "PLAIN": SASLPlaintext,
+    "SCRAM-SHA-256": SASLScram256,
+    "SCRAM-SHA-512": SASLScram512,
+}
+
+
+def broker_security(settings: PlatformSettings) -> BaseSecurity | None:
+    """The same options as FastStream's ``security=`` object (it hands them to every producer
+    and consumer of the broker)."""
+    options = kafka_client_options(settings)
+    protocol = options["security_protocol"]
+    context = options.get("ssl_context")
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context)
+    security = _SASL_SECURITY[options["sasl_mechanism"]]
+    return security(
+        username=options["sasl_plain_username"],
+        password=options["sasl_plain_password"],
+        ssl_context=context,
+        use_ssl=protocol == "SASL_SSL",
+    )
+
+
+def make_admin_client(settings: PlatformSettings, client_id: str) -> AIOKafkaAdminClient:
+    """An aiokafka admin client with the settings' servers and security."""
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        **kafka_client_options(settings),
+    )
+
+
+class KafkaAccessDenied(Exception):
+    """Kafka answered but refused this client (wrong credentials, a broker certificate the CA
+    does not vouch for, a mechanism or protocol the listener does not speak): a setting is
+    wrong, retrying will not help. The message is one line and holds no secret."""
+
+
+_AUTH_ERRORS = (
+    SaslAuthenticationFailed,
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    UnsupportedSaslMechanismError,
+    IllegalSaslStateError,
+)
+
+
+def _denial(settings: PlatformSettings, server: str, exc: BaseException) -> str | None:
+    """The one-line reason if ``exc`` (from connecting to ``server``) is not transient."""
+    protocol = settings.kafka_security_protocol
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"Kafka {server}: TLS certificate not trusted ({exc.verify_message}); check "
+            "KAFKA_SSL_CAFILE"
+        )
+    if isinstance(exc, ssl.SSLError) and str(exc.reason).startswith(("TLSV1_ALERT", "SSLV3_ALERT")):
+        return (
+            f"Kafka {server}: the broker refused the TLS handshake ({exc.reason}); check "
+            "KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE and KAFKA_SECURITY_PROTOCOL"
+        )
+    if isinstance(exc, ssl.SSLError) and exc.reason == "WRONG_VERSION_NUMBER":
+        return (
+            f"Kafka {server}: the listener does not speak TLS; check KAFKA_SECURITY_PROTOCOL "
+            f"({protocol})"
+        )
+    if isinstance(exc, _AUTH_ERRORS):
+        detail = " ".join(str(exc).split())[:200]
+        return (
+            f"Kafka {server}: SASL {settings.kafka_sasl_mechanism} authentication of user "
+            f"{settings.kafka_sasl_username!r} failed ({type(exc).__name__}: {detail}); check "
+            "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD(_FILE)"
+        )
+    return None
+
+
+async def check_kafka_access(settings: PlatformSettings, request_timeout_ms: int = 15_000) -> None:
+    """Connect (TLS handshake, SASL authentication) to each bootstrap server in turn until one
+    lets this client in. Raises :class:`KafkaAccessDenied` when one refuses it for good (see
+    there), or the last connection error when none answers (transient: retry).
+
+    aiokafka's own clients log such a refusal and report only "Unable to bootstrap"; this
+    check tells the two apart before they start."""
+    options = kafka_client_options(settings)
+    last: BaseException | None = None
+    for server in settings.kafka_bootstrap_servers.split(","):
+        host, _, port = server.rpartition(":")
+        try:
+            conn = await create_conn(
+                host, int(port), request_timeout_ms=request_timeout_ms, **options
+            )
+        except Exception as exc:  # OSError, TimeoutError, KafkaError, ssl.SSLError
+            reason = _denial(settings, server, exc)
+            if reason is None and exc.__cause__ is not None:
+                reason = _denial(settings, server, exc.__cause__)
+            if reason is not None:
+                raise KafkaAccessDenied(reason) from None
+            last = exc
+            continue
+        conn.close()
+        return
+    assert last is not None
+    raise last
+
+
 def make_broker(settings: PlatformSettings, client_id: str) -> KafkaBroker:
     """A FastStream broker: acks from all replicas, structured logs.
 
@@ -49,6 +207,7 @@ def make_broker(settings: PlatformSettings, client_id: str) -> KafkaBroker:
     one."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=False,
@@ -61,9 +220,7 @@ def make_broker(settings: PlatformSettings, client_id: str) -> KafkaBroker:
 
 async def ensure_topics(settings: PlatformSettings, client_id: str) -> None:
     """Create the platform's topics if missing (keyed by callback id; partitions configurable)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id=f"{client_id}-admin"
-    )
+    admin = make_admin_client(settings, f"{client_id}-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -111,7 +111,8 @@ def make_mongo_client(settings: PlatformSettings, **options: Any) -> AsyncMongoC
 
     Every write waits for the write concern of the settings (default ``w: majority, j: true``:
     on a majority of nodes and in their journals) and every read uses their read concern
-    (default ``majority``); these take precedence over the same options in the URL.
+    (default ``majority``); these take precedence over the same options in the URL. With
+    ``MONGODB_TLS_CA_FILE`` / ``MONGODB_TLS_CERTIFICATE_KEY_FILE`` it connects with TLS.
     """
     options.setdefault("serverSelectionTimeoutMS", 5000)
     options.setdefault("appname", "callback-platform")
@@ -120,6 +121,11 @@ def make_mongo_client(settings: PlatformSettings, **options: Any) -> AsyncMongoC
     options.setdefault("journal", settings.mongodb_journal)
     options.setdefault("wTimeoutMS", settings.mongodb_write_timeout_ms)
     options.setdefault("readConcernLevel", settings.mongodb_read_concern)
+    # TLS: either file turns it on (credentials stay in the URL)
+    if settings.mongodb_tls_ca_file is not None:
+        options.setdefault("tlsCAFile", str(settings.mongodb_tls_ca_file))
+    if settings.mongodb_tls_certificate_key_file is not None:
+        options.setdefault("tlsCertificateKeyFile", str(settings.mongodb_tls_certificate_key_file))
     return AsyncMongoClient(
         settings.mongodb_url, tz_aware=True, uuidRepresentation="standard", **options
     )

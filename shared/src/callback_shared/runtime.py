@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -25,12 +26,23 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from pymongo.asynchronous.database import AsyncDatabase
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    wait_exponential_jitter,
+)
 
-from callback_shared.kafka import ensure_topics, make_broker, raw_body
+from callback_shared.kafka import (
+    KafkaAccessDenied,
+    check_kafka_access,
+    ensure_topics,
+    make_broker,
+    raw_body,
+)
 from callback_shared.log import configure_logging
 from callback_shared.mongo import Document, database, ensure_indexes, make_mongo_client
-from callback_shared.settings import PlatformSettings
+from callback_shared.settings import CONFIG_ERROR_EXIT_CODE, PlatformSettings
 
 ReadyHook = Callable[["ServiceRuntime"], Awaitable[None]]
 BatchHandler = Callable[[Sequence[ConsumerRecord[Any, Any]]], Awaitable[None]]
@@ -132,9 +144,19 @@ class ServiceRuntime:
             )
 
     async def _connect(self) -> None:
+        try:
+            await self._connect_with_backoff()
+        except KafkaAccessDenied as exc:
+            # a wrong password or an untrusted certificate: retrying cannot help; one line, and
+            # the process ends (the HTTP server is not stopped cleanly: nothing is connected)
+            self.log.error(f"cannot start: {exc}")
+            os._exit(CONFIG_ERROR_EXIT_CODE)
+
+    async def _connect_with_backoff(self) -> None:
         async for attempt in AsyncRetrying(
             wait=wait_exponential_jitter(multiplier=0.2, max=5),
-            retry=retry_if_exception_type(Exception),
+            retry=retry_if_exception_type(Exception)
+            & retry_if_not_exception_type(KafkaAccessDenied),
             before_sleep=lambda state: self.log.warning(
                 "dependencies not reachable yet, retrying",
                 attempt=state.attempt_number,
@@ -144,6 +166,7 @@ class ServiceRuntime:
             with attempt:
                 await self.mongo.admin.command("ping")
                 await ensure_indexes(self.db)
+                await check_kafka_access(self.settings)
                 await ensure_topics(self.settings, self.name)
                 try:
                     await self.broker.start()

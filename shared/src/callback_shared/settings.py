@@ -6,10 +6,11 @@ the field names in upper case (``KAFKA_BOOTSTRAP_SERVERS``, ``MONGODB_URL``, ...
 
 from __future__ import annotations
 
+import ssl
 import sys
-from typing import Literal, NoReturn, TypeVar
+from typing import Literal, NoReturn, Self, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo.errors import ConfigurationError, InvalidURI
 from pymongo.uri_parser import parse_uri
@@ -53,6 +54,55 @@ class PlatformSettings(BaseSettings):
         "nodes has, so a decision (duplicate check, state change, cancel) never rests on a "
         "write a failover can roll back; `local` reads the node's latest data. Takes "
         "precedence over `readConcernLevel` in MONGODB_URL.",
+    )
+
+    mongodb_tls_ca_file: FilePath | None = Field(
+        None,
+        description="PEM file of the CA(s) that signed the MongoDB servers' certificates; "
+        "turns TLS on. Credentials (user, password, `authSource`) stay in MONGODB_URL, which a "
+        "deployment takes from a Secret.",
+    )
+    mongodb_tls_certificate_key_file: FilePath | None = Field(
+        None,
+        description="PEM file holding this client's certificate and private key, for MongoDB "
+        "servers that ask for one (X.509); turns TLS on.",
+    )
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"] = Field(
+        "PLAINTEXT",
+        description="How every Kafka producer, consumer and admin client connects: `PLAINTEXT`, "
+        "`SSL` (TLS), `SASL_SSL` (TLS and a user name and password) or `SASL_PLAINTEXT` (SCRAM "
+        "without TLS; never PLAIN, which would send the password in the clear). A wrong "
+        "password or a broker certificate the CA does not vouch for stops the service at start "
+        "with one line (exit code 2); an unreachable broker is retried.",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism with `SASL_SSL`/`SASL_PLAINTEXT`."
+    )
+    kafka_sasl_username: str | None = Field(
+        None, description="SASL user name; required with `SASL_SSL`/`SASL_PLAINTEXT`."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None,
+        description="SASL password (or KAFKA_SASL_PASSWORD_FILE); never logged.",
+    )
+    kafka_sasl_password_file: FilePath | None = Field(
+        None,
+        description="File holding the SASL password (a mounted Kubernetes Secret), read once at "
+        "start; a trailing newline is dropped. Takes precedence over KAFKA_SASL_PASSWORD.",
+    )
+    kafka_ssl_cafile: FilePath | None = Field(
+        None,
+        description="PEM file of the CA(s) that signed the brokers' certificates (an own CA); "
+        "without it the system's trusted CAs are used. The broker's host name is always checked.",
+    )
+    kafka_ssl_certfile: FilePath | None = Field(
+        None,
+        description="PEM client certificate (chain) for brokers that ask for one (mutual TLS); "
+        "may also hold the private key.",
+    )
+    kafka_ssl_keyfile: FilePath | None = Field(
+        None, description="PEM private key of KAFKA_SSL_CERTFILE, if not in that file."
     )
 
     topic_due_callbacks: str = Field("callbacks.due", description="Due callbacks (scheduler).")
@@ -122,6 +172,59 @@ class PlatformSettings(BaseSettings):
             # w=0 would answer requests before the server has the write at all
             raise ValueError(f"{nodes} nodes: must be 1 to 50 (0 would not wait for the write)")
         return str(nodes)
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Self:
+        protocol = self.kafka_security_protocol
+        if self.kafka_sasl_password_file is not None:
+            try:
+                secret = self.kafka_sasl_password_file.read_text().rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ValueError(f"KAFKA_SASL_PASSWORD_FILE: cannot be read ({reason})") from None
+            if not secret:
+                raise ValueError("KAFKA_SASL_PASSWORD_FILE: the file is empty")
+            # frozen model: the secret read at start replaces the variable's (if any)
+            object.__setattr__(self, "kafka_sasl_password", SecretStr(secret))
+        if protocol.startswith("SASL_"):
+            if not self.kafka_sasl_username:
+                raise ValueError(f"KAFKA_SASL_USERNAME: required with {protocol}")
+            if self.kafka_sasl_password is None or not self.kafka_sasl_password.get_secret_value():
+                raise ValueError(
+                    f"KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE: required with {protocol}"
+                )
+            if protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism == "PLAIN":
+                raise ValueError(
+                    "KAFKA_SASL_MECHANISM: PLAIN over SASL_PLAINTEXT would send the password in "
+                    "the clear; use SASL_SSL"
+                )
+        tls_files = {
+            "KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        if protocol not in ("SSL", "SASL_SSL"):
+            for name, path in tls_files.items():
+                if path is not None:
+                    raise ValueError(f"{name}: needs KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL")
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError("KAFKA_SSL_KEYFILE: needs KAFKA_SSL_CERTFILE")
+        # unusable PEM files fail here, as configuration, not later as a crash
+        context = ssl.create_default_context()
+        if self.kafka_ssl_cafile is not None:
+            try:
+                context.load_verify_locations(cafile=self.kafka_ssl_cafile)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"KAFKA_SSL_CAFILE: no usable PEM certificate ({exc})") from None
+        if self.kafka_ssl_certfile is not None:
+            try:
+                context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(
+                    f"KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE: no usable PEM certificate and key "
+                    f"({exc})"
+                ) from None
+        return self
 
 
 class SchedulerSettings(PlatformSettings):

@@ -81,7 +81,31 @@ app.kubernetes.io/component: {{ kebabcase .key }}
   "TOPIC_PARTITIONS" $v.topics.partitions
   "TOPIC_REPLICATION_FACTOR" $v.topics.replicationFactor
   "HTTP_HOST" "0.0.0.0"
+  "KAFKA_SECURITY_PROTOCOL" $v.kafka.security.protocol
 -}}
+{{- $kafka := $v.kafka.security -}}
+{{- if hasPrefix "SASL_" $kafka.protocol -}}
+{{- $_ := set $config "KAFKA_SASL_MECHANISM" $kafka.saslMechanism -}}
+{{- $_ := set $config "KAFKA_SASL_USERNAME" (required "kafka.security.saslUsername is required with a SASL_* protocol" $kafka.saslUsername) -}}
+{{- if not (and $kafka.secretName $kafka.passwordKey) -}}
+{{- fail "kafka.security.secretName and passwordKey are required with a SASL_* protocol (the password is read from that Secret's file)" -}}
+{{- end -}}
+{{- end -}}
+{{- if $kafka.secretName -}}
+{{- range $setting, $key := dict "KAFKA_SSL_CAFILE" $kafka.caKey "KAFKA_SASL_PASSWORD_FILE" $kafka.passwordKey "KAFKA_SSL_CERTFILE" $kafka.certKey "KAFKA_SSL_KEYFILE" $kafka.keyKey -}}
+{{- if $key -}}
+{{- $_ := set $config $setting (printf "/etc/callback-platform/kafka/%s" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $mongo := $v.mongodb.tls | default dict -}}
+{{- if $mongo.secretName -}}
+{{- range $setting, $key := dict "MONGODB_TLS_CA_FILE" $mongo.caKey "MONGODB_TLS_CERTIFICATE_KEY_FILE" $mongo.certificateKeyKey -}}
+{{- if $key -}}
+{{- $_ := set $config $setting (printf "/etc/callback-platform/mongodb/%s" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- range $name, $value := $v.config -}}
 {{- $_ := set $config $name $value -}}
 {{- end -}}
@@ -128,4 +152,50 @@ capabilities:
 {{- fail (printf "services.%s.autoscaling: minReplicas is above maxReplicas" $key) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Volumes of the Kafka and MongoDB TLS/SASL files (Secrets), for a pod's `volumes`. */}}
+{{- define "callback-platform.securityVolumes" -}}
+{{- $kafka := .Values.kafka.security -}}
+{{- if $kafka.secretName }}
+- name: kafka-security
+  secret:
+    secretName: {{ $kafka.secretName }}
+    defaultMode: 0440
+    items:
+      {{- range $key := list $kafka.caKey $kafka.passwordKey $kafka.certKey $kafka.keyKey }}
+      {{- if $key }}
+      - key: {{ $key }}
+        path: {{ $key }}
+      {{- end }}
+      {{- end }}
+{{- end }}
+{{- $mongo := .Values.mongodb.tls | default dict -}}
+{{- if $mongo.secretName }}
+- name: mongodb-tls
+  secret:
+    secretName: {{ $mongo.secretName }}
+    defaultMode: 0440
+    items:
+      {{- range $key := list $mongo.caKey $mongo.certificateKeyKey }}
+      {{- if $key }}
+      - key: {{ $key }}
+        path: {{ $key }}
+      {{- end }}
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The matching `volumeMounts` of a container (read-only). */}}
+{{- define "callback-platform.securityVolumeMounts" -}}
+{{- if .Values.kafka.security.secretName }}
+- name: kafka-security
+  mountPath: /etc/callback-platform/kafka
+  readOnly: true
+{{- end }}
+{{- if (.Values.mongodb.tls | default dict).secretName }}
+- name: mongodb-tls
+  mountPath: /etc/callback-platform/mongodb
+  readOnly: true
+{{- end }}
 {{- end -}}

@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from callback_admin_api.auth import TokenVerifier
 from callback_admin_api.bulk import relay_loop
+from callback_admin_api.console import install_console
 from callback_admin_api.context import AdminApi
 from callback_admin_api.limits import BodyLimit
 from callback_admin_api.problems import PROBLEM_JSON, Problem, install_problem_handlers
@@ -49,6 +50,7 @@ def build(runtime: ServiceRuntime) -> None:
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     app.openapi = lambda: _openapi(runtime)  # type: ignore[method-assign]
+    install_console(app)  # the admin console at /console/ (static files, not in the schema)
 
     @runtime.on_ready
     async def start_outbox_relay(runtime: ServiceRuntime) -> None:
