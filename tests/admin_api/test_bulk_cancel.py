@@ -430,6 +430,7 @@ async def test_a_job_whose_process_stopped_is_marked_failed(api, mongo):
             {"_id": alive, "actor": "a", "state": "running", "updated_at": now},
         ]
     )
-    assert await api.repository.reap_jobs(now - timedelta(minutes=10), now) >= 1
+    # the service's own relay loop reaps every second too: whichever comes first marks it
+    await api.repository.reap_jobs(now - timedelta(minutes=10), now)
     assert (await mongo["bulk_cancel_jobs"].find_one({"_id": stale}))["state"] == "failed"
     assert (await mongo["bulk_cancel_jobs"].find_one({"_id": alive}))["state"] == "running"

@@ -94,8 +94,10 @@ def routing_command(
     callback (a cancel: one per callback) or the attempt (a withdraw), so sending it again is
     recognisable."""
     callback_id = doc["_id"]
-    key = f"cancel:{callback_id}" if kind is RoutingCommandKind.CANCEL else None
-    key = key or f"{kind.value.lower()}:{callback_id}:{doc['attempt']}"
+    if kind is RoutingCommandKind.CANCEL:
+        key = f"cancel:{callback_id}"
+    else:
+        key = f"{kind.value.lower()}:{callback_id}:{doc['attempt']}"
     return RoutingCommand(
         event_id=uuid5(EVENT_NAMESPACE, key),
         callback_id=callback_id,

@@ -57,7 +57,7 @@ from callback_shared.states import (
 )
 
 from callback_admin_api.auth import Principal
-from callback_admin_api.context import AdminApi
+from callback_admin_api.context import AdminApi, spawn_task
 from callback_admin_api.numbers import InvalidNumber, normalise_customer_number
 from callback_admin_api.problems import (
     Conflict,
@@ -95,14 +95,8 @@ async def publish(api: AdminApi, *docs: Document) -> None:
     """Publish the documents' outboxes, waiting at most ``admin_publish_timeout_seconds``: a
     command's answer never waits for Kafka. What is not acknowledged by then goes on in the
     background; if it fails, the relay loop publishes it later (the change is stored)."""
-    flush = asyncio.ensure_future(_flush(api, docs))
-    _publishing.add(flush)
-    flush.add_done_callback(_publishing.discard)
+    flush = spawn_task(_flush(api, docs), "publish-outbox")
     await asyncio.wait([flush], timeout=api.settings.admin_publish_timeout_seconds)
-
-
-#: Publications still going on after their command answered (kept alive until they end).
-_publishing: set[asyncio.Future[None]] = set()
 
 
 async def _flush(api: AdminApi, docs: tuple[Document, ...]) -> None:
