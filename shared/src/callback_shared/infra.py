@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -85,11 +86,38 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    """Where the kernel starts choosing source ports for outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A free port below the kernel's ephemeral range.
+
+    A port that the kernel chose (bind to 0) lies in the ephemeral range, where
+    any process's next outgoing connection may take it as its source port before
+    the service that was meant to listen on it starts: a rare "address already
+    in use" at start-up. Ports below that range are only ever taken by listeners.
+    """
+    top = max(_ephemeral_start(), 20000)
+    for _ in range(200):
+        port = random.randrange(15000, top)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise InfraError("no free port found below the ephemeral range")
 
 
 def _require(tool: str, why: str) -> str:
