@@ -2,28 +2,17 @@
 parameter and body field that takes one (property-based, against the real database). A time or
 date outside the accepted days gets a 422 naming its field."""
 
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 from callback_shared.models import EARLIEST_ACCEPTED, LATEST_ACCEPTED
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.admin_api.strategies import DATES, TIMES
 from tests.admin_api.support import Tokens, problem, stored_callback
 
 URL = "/api/v1/callbacks"
-OFFSETS = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
-#: any time a client can write: every year from 1 to 9999, any offset, the edges more often
-TIMES = st.one_of(
-    st.datetimes(timezones=OFFSETS),
-    st.sampled_from(
-        [datetime.min, datetime.max, datetime(1, 1, 1, 0, 30), datetime(9999, 12, 31, 23, 30)]
-    ).flatmap(lambda at: OFFSETS.map(lambda zone: at.replace(tzinfo=zone))),
-    st.datetimes(min_value=datetime(1969, 12, 30), max_value=datetime(3000, 1, 2)).map(
-        lambda at: at.replace(tzinfo=UTC)
-    ),
-)
-DATES = st.one_of(st.dates(), st.sampled_from([date.min, date.max]))
 ZONES = st.sampled_from(["UTC", "Etc/GMT-14", "Etc/GMT+12", "Pacific/Kiritimati", "Europe/Berlin"])
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 

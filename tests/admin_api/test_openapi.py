@@ -1,5 +1,9 @@
 """Property-based run of schemathesis against the published OpenAPI of the real process:
-no 5xx, and every response (status, media type, headers, body) matches the schema."""
+no 5xx, and every response (status, media type, headers, body) matches the schema.
+
+Generation is wide: valid and invalid inputs (schemathesis's positive and negative modes, NUL
+bytes allowed), and every ``date-time`` and ``date`` anywhere in years 1 to 9999 with any UTC
+offset (the strategies of the property tests), where the default formats stay near today."""
 
 from collections.abc import Iterator
 
@@ -11,6 +15,7 @@ from callback_shared.infra import Infrastructure
 from callback_shared.runtime import ServiceRuntime
 from callback_shared.settings import AdminApiSettings
 from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -19,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.admin_api.strategies import DATES, TIMES
 from tests.admin_api.support import SECRET, Tokens
 from tests.support import ServiceProcess, isolated_env, start_service
 
@@ -57,8 +63,13 @@ def published_schema() -> dict:
     return runtime.app.openapi()
 
 
+schemathesis.openapi.format("date-time", TIMES.map(lambda at: at.isoformat()))
+schemathesis.openapi.format("date", DATES.map(lambda day: day.isoformat()))
 PUBLISHED = published_schema()
 schema = schemathesis.openapi.from_dict(PUBLISHED)
+schema.config.generation.update(
+    modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], allow_x00=True
+)
 
 
 def test_the_schema_is_published_with_every_operation(admin_process):
