@@ -6,8 +6,12 @@ export interface TimePrefs {
   utc: boolean;
 }
 
+let browserZone: string | undefined;
+
+/** The browser's time zone (read once: creating a DateTimeFormat costs ~0.3 ms, once per cell). */
 export function browserTimeZone(): string {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  browserZone ??= Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  return browserZone;
 }
 
 /** The zone times are shown in: UTC, or `localZone` (default: the browser's). */
