@@ -66,7 +66,9 @@ def published_schema() -> dict:
 schemathesis.openapi.format("date-time", TIMES.map(lambda at: at.isoformat()))
 schemathesis.openapi.format("date", DATES.map(lambda day: day.isoformat()))
 PUBLISHED = published_schema()
-schema = schemathesis.openapi.from_dict(PUBLISHED)
+#: the live updates stream never ends by itself: tests/admin_api/test_live_events.py covers it
+LIVE_EVENTS = "/api/v1/callbacks/events"
+schema = schemathesis.openapi.from_dict(PUBLISHED).exclude(path=LIVE_EVENTS)
 schema.config.generation.update(
     modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], allow_x00=True
 )
@@ -81,6 +83,7 @@ def test_the_schema_is_published_with_every_operation(admin_process):
     assert operations == {
         ("POST", "/api/v1/callbacks"),
         ("GET", "/api/v1/callbacks"),
+        ("GET", LIVE_EVENTS),
         ("GET", "/api/v1/callbacks/{callback_id}"),
         ("POST", "/api/v1/callbacks/{callback_id}/reschedule"),
         ("POST", "/api/v1/callbacks/{callback_id}/cancel"),

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from callback_shared.kafka import ensure_topics
 from callback_shared.mongo import ensure_indexes
+
+from tests.console.support import CHROMIUM, DIST
 
 
 @pytest.fixture
@@ -10,3 +14,12 @@ async def bootstrapped(settings, db):
     """Topics and indexes exist before the services start."""
     await ensure_topics(settings, "tests")
     await ensure_indexes(db)
+
+
+@pytest.fixture
+def browser_and_build() -> None:
+    """The built console and Debian's Chromium are there (.ci/run installs both)."""
+    assert (DIST / "index.html").is_file(), (
+        "build the console first: cd services/admin-console && npm ci && npm run build"
+    )
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (apt-get install -y chromium)"

@@ -6,110 +6,34 @@ system: admin-api serving the built console, scheduler, routing-sim, state-track
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from callback_admin_api.tokens import mint_token
 from callback_shared.mongo import CALLBACKS, SERVICES
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from tests.admin_api.support import SECRET, SUPERVISOR, Tokens, stored_callback
-from tests.console.openapi_doc import CONSOLE, ROOT
-from tests.support import ServiceProcess, start_service
+from tests.console.support import (
+    SETTINGS,
+    WAIT,
+    bearer,
+    chromium,
+    create_immediate,
+    row,
+    running,
+    set_range,
+    shot,
+    sign_in,
+    start_platform,
+)
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-DIST = CONSOLE / "dist"
-SHOTS = ROOT / "docs" / "console"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PROFILES = {
-    "fast": {
-        "agents": 2,
-        "handle_seconds_min": 0.2,
-        "handle_seconds_max": 0.4,
-        "dial_seconds": 0.1,
-        "dial_failure_probability": 0.0,
-        "abandon_probability": 0.0,
-        "heartbeat_seconds": 1.0,
-    },
-    "other": {
-        "agents": 1,
-        "handle_seconds_min": 0.2,
-        "handle_seconds_max": 0.4,
-        "dial_seconds": 0.1,
-        "dial_failure_probability": 0.0,
-        "abandon_probability": 0.0,
-        "heartbeat_seconds": 1.0,
-    },
-}
-SETTINGS = {"guards": {"duplicate_check": "off", "max_requests_per_number_per_day": None}}
 IMMEDIATE_NUMBER, SCHEDULED_NUMBER = "+14155550101", "+14155550102"
 OTHER_NUMBER, OVERDUE_NUMBER = "+14155550103", "+14155550104"
 DRAFT_NUMBER = "+14155550105"
-WAIT = 30_000  # ms: the table refreshes every 5 s
-
-
-def start_platform(env: dict[str, str], tmp_path: Path) -> dict[str, ServiceProcess]:
-    sim = {"ROUTING_SIM_SEED": "7", "ROUTING_SIM_SERVICES": json.dumps(PROFILES)}
-    return {
-        "admin-api": start_service(
-            "admin-api",
-            env,
-            tmp_path,
-            JWT_SECRET=SECRET,
-            JWT_LEEWAY_SECONDS="0",
-            ADMIN_CONSOLE_DIR=str(DIST),
-        ),
-        "scheduler": start_service("scheduler", env, tmp_path),
-        "routing-sim": start_service("routing-sim", env, tmp_path, **sim),
-        "state-tracker": start_service("state-tracker", env, tmp_path),
-        "exporter": start_service("exporter", env, tmp_path),
-    }
-
-
-async def shot(page: Page, name: str) -> None:
-    if os.environ.get("CONSOLE_SCREENSHOTS") == "1":
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(SHOTS / f"{name}.png"))
-
-
-def row(page: Page, number: str):
-    return page.locator("table.callbacks tbody tr[data-callback-id]", has_text=number)
-
-
-async def sign_in(page: Page, url: str, token: str) -> None:
-    await page.goto(f"{url}/console/#token={token}")
-    await expect(page.get_by_role("tab", name="Callback")).to_be_visible()
-    assert "token" not in page.url, "the token stays out of the address bar"
-    stored = await page.evaluate("Object.values(sessionStorage).join(' ')")
-    assert token in stored
-
-
-async def set_range(page: Page, label: str) -> None:
-    await page.get_by_label("Date range").select_option(label=label)
-
-
-@pytest.fixture
-def browser_and_build() -> None:
-    """The built console and Debian's Chromium are there (.ci/run installs both)."""
-    assert (DIST / "index.html").is_file(), (
-        "build the console first: cd services/admin-console && npm ci && npm run build"
-    )
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (apt-get install -y chromium)"
 
 
 @pytest.mark.timeout(300)
@@ -125,58 +49,45 @@ async def test_the_console_on_the_real_system(env, db, bootstrapped, browser_and
     await db[CALLBACKS].insert_many([overdue, other])
 
     tokens = Tokens()
-    token = lambda header: header["Authorization"].removeprefix("Bearer ")  # noqa: E731
-    supervisor = token(tokens.supervisor(sub="sam"))
-    monitor = token(tokens.monitor(sub="mona"))
-    fast_only = token(tokens.supervisor("fast", sub="fiona"))
+    supervisor = bearer(tokens.supervisor(sub="sam"))
+    monitor = bearer(tokens.monitor(sub="mona"))
+    fast_only = bearer(tokens.supervisor("fast", sub="fiona"))
 
-    processes = start_platform(env, tmp_path)
-    try:
-        for process in processes.values():
-            await asyncio.to_thread(process.wait_ready)
-        url = processes["admin-api"].url
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-            try:
-                context = await browser.new_context(
-                    viewport={"width": 1280, "height": 800}, timezone_id="Europe/Berlin"
-                )
-                page = await context.new_page()
-                await supervise(page, url, supervisor)
-                await context.close()
+    async with running(start_platform(env, tmp_path)) as url, chromium() as browser:
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": 800}, timezone_id="Europe/Berlin"
+        )
+        page = await context.new_page()
+        await supervise(page, url, supervisor)
+        await context.close()
 
-                context = await browser.new_context(viewport={"width": 1280, "height": 800})
-                page = await context.new_page()
-                await sign_in(page, url, monitor)
-                await expect(row(page, OVERDUE_NUMBER)).to_be_visible(timeout=WAIT)
-                await expect(page.get_by_role("button", name="+ Create Callback")).to_have_count(0)
-                for action in ("^Edit ", "^Recreate "):
-                    buttons = page.get_by_role("button", name=re.compile(action))
-                    await expect(buttons).to_have_count(0)
-                await context.close()
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        page = await context.new_page()
+        await sign_in(page, url, monitor)
+        await expect(row(page, OVERDUE_NUMBER)).to_be_visible(timeout=WAIT)
+        await expect(page.get_by_role("button", name="+ Create Callback")).to_have_count(0)
+        for action in ("^Edit ", "^Recreate "):
+            buttons = page.get_by_role("button", name=re.compile(action))
+            await expect(buttons).to_have_count(0)
+        await context.close()
 
-                context = await browser.new_context(viewport={"width": 1280, "height": 800})
-                page = await context.new_page()
-                await sign_in(page, url, fast_only)
-                await expect(row(page, IMMEDIATE_NUMBER)).to_be_visible(timeout=WAIT)
-                table = await page.locator("table.callbacks").inner_text()
-                assert "other" not in table and "quiet" not in table
-                assert OTHER_NUMBER not in table and OVERDUE_NUMBER not in table
-                await page.get_by_role("tab", name="Tools").click()
-                await page.get_by_label("Callback ID or phone number").fill(OTHER_NUMBER)
-                await page.get_by_role("button", name="Search", exact=True).click()
-                await expect(page.get_by_text("No callback found.")).to_be_visible()
-                await context.close()
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        page = await context.new_page()
+        await sign_in(page, url, fast_only)
+        await expect(row(page, IMMEDIATE_NUMBER)).to_be_visible(timeout=WAIT)
+        table = await page.locator("table.callbacks").inner_text()
+        assert "other" not in table and "quiet" not in table
+        assert OTHER_NUMBER not in table and OVERDUE_NUMBER not in table
+        await page.get_by_role("tab", name="Tools").click()
+        await page.get_by_label("Callback ID or phone number").fill(OTHER_NUMBER)
+        await page.get_by_role("button", name="Search", exact=True).click()
+        await expect(page.get_by_text("No callback found.")).to_be_visible()
+        await context.close()
 
-                context = await browser.new_context(viewport={"width": 1280, "height": 800})
-                page = await context.new_page()
-                await lapsed_sign_in_keeps_the_draft(page, url, supervisor)
-                await context.close()
-            finally:
-                await browser.close()
-    finally:
-        for process in processes.values():
-            process.terminate()
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        page = await context.new_page()
+        await lapsed_sign_in_keeps_the_draft(page, url, supervisor)
+        await context.close()
 
 
 async def supervise(page: Page, url: str, token: str) -> None:
@@ -194,12 +105,7 @@ async def supervise(page: Page, url: str, token: str) -> None:
     assert (await tooltip.inner_text()).strip()
 
     # create an immediate callback; the table follows it to COMPLETED (AGENT)
-    await page.get_by_role("button", name="+ Create Callback").click()
-    dialog = page.get_by_role("dialog", name="Create Callback")
-    await dialog.get_by_label("Service").fill("fast")
-    await dialog.get_by_label("Customer number").fill(IMMEDIATE_NUMBER)
-    await dialog.get_by_role("button", name="Create", exact=True).click()
-    await expect(dialog).to_have_count(0)
+    await create_immediate(page, "fast", IMMEDIATE_NUMBER)
     done = row(page, IMMEDIATE_NUMBER)
     await expect(done).to_contain_text("COMPLETED", timeout=WAIT)
     await expect(done).to_contain_text("(AGENT)")
@@ -305,7 +211,7 @@ async def lapsed_sign_in_keeps_the_draft(page: Page, url: str, fresh: str) -> No
     dialog = page.get_by_role("dialog", name="Create Callback")
     await dialog.get_by_label("Service").fill("fast")
     await dialog.get_by_label("Customer number").fill(DRAFT_NUMBER)
-    # the token lapses: the next refresh of the table is refused (401)
+    # the token lapses: the live stream ends, and its reconnect and the list are refused (401)
     heading = page.get_by_role("heading", name="Sign in to the Callback console")
     await expect(heading).to_be_visible(timeout=WAIT)
     await expect(page.get_by_role("alert")).to_contain_text("what you were typing is kept")

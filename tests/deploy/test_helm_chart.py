@@ -297,8 +297,36 @@ def test_every_workload_gets_valid_settings_of_its_service(rendered):
 
 def test_admin_api_can_verify_tokens(rendered):
     plain, from_secret = resolved_env(rendered, rendered.by_component("Deployment")["admin-api"])
-    keys = {"JWT_SECRET", "JWT_PUBLIC_KEY"} & (set(plain) | set(from_secret))
+    keys = {"JWT_SECRET", "JWT_PUBLIC_KEY", "OIDC_ISSUER"} & (set(plain) | set(from_secret))
     assert keys, "without a key every API request is refused"
+
+
+def test_oidc_values_become_admin_api_settings(tools, tmp_path):
+    issuer = "https://sso.example.com/realms/contact-centre"
+    values = {
+        "adminApi.oidc.issuer": issuer,
+        "adminApi.oidc.audience": "callback-admin-api",
+        "adminApi.oidc.clientId": "callback-console",
+        "adminApi.oidc.rolesClaim": "realm_access.roles",
+    }
+    args = [arg for name, value in values.items() for arg in ("--set", f"{name}={value}")]
+    path = tmp_path / "oidc.yaml"
+    path.write_text(helm_template(tools, *args).stdout)
+    docs = [d for d in tools.yaml_documents(path) if d["kind"] == "ConfigMap"]
+    by_component = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in docs}
+    admin = by_component["admin-api"]["data"]
+    assert admin["OIDC_ISSUER"] == issuer and admin["OIDC_AUDIENCE"] == "callback-admin-api"
+    assert admin["OIDC_CLIENT_ID"] == "callback-console"
+    assert admin["OIDC_ROLES_CLAIM"] == "realm_access.roles"
+    assert admin["OIDC_SERVICES_CLAIM"] == "services" and admin["OIDC_SCOPE"] == "openid"
+    assert not any("OIDC_ISSUER" in d["data"] for k, d in by_component.items() if k != "admin-api")
+    # an issuer without an audience, or over http, is refused at render time
+    no_audience = helm_template(tools, "--set", f"adminApi.oidc.issuer={issuer}", check=False)
+    assert no_audience.returncode != 0 and "adminApi.oidc.audience" in no_audience.stderr
+    plain_http = helm_template(
+        tools, *args, "--set", "adminApi.oidc.issuer=http://sso.example.com", check=False
+    )
+    assert plain_http.returncode != 0 and "issuer" in plain_http.stderr
 
 
 def test_a_generated_secret_is_random_and_long_enough(tools):

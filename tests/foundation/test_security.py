@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 
-from tests.foundation.test_secure_kafka import issue_server_cert, make_ca
+from tests.foundation.certs import issue_server_cert, make_ca
 
 SECRET = "s3cr3t-value-never-shown"
 BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "MONGODB_URL": "mongodb://127.0.0.1:27017"}
@@ -286,3 +286,33 @@ def test_unusable_pem_files_are_named(monkeypatch, tmp_path, pem_files):
         KAFKA_SSL_KEYFILE=str(junk),
     )
     assert "KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE: no usable PEM" in message
+
+
+def test_an_encrypted_client_key_with_its_password(monkeypatch, tmp_path, pem_files):
+    ca_key, ca_cert = make_ca("unit CA")
+    key, cert = issue_server_cert(ca_key, ca_cert)
+    locked = tmp_path / "locked.key"
+    locked.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(SECRET.encode()),
+        )
+    )
+    cert_file = tmp_path / "locked.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    tls = {
+        "KAFKA_SECURITY_PROTOCOL": "SSL",
+        "KAFKA_SSL_CAFILE": str(pem_files["ca"]),
+        "KAFKA_SSL_CERTFILE": str(cert_file),
+        "KAFKA_SSL_KEYFILE": str(locked),
+    }
+    message = error(monkeypatch, **tls, KAFKA_SSL_KEY_PASSWORD="wrong-" + SECRET)
+    assert "KAFKA_SSL_KEY_PASSWORD" in message
+    password_file = tmp_path / "key-password"
+    password_file.write_text(SECRET + "\n")
+    settings = load(monkeypatch, **tls, KAFKA_SSL_KEY_PASSWORD_FILE=str(password_file))
+    assert settings.kafka_ssl_key_password is not None
+    assert settings.kafka_ssl_key_password.get_secret_value() == SECRET
+    assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
+    assert kafka_client_options(settings)["ssl_context"] is not None

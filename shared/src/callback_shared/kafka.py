@@ -64,6 +64,11 @@ def kafka_ssl_context(settings: PlatformSettings) -> ssl.SSLContext | None:
         cafile=settings.kafka_ssl_cafile,
         certfile=settings.kafka_ssl_certfile,
         keyfile=settings.kafka_ssl_keyfile,
+        password=(
+            settings.kafka_ssl_key_password.get_secret_value()
+            if settings.kafka_ssl_key_password
+            else None
+        ),
     )
     return context
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from callback_shared.settings import PlatformSettings
 
@@ -129,6 +130,42 @@ def make_mongo_client(settings: PlatformSettings, **options: Any) -> AsyncMongoC
     return AsyncMongoClient(
         settings.mongodb_url, tz_aware=True, uuidRepresentation="standard", **options
     )
+
+
+#: MongoDB's codes for "who you are is not accepted": AuthenticationFailed, Unauthorized
+_REFUSED_CODES = {18, 13}
+_UNTRUSTED = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
+
+
+class MongoAccessDenied(Exception):
+    """MongoDB answered but refused this client (wrong credentials, or a server certificate
+    that ``MONGODB_TLS_CA_FILE`` does not vouch for): a setting is wrong, retrying will not
+    help. The message is one line and holds no secret (never the URL, which may hold one)."""
+
+
+async def check_mongo_access(client: AsyncMongoClient[Document]) -> None:
+    """Ping MongoDB; a refusal raises :class:`MongoAccessDenied`, anything else is transient."""
+    try:
+        await client.admin.command("ping")
+    except OperationFailure as exc:
+        if exc.code in _REFUSED_CODES:
+            raise MongoAccessDenied(
+                f"MongoDB {_servers(client)}: authentication failed (check the credentials "
+                "in MONGODB_URL)"
+            ) from None
+        raise
+    except ServerSelectionTimeoutError as exc:
+        if any(sign in str(exc) for sign in _UNTRUSTED):
+            raise MongoAccessDenied(
+                f"MongoDB {_servers(client)}: server certificate not trusted "
+                "(check MONGODB_TLS_CA_FILE)"
+            ) from None
+        raise
+
+
+def _servers(client: AsyncMongoClient[Document]) -> str:
+    addresses = client.topology_description.server_descriptions()
+    return ",".join(f"{host}:{port}" for host, port in addresses) or "(no server)"
 
 
 def database(

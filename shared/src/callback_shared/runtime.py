@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -41,7 +42,14 @@ from callback_shared.kafka import (
     raw_body,
 )
 from callback_shared.log import configure_logging
-from callback_shared.mongo import Document, database, ensure_indexes, make_mongo_client
+from callback_shared.mongo import (
+    Document,
+    MongoAccessDenied,
+    check_mongo_access,
+    database,
+    ensure_indexes,
+    make_mongo_client,
+)
 from callback_shared.settings import CONFIG_ERROR_EXIT_CODE, PlatformSettings
 
 ReadyHook = Callable[["ServiceRuntime"], Awaitable[None]]
@@ -80,9 +88,13 @@ class ServiceRuntime:
         self.mongo = make_mongo_client(settings)
         self.db: AsyncDatabase[Document] = database(self.mongo, settings)
         self.connected = asyncio.Event()
+        #: set when the service begins to stop (SIGTERM, or the app's shutdown): long-lived
+        #: responses (live updates) end on it, so the HTTP server does not wait for them
+        self.stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ready_hooks: list[ReadyHook] = []
         self._stop_hooks: list[ReadyHook] = []
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()  # running ones: a task leaves when done
         self.app = FastAPI(title=title or name, lifespan=self._lifespan)
         self._add_probes()
 
@@ -134,7 +146,8 @@ class ServiceRuntime:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         task.add_done_callback(self._report_crash)
-        self._tasks.append(task)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return task
 
     def _report_crash(self, task: asyncio.Task[Any]) -> None:
@@ -146,7 +159,7 @@ class ServiceRuntime:
     async def _connect(self) -> None:
         try:
             await self._connect_with_backoff()
-        except KafkaAccessDenied as exc:
+        except (KafkaAccessDenied, MongoAccessDenied) as exc:
             # a wrong password or an untrusted certificate: retrying cannot help; one line, and
             # the process ends (the HTTP server is not stopped cleanly: nothing is connected)
             self.log.error(f"cannot start: {exc}")
@@ -156,7 +169,7 @@ class ServiceRuntime:
         async for attempt in AsyncRetrying(
             wait=wait_exponential_jitter(multiplier=0.2, max=5),
             retry=retry_if_exception_type(Exception)
-            & retry_if_not_exception_type(KafkaAccessDenied),
+            & retry_if_not_exception_type((KafkaAccessDenied, MongoAccessDenied)),
             before_sleep=lambda state: self.log.warning(
                 "dependencies not reachable yet, retrying",
                 attempt=state.attempt_number,
@@ -164,7 +177,7 @@ class ServiceRuntime:
             ),
         ):
             with attempt:
-                await self.mongo.admin.command("ping")
+                await check_mongo_access(self.mongo)
                 await ensure_indexes(self.db)
                 await check_kafka_access(self.settings)
                 await ensure_topics(self.settings, self.name)
@@ -177,6 +190,11 @@ class ServiceRuntime:
             await hook(self)
         self.connected.set()
         self.log.info("service ready")
+
+    def request_stop(self) -> None:
+        """Set :attr:`stopping` (safe from a signal handler)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.stopping.set)
 
     async def is_ready(self) -> dict[str, bool]:
         checks = {"started": self.connected.is_set(), "mongodb": False, "kafka": False}
@@ -191,11 +209,13 @@ class ServiceRuntime:
     @contextlib.asynccontextmanager
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
         self.log.info("service starting", http_port=self.settings.http_port)
+        self._loop = asyncio.get_running_loop()
         connect = asyncio.create_task(self._connect(), name="connect")
         try:
             yield
         finally:
             self.log.info("service stopping")
+            self.stopping.set()
             connect.cancel()
             if self.connected.is_set() and self._stop_hooks:
                 try:
@@ -247,7 +267,20 @@ def serve(runtime: ServiceRuntime) -> None:
     # uvicorn re-raises the signal it stopped on once it is done; the graceful stop it just made
     # is a normal end, so SIGTERM then means exit code 0.
     signal.signal(signal.SIGTERM, _exit_normally)
-    uvicorn.Server(config).run()
+    _Server(config, runtime).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn waits for open responses to end before the app's shutdown runs: the runtime
+    hears of the stop at once (:attr:`ServiceRuntime.stopping`), so streams end first."""
+
+    def __init__(self, config: uvicorn.Config, runtime: ServiceRuntime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self.runtime.request_stop()
 
 
 def _exit_normally(signum: int, frame: object) -> None:

@@ -6,9 +6,12 @@ the field names in upper case (``KAFKA_BOOTSTRAP_SERVERS``, ``MONGODB_URL``, ...
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 import sys
+from pathlib import Path
 from typing import Literal, NoReturn, Self, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -104,6 +107,16 @@ class PlatformSettings(BaseSettings):
     kafka_ssl_keyfile: FilePath | None = Field(
         None, description="PEM private key of KAFKA_SSL_CERTFILE, if not in that file."
     )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None,
+        description="Password of an encrypted client private key (or KAFKA_SSL_KEY_PASSWORD_FILE);"
+        " never logged.",
+    )
+    kafka_ssl_key_password_file: FilePath | None = Field(
+        None,
+        description="File holding KAFKA_SSL_KEY_PASSWORD (a mounted Secret), read once at start; "
+        "takes precedence over the variable.",
+    )
 
     topic_due_callbacks: str = Field("callbacks.due", description="Due callbacks (scheduler).")
     topic_routing_events: str = Field(
@@ -176,16 +189,12 @@ class PlatformSettings(BaseSettings):
     @model_validator(mode="after")
     def _kafka_security(self) -> Self:
         protocol = self.kafka_security_protocol
-        if self.kafka_sasl_password_file is not None:
-            try:
-                secret = self.kafka_sasl_password_file.read_text().rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise ValueError(f"KAFKA_SASL_PASSWORD_FILE: cannot be read ({reason})") from None
-            if not secret:
-                raise ValueError("KAFKA_SASL_PASSWORD_FILE: the file is empty")
-            # frozen model: the secret read at start replaces the variable's (if any)
-            object.__setattr__(self, "kafka_sasl_password", SecretStr(secret))
+        for secret_field in ("kafka_sasl_password", "kafka_ssl_key_password"):
+            path = getattr(self, f"{secret_field}_file")
+            if path is not None:
+                # frozen model: the secret read at start replaces the variable's (if any)
+                secret = _read_secret(path, f"{secret_field.upper()}_FILE")
+                object.__setattr__(self, secret_field, secret)
         if protocol.startswith("SASL_"):
             if not self.kafka_sasl_username:
                 raise ValueError(f"KAFKA_SASL_USERNAME: required with {protocol}")
@@ -217,14 +226,31 @@ class PlatformSettings(BaseSettings):
             except (ssl.SSLError, OSError) as exc:
                 raise ValueError(f"KAFKA_SSL_CAFILE: no usable PEM certificate ({exc})") from None
         if self.kafka_ssl_certfile is not None:
+            key_password = self.kafka_ssl_key_password
             try:
-                context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+                context.load_cert_chain(
+                    self.kafka_ssl_certfile,
+                    self.kafka_ssl_keyfile,
+                    key_password.get_secret_value() if key_password else None,
+                )
             except (ssl.SSLError, OSError) as exc:
                 raise ValueError(
-                    f"KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE: no usable PEM certificate and key "
-                    f"({exc})"
+                    f"KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE: no usable PEM certificate and key, "
+                    f"or a wrong KAFKA_SSL_KEY_PASSWORD ({exc})"
                 ) from None
         return self
+
+
+def _read_secret(path: Path, name: str) -> SecretStr:
+    """A secret from a file (a mounted Secret): its text, without the trailing newline."""
+    try:
+        secret = path.read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"{name}: cannot be read ({reason})") from None
+    if not secret:
+        raise ValueError(f"{name}: the file is empty")
+    return SecretStr(secret)
 
 
 class SchedulerSettings(PlatformSettings):
@@ -285,6 +311,68 @@ class AdminApiSettings(PlatformSettings):
     jwt_leeway_seconds: float = Field(
         10, ge=0, le=300, description="Clock skew tolerated on `exp`, `nbf` and `iat`."
     )
+    oidc_issuer: str | None = Field(
+        None,
+        description="OpenID Connect issuer (exactly its `iss`, e.g. "
+        "https://sso.example.com/realms/contact-centre). Tokens it issued are verified with the "
+        "keys it publishes (discovery, then its JWKS), alongside JWT_SECRET/JWT_PUBLIC_KEY "
+        "tokens. https, or http on a loopback address (local testing).",
+    )
+    oidc_audience: str | None = Field(
+        None,
+        description="Required `aud` of the issuer's access tokens (required with OIDC_ISSUER): "
+        "the identifier the identity provider gives this API.",
+    )
+    oidc_client_id: str | None = Field(
+        None,
+        description="The admin console's public client at the issuer (no secret; "
+        "Authorization Code with PKCE, redirect URI: the console's own address, ending in "
+        "/console/). With it the console signs users in at the issuer; without it, with pasted "
+        "tokens.",
+    )
+    oidc_scope: str = Field(
+        "openid", description="Scopes the console asks for (space-separated, with `openid`)."
+    )
+    oidc_resource: str | None = Field(
+        None,
+        description="Resource indicator (RFC 8707) the console asks tokens for, for identity "
+        "providers that issue a JWT access token per resource; usually OIDC_AUDIENCE. Unset: "
+        "none sent (Keycloak sets the audience with a mapper instead).",
+    )
+    oidc_username_claim: str = Field(
+        "sub",
+        description="Claim of the issuer's tokens naming the user (recorded as the actor), "
+        "e.g. `preferred_username`.",
+    )
+    oidc_roles_claim: str = Field(
+        "roles",
+        description="Claim of the issuer's tokens listing the user's roles; a dotted path "
+        "reaches a nested claim (Keycloak realm roles: `realm_access.roles`). A claim whose own "
+        "name has dots (`https://example.com/roles`) is found by its whole name first.",
+    )
+    oidc_services_claim: str = Field(
+        "services",
+        description="Claim of the issuer's tokens listing the services (virtual queues) granted "
+        "to the user, `*` for all; a dotted path like OIDC_ROLES_CLAIM.",
+    )
+    oidc_jwks_cache_seconds: float = Field(
+        300,
+        gt=0,
+        le=86_400,
+        description="How long the issuer's published keys (JWKS) are used before they are "
+        "fetched again.",
+    )
+    oidc_jwks_refetch_cooldown_seconds: float = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="A token signed with a key id not in the cached JWKS (a rotated key) makes "
+        "admin-api fetch the keys again, at most once per this long (unknown key ids cannot "
+        "make it flood the issuer).",
+    )
+    oidc_http_timeout_seconds: float = Field(
+        5, gt=0, le=60, description="Timeout of each request to the issuer (discovery, JWKS)."
+    )
     admin_max_body_bytes: int = Field(
         1_048_576,
         ge=1024,
@@ -298,6 +386,25 @@ class AdminApiSettings(PlatformSettings):
         description="Longest a command waits for Kafka to acknowledge its events before it "
         "answers; the change is stored with them, and the outbox relay delivers what was not "
         "acknowledged.",
+    )
+    admin_live_heartbeat_seconds: float = Field(
+        15,
+        gt=0,
+        le=300,
+        description="Live updates (GET /api/v1/callbacks/events): a comment line is sent after "
+        "this long without an event, so proxies keep the connection open.",
+    )
+    admin_live_queue_size: int = Field(
+        1000,
+        ge=1,
+        description="Live updates: events waiting for one client at most; a client that falls "
+        "further behind is sent `reload` and disconnected (the others are not slowed).",
+    )
+    admin_live_resume_max_events: int = Field(
+        10_000,
+        ge=0,
+        description="Live updates: most events replayed to a client resuming with "
+        "Last-Event-ID; a longer gap is answered with `reload` (read the list again).",
     )
 
     @field_validator("jwt_secret")
@@ -313,6 +420,47 @@ class AdminApiSettings(PlatformSettings):
         if value is not None and "-----BEGIN PUBLIC KEY-----" not in value:
             raise ValueError("must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
         return value
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlsplit(value.strip())
+        if url.scheme not in ("https", "http") or not url.hostname or url.query or url.fragment:
+            raise ValueError("must be the issuer's https:// URL (no query, no fragment)")
+        if url.scheme == "http" and not _loopback(url.hostname):
+            raise ValueError("must use https (http only for an issuer on a loopback address)")
+        return value.strip()
+
+    @field_validator("oidc_username_claim", "oidc_roles_claim", "oidc_services_claim")
+    @classmethod
+    def _claim_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a claim")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _oidc(self) -> Self:
+        if self.oidc_issuer is None:
+            for name in ("oidc_audience", "oidc_client_id", "oidc_resource"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name.upper()}: needs OIDC_ISSUER")
+            return self
+        if not self.oidc_audience:
+            raise ValueError("OIDC_AUDIENCE: required with OIDC_ISSUER")
+        if "openid" not in self.oidc_scope.split():
+            raise ValueError("OIDC_SCOPE: must include openid")
+        return self
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ExporterSettings(PlatformSettings):

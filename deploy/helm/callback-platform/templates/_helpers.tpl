@@ -92,7 +92,7 @@ app.kubernetes.io/component: {{ kebabcase .key }}
 {{- end -}}
 {{- end -}}
 {{- if $kafka.secretName -}}
-{{- range $setting, $key := dict "KAFKA_SSL_CAFILE" $kafka.caKey "KAFKA_SASL_PASSWORD_FILE" $kafka.passwordKey "KAFKA_SSL_CERTFILE" $kafka.certKey "KAFKA_SSL_KEYFILE" $kafka.keyKey -}}
+{{- range $setting, $key := dict "KAFKA_SSL_CAFILE" $kafka.caKey "KAFKA_SASL_PASSWORD_FILE" $kafka.passwordKey "KAFKA_SSL_CERTFILE" $kafka.certKey "KAFKA_SSL_KEYFILE" $kafka.keyKey "KAFKA_SSL_KEY_PASSWORD_FILE" $kafka.keyPasswordKey -}}
 {{- if $key -}}
 {{- $_ := set $config $setting (printf "/etc/callback-platform/kafka/%s" $key) -}}
 {{- end -}}
@@ -110,6 +110,26 @@ app.kubernetes.io/component: {{ kebabcase .key }}
 {{- $_ := set $config $name $value -}}
 {{- end -}}
 {{- toYaml $config -}}
+{{- end -}}
+
+{{/* admin-api's sign-in at an OpenID Connect issuer (adminApi.oidc) as settings; {} when off. */}}
+{{- define "callback-platform.oidcConfig" -}}
+{{- $oidc := .Values.adminApi.oidc | default dict -}}
+{{- if $oidc.issuer -}}
+{{- $config := dict
+  "OIDC_ISSUER" $oidc.issuer
+  "OIDC_AUDIENCE" (required "adminApi.oidc.audience is required with adminApi.oidc.issuer" $oidc.audience)
+  "OIDC_SCOPE" ($oidc.scope | default "openid")
+  "OIDC_USERNAME_CLAIM" ($oidc.usernameClaim | default "sub")
+  "OIDC_ROLES_CLAIM" ($oidc.rolesClaim | default "roles")
+  "OIDC_SERVICES_CLAIM" ($oidc.servicesClaim | default "services")
+-}}
+{{- if $oidc.clientId -}}{{- $_ := set $config "OIDC_CLIENT_ID" $oidc.clientId -}}{{- end -}}
+{{- if $oidc.resource -}}{{- $_ := set $config "OIDC_RESOURCE" $oidc.resource -}}{{- end -}}
+{{- toYaml $config -}}
+{{- else -}}
+{}
+{{- end -}}
 {{- end -}}
 
 {{/* env entries reading settings from the Secret: (dict "root" $ "names" list) */}}
@@ -163,7 +183,7 @@ capabilities:
     secretName: {{ $kafka.secretName }}
     defaultMode: 0440
     items:
-      {{- range $key := list $kafka.caKey $kafka.passwordKey $kafka.certKey $kafka.keyKey }}
+      {{- range $key := list $kafka.caKey $kafka.passwordKey $kafka.certKey $kafka.keyKey $kafka.keyPasswordKey }}
       {{- if $key }}
       - key: {{ $key }}
         path: {{ $key }}

@@ -4,16 +4,28 @@ A token carries ``sub`` (the username), ``roles`` and ``services`` (granted serv
 for all), fixed when it was issued, as the guide's permissions are fixed at login. Tokens are
 verified with the HS256 secret or the RS256 public key from the settings; any other algorithm,
 ``none`` included, is refused.
+
+Tokens whose ``iss`` is the configured OpenID Connect issuer (``OIDC_ISSUER``) are verified with
+the keys that issuer publishes instead (:class:`IssuerKeys`), and their user, roles and services
+are read from the claims the settings name (dotted paths reach nested claims).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.error import URLError
 
 import jwt
 from callback_shared.settings import AdminApiSettings
+from jwt import PyJWK, PyJWKClient, PyJWKClientConnectionError, PyJWKClientError, PyJWKSetError
 
 ALL_SERVICES = "*"
 
@@ -63,8 +75,136 @@ class InvalidToken(Exception):
     """The bearer token is missing, malformed, badly signed, expired or lacks a claim."""
 
 
+class IssuerUnavailable(Exception):
+    """The OIDC issuer's discovery document or keys cannot be had: an outage or a configuration
+    error on the server's side, not a fault of the token."""
+
+
+#: what an OIDC issuer may sign tokens with: public-key algorithms only (never HMAC, never none)
+ISSUER_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+USER_AGENT = "callback-admin-api"
+
+
+@dataclass(frozen=True)
+class ClaimNames:
+    """Which claims carry the user, the roles and the granted services (dotted paths allowed)."""
+
+    username: str = "sub"
+    roles: str = "roles"
+    services: str = "services"
+
+
+class IssuerKeys:
+    """An OpenID Connect issuer's signing keys.
+
+    Its discovery document (``<issuer>/.well-known/openid-configuration``, whose ``issuer`` must
+    be this issuer) names the JWKS; PyJWT's :class:`PyJWKClient` caches it ``cache_seconds`` and,
+    for a key id it does not hold (a rotated key), fetches it again at most once per
+    ``cooldown_seconds``. A failed discovery is retried no more often either. Fetches block: call
+    :meth:`key` off the event loop unless :meth:`cached` has the key.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        cache_seconds: float,
+        cooldown_seconds: float,
+        timeout_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.issuer = issuer
+        self._cache_seconds = cache_seconds
+        self._cooldown_seconds = cooldown_seconds
+        self._timeout = timeout_seconds
+        self._clock = clock
+        self._client: PyJWKClient | None = None
+        self._discovery_error: tuple[float, str] | None = None
+        self._lock = threading.Lock()
+
+    def cached(self, kid: str) -> PyJWK | None:
+        """The signing key ``kid`` if the cached, unexpired JWKS has it (no I/O)."""
+        client = self._client
+        jwk_set = client.jwk_set_cache.get() if client and client.jwk_set_cache else None
+        if jwk_set is None:
+            return None
+        return next((key for key in _signing_keys(jwk_set.keys) if key.key_id == kid), None)
+
+    def key(self, kid: str) -> PyJWK:
+        """The signing key ``kid``, fetching the JWKS when the cache lapsed or lacks it."""
+        client = self._jwks_client()
+        try:
+            return client.get_signing_key(kid)
+        except PyJWKClientConnectionError as exc:
+            raise IssuerUnavailable(f"the issuer's keys cannot be fetched: {exc}") from None
+        except (PyJWKClientError, PyJWKSetError) as exc:
+            if client.jwk_set_cache is not None and client.jwk_set_cache.get() is not None:
+                raise InvalidToken(
+                    f"token signed with a key the issuer does not publish (kid {kid!r})"
+                ) from None
+            raise IssuerUnavailable(f"the issuer's JWKS is not usable: {exc}") from None
+
+    def _jwks_client(self) -> PyJWKClient:
+        with self._lock:
+            if self._client is not None:
+                return self._client
+            now = self._clock()
+            if self._discovery_error and now - self._discovery_error[0] < self._cooldown_seconds:
+                raise IssuerUnavailable(self._discovery_error[1])
+            try:
+                jwks_uri = self._discover()
+            except IssuerUnavailable as exc:
+                self._discovery_error = (now, str(exc))
+                raise
+            self._client = PyJWKClient(
+                jwks_uri,
+                cache_jwk_set=True,
+                lifespan=self._cache_seconds,
+                cooldown_duration=self._cooldown_seconds,
+                timeout=self._timeout,
+                headers={"User-Agent": USER_AGENT},
+            )
+            return self._client
+
+    def _discover(self) -> str:
+        url = self.issuer.rstrip("/") + DISCOVERY_PATH
+        # the issuer's scheme is https (or http on a loopback address): settings check it
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+                document = json.load(response)
+        except (URLError, TimeoutError, OSError, ValueError) as exc:
+            raise IssuerUnavailable(f"the issuer's discovery document {url}: {exc}") from None
+        if not isinstance(document, dict) or document.get("issuer") != self.issuer:
+            found = document.get("issuer") if isinstance(document, dict) else None
+            raise IssuerUnavailable(
+                f"the discovery document at {url} names the issuer {found!r}, not OIDC_ISSUER"
+            )
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+            raise IssuerUnavailable(f"the discovery document at {url} has no usable jwks_uri")
+        return jwks_uri
+
+
+def _signing_keys(keys: list[PyJWK]) -> list[PyJWK]:
+    return [key for key in keys if key.public_key_use in ("sig", None) and key.key_id]
+
+
 class TokenVerifier:
-    """Verifies bearer tokens with the keys configured in :class:`AdminApiSettings`."""
+    """Verifies bearer tokens with the keys configured in :class:`AdminApiSettings`: the HS256
+    secret, the RS256 public key, and the OIDC issuer's published keys for tokens it issued."""
 
     def __init__(self, settings: AdminApiSettings) -> None:
         self._keys: dict[str, str] = {}
@@ -75,18 +215,42 @@ class TokenVerifier:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
+        self.issuer_keys: IssuerKeys | None = None
+        if settings.oidc_issuer is not None:
+            self.issuer_keys = IssuerKeys(
+                settings.oidc_issuer,
+                cache_seconds=settings.oidc_jwks_cache_seconds,
+                cooldown_seconds=settings.oidc_jwks_refetch_cooldown_seconds,
+                timeout_seconds=settings.oidc_http_timeout_seconds,
+            )
+        self._oidc_audience = settings.oidc_audience
+        self._oidc_claims = ClaimNames(
+            username=settings.oidc_username_claim,
+            roles=settings.oidc_roles_claim,
+            services=settings.oidc_services_claim,
+        )
 
     @property
     def configured(self) -> bool:
-        return bool(self._keys)
+        return bool(self._keys) or self.issuer_keys is not None
 
     def verify(self, token: str) -> Principal:
-        if not self._keys:
-            raise InvalidToken("no token verification key is configured")
+        """The caller a token names; may fetch the issuer's keys (blocking): in a request, use
+        :meth:`verify_async`."""
+        header, issuer = _unverified(token)
+        if self.issuer_keys is not None and issuer == self.issuer_keys.issuer:
+            return self._verify_issued(token, self.issuer_keys.key(_kid(header)))
+        algorithm = header.get("alg")
+        if algorithm not in self._keys:
+            if self.issuer_keys is not None:
+                raise InvalidToken(
+                    f"token neither from the OIDC issuer (its iss: {issuer!r}) nor signed with "
+                    f"a configured key (its alg: {algorithm!r})"
+                )
+            if not self._keys:
+                raise InvalidToken("no token verification key is configured")
+            raise InvalidToken(f"token algorithm {algorithm!r} is not accepted")
         try:
-            algorithm = jwt.get_unverified_header(token).get("alg")
-            if algorithm not in self._keys:
-                raise InvalidToken(f"token algorithm {algorithm!r} is not accepted")
             claims = jwt.decode(
                 token,
                 self._keys[algorithm],
@@ -102,18 +266,76 @@ class TokenVerifier:
             raise InvalidToken(f"invalid token: {exc}") from None
         return principal_from_claims(claims)
 
+    async def verify_async(self, token: str) -> Principal:
+        """:meth:`verify`, with any fetch of the issuer's keys done in a worker thread."""
+        keys = self.issuer_keys
+        if keys is not None:
+            header, issuer = _unverified(token)
+            if issuer == keys.issuer and keys.cached(_kid(header)) is None:
+                return await asyncio.to_thread(self.verify, token)
+        return self.verify(token)
 
-def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    def _verify_issued(self, token: str, key: PyJWK) -> Principal:
+        assert self.issuer_keys is not None
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(ISSUER_ALGORITHMS),
+                options={"require": ["exp", "iss", "aud"]},
+                issuer=self.issuer_keys.issuer,
+                audience=self._oidc_audience,
+                leeway=self._leeway,
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("token expired") from None
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"invalid token: {exc}") from None
+        return principal_from_claims(claims, self._oidc_claims)
+
+
+def _unverified(token: str) -> tuple[dict[str, Any], Any]:
+    """The header and the ``iss`` of a token not yet verified (to pick the key that will)."""
+    try:
+        header = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(f"invalid token: {exc}") from None
+    return header, claims.get("iss")
+
+
+def _kid(header: dict[str, Any]) -> str:
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("token names no signing key (kid)")
+    return kid
+
+
+def claim(claims: dict[str, Any], name: str) -> Any:
+    """The claim ``name``: a claim of that whole name, else the dotted path into nested claims
+    (``realm_access.roles``); ``None`` when there is none."""
+    if name in claims:
+        return claims[name]
+    value: Any = claims
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def principal_from_claims(claims: dict[str, Any], names: ClaimNames = ClaimNames()) -> Principal:
     """Roles a token names that this API does not know are ignored."""
-    sub, roles, services = claims.get("sub"), claims.get("roles", []), claims.get("services", [])
+    sub = claim(claims, names.username)
+    roles, services = claim(claims, names.roles), claim(claims, names.services)
     if not isinstance(sub, str) or not sub.strip():
-        raise InvalidToken("claim 'sub' must be a non-empty string")
-    if isinstance(services, str):
-        services = [services]
+        raise InvalidToken(f"claim {names.username!r} must be a non-empty string")
+    roles = [] if roles is None else roles
+    services = [] if services is None else [services] if isinstance(services, str) else services
     if not _strings(roles):
-        raise InvalidToken("claim 'roles' must be a list of strings")
+        raise InvalidToken(f"claim {names.roles!r} must be a list of strings")
     if not _strings(services):
-        raise InvalidToken("claim 'services' must be a list of strings")
+        raise InvalidToken(f"claim {names.services!r} must be a list of strings")
     known = {role.value for role in Role}
     return Principal(
         username=sub,

@@ -4,7 +4,9 @@ The built files come from ``ADMIN_CONSOLE_DIR``; without it, from the repository
 ``services/admin-console/dist`` when it exists (``npm run build``), else ``/app/console`` (the
 container image). A path that is not a file gets ``index.html`` (client routes); a missing build
 gets a page saying how to build it. ``/console/config.json`` (no auth) tells the console how the
-deployment signs users in: ``token`` (pasted development tokens) until OIDC comes.
+deployment signs users in: ``oidc`` (Authorization Code with PKCE at the issuer, as the console's
+public client) when OIDC_ISSUER and OIDC_CLIENT_ID are set, else ``token`` (pasted development
+tokens), and which claims of the issuer's tokens name the user, roles and services.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from callback_shared.settings import AdminApiSettings
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
@@ -38,8 +41,22 @@ def console_dir() -> Path:
     return REPO_DIST if REPO_DIST.is_dir() else IMAGE_DIST
 
 
-def console_config() -> dict[str, Any]:
-    return {"sign_in": "token", "api_base": "/api/v1"}
+def console_config(settings: AdminApiSettings) -> dict[str, Any]:
+    """What the console needs to sign users in: public values only (no secret exists)."""
+    config: dict[str, Any] = {"sign_in": "token", "api_base": "/api/v1"}
+    if settings.oidc_issuer is None:
+        return config
+    config["issuer"] = settings.oidc_issuer
+    config["claims"] = {
+        "username": settings.oidc_username_claim,
+        "roles": settings.oidc_roles_claim,
+        "services": settings.oidc_services_claim,
+    }
+    if settings.oidc_client_id:
+        config.update(sign_in="oidc", client_id=settings.oidc_client_id, scope=settings.oidc_scope)
+        if settings.oidc_resource:
+            config["resource"] = settings.oidc_resource
+    return config
 
 
 def _file(root: Path, relative: str) -> Path | None:
@@ -52,8 +69,9 @@ def _file(root: Path, relative: str) -> Path | None:
     return candidate
 
 
-def install_console(app: FastAPI) -> None:
+def install_console(app: FastAPI, settings: AdminApiSettings) -> None:
     """Add the console's routes (not in the OpenAPI document)."""
+    sign_in = console_config(settings)
 
     @app.get(CONSOLE_PATH, include_in_schema=False)
     async def console_root() -> Response:
@@ -61,7 +79,7 @@ def install_console(app: FastAPI) -> None:
 
     @app.get(f"{CONSOLE_PATH}/config.json", include_in_schema=False)
     async def config() -> dict[str, Any]:
-        return console_config()
+        return sign_in
 
     @app.get(CONSOLE_PATH + "/{path:path}", include_in_schema=False)
     async def console_file(path: str) -> Response:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from callback_admin_api.auth import InvalidToken, Permission, Principal
+from callback_admin_api.auth import InvalidToken, IssuerUnavailable, Permission, Principal
 from callback_admin_api.context import AdminApi
 from callback_admin_api.problems import Forbidden, ServiceUnavailable, Unauthorized
 
@@ -31,9 +31,11 @@ async def current_principal(
     if credentials is None:
         raise Unauthorized("an Authorization: Bearer <token> header is required")
     try:
-        return api.verifier.verify(credentials.credentials)
+        return await api.verifier.verify_async(credentials.credentials)
     except InvalidToken as exc:
         raise Unauthorized(str(exc)) from None
+    except IssuerUnavailable as exc:
+        raise ServiceUnavailable(f"tokens cannot be verified now: {exc}") from None
 
 
 def permitted(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:

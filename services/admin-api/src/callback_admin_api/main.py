@@ -15,6 +15,7 @@ from callback_admin_api.bulk import relay_loop
 from callback_admin_api.console import install_console
 from callback_admin_api.context import AdminApi
 from callback_admin_api.limits import BodyLimit
+from callback_admin_api.live import LifecycleFeed, document_stream
 from callback_admin_api.problems import PROBLEM_JSON, Problem, install_problem_handlers
 from callback_admin_api.repository import Repository
 from callback_admin_api.routes import API_PREFIX, ROUTERS
@@ -41,21 +42,38 @@ def build(runtime: ServiceRuntime) -> None:
         spawn=runtime.spawn,
     )
     if not api.verifier.configured:
-        runtime.log.warning("neither JWT_SECRET nor JWT_PUBLIC_KEY is set: every API call is 401")
+        runtime.log.warning(
+            "none of JWT_SECRET, JWT_PUBLIC_KEY, OIDC_ISSUER is set: every API call is 401"
+        )
+    if settings.oidc_issuer is not None:
+        runtime.log.info(
+            "tokens of the OIDC issuer are verified with its published keys",
+            issuer=settings.oidc_issuer,
+            console_sign_in="oidc" if settings.oidc_client_id else "token",
+        )
     app = runtime.app
     app.state.admin_api = api
     app.state.runtime = runtime
+    feed = LifecycleFeed(settings, api.repository, api.clock, runtime.spawn)
+    app.state.live_feed = feed
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.admin_max_body_bytes)
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     app.openapi = lambda: _openapi(runtime)  # type: ignore[method-assign]
-    install_console(app)  # the admin console at /console/ (static files, not in the schema)
+    install_console(app, settings)  # the admin console at /console/ (not in the schema)
 
     @runtime.on_ready
     async def start_outbox_relay(runtime: ServiceRuntime) -> None:
         runtime.spawn(api.relay.run(), "outbox-relay")
         runtime.spawn(relay_loop(api), "bulk-cancel-relay")
+        runtime.spawn(end_live_updates_on_stop(), "live-updates-stop")
+
+    async def end_live_updates_on_stop() -> None:
+        """Live update streams end as the service begins to stop (uvicorn waits for open
+        responses before the app's shutdown)."""
+        await runtime.stopping.wait()
+        await feed.close()
 
 
 def _openapi(runtime: ServiceRuntime) -> dict[str, Any]:
@@ -78,6 +96,7 @@ def _openapi(runtime: ServiceRuntime) -> dict[str, Any]:
                     content = response.get("content", {})
                     if code.startswith("4") and "application/json" in content:
                         content[PROBLEM_JSON] = content.pop("application/json")
+        document_stream(schema, f"{API_PREFIX}/callbacks/events")
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -122,6 +122,14 @@ class Repository:
     async def get(self, callback_id: UUID) -> Document | None:
         return await self.callbacks.find_one({"_id": callback_id})
 
+    async def get_many(self, callback_ids: Iterable[UUID]) -> list[Document]:
+        """The callbacks of these ids that exist, without their timeline (live updates)."""
+        wanted = list(set(callback_ids))
+        cursor = self.callbacks.find(
+            {"_id": {"$in": wanted}}, {"timeline": 0, "outbox": 0, "applied_events": 0}
+        )
+        return await cursor.to_list()
+
     async def insert(self, doc: Document) -> None:
         await self.callbacks.insert_one(doc)
 

@@ -19,7 +19,7 @@ from callback_shared.states import CallbackState
 from fastapi import APIRouter, Body, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from callback_admin_api import bulk, commands, queries
+from callback_admin_api import bulk, commands, live, queries
 from callback_admin_api.deps import Api, Configurer, Exporter, Operator, Reader
 from callback_admin_api.listing import RangePreset, SearchField
 from callback_admin_api.problems import problem_responses
@@ -311,4 +311,5 @@ async def cancellation_report(
     )
 
 
-ROUTERS = [callbacks, search, services, reports]
+#: live.router first: its /callbacks/events is not a callback id
+ROUTERS = [live.router, callbacks, search, services, reports]

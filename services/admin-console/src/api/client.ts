@@ -8,6 +8,7 @@ export type SearchRow = components["schemas"]["SearchRow"];
 export type ServiceView = components["schemas"]["ServiceView"];
 export type Availability = components["schemas"]["Availability"];
 export type TimelineEntry = components["schemas"]["TimelineEntry"];
+export type LiveCallbackEvent = components["schemas"]["LiveCallbackEvent"];
 
 export type Api = ReturnType<typeof createClient<paths>>;
 

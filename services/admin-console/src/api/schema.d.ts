@@ -4,6 +4,44 @@
  */
 
 export interface paths {
+    "/api/v1/callbacks/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Live updates: changes of your services' callbacks as Server-Sent Events
+         * @description Server-Sent Events (`text/event-stream`): every change of a callback of the
+         *     services granted to you, as it happens (its lifecycle events), so a view updates in place
+         *     without reading the list again. Authenticate with the usual bearer token (any role); use
+         *     `fetch()` with a streaming body, since `EventSource` cannot send the header.
+         *
+         *     Messages:
+         *     - `event: ready`: the stream is live (sent once, after any catch-up); `data: {}`.
+         *     - `event: callback`: `data` is the JSON object described here (`LiveCallbackEvent`): the
+         *       event's kind, callback id, service, state, result, and `callback`, the record as it is now
+         *       with every view's derived fields (null if it could not be read: read it by id).
+         *     - `event: reload`: events were lost for you (you fell too far behind, or the ones you missed are
+         *       no longer kept); read your list again, then go on (the stream stays open, except when you fell
+         *       behind: then it ends; reconnect with this message's id).
+         *     - a comment line (`: keep-alive`) after `ADMIN_LIVE_HEARTBEAT_SECONDS` (15) without a message.
+         *
+         *     Every message but a comment has an `id:`, the stream's position. Reconnect with the header
+         *     `Last-Event-ID: <the last id you got>` to get what you missed first, without gap or
+         *     duplicate, as long as the topic still keeps it. The stream ends when the service stops and when
+         *     your token expires (reconnect: a 401 tells you to sign in again).
+         */
+        get: operations["callback_events_api_v1_callbacks_events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/callbacks": {
         parameters: {
             query?: never;
@@ -608,6 +646,46 @@ export interface components {
          */
         JobState: "running" | "done" | "failed";
         /**
+         * LifecycleEventKind
+         * @enum {string}
+         */
+        LifecycleEventKind: "CREATED" | "RESCHEDULED" | "STATE_CHANGED" | "CANCEL_REQUESTED" | "CANCELLED" | "CANCELLATION_REFUSED" | "RECREATED";
+        /**
+         * LiveCallbackEvent
+         * @description The data of a ``callback`` event: a change of a callback of a service granted to you.
+         */
+        LiveCallbackEvent: {
+            /**
+             * Event Id
+             * Format: uuid
+             * @description The lifecycle event's id (the same on every replica).
+             */
+            event_id: string;
+            kind: components["schemas"]["LifecycleEventKind"];
+            /**
+             * Occurred At
+             * Format: date-time
+             */
+            occurred_at: string;
+            /**
+             * Callback Id
+             * Format: uuid
+             */
+            callback_id: string;
+            /** Service Name */
+            service_name: string;
+            state: components["schemas"]["CallbackState"];
+            result: components["schemas"]["CallbackResult"] | null;
+            previous_state: components["schemas"]["CallbackState"] | null;
+            /**
+             * Desired Time
+             * Format: date-time
+             */
+            desired_time: string;
+            /** @description The record as it is when the event is sent, with every view's derived fields (no timeline); null if it could not be read (gone, or the database slow): read it with GET /api/v1/callbacks/{callback_id}. */
+            callback: components["schemas"]["CallbackView"] | null;
+        };
+        /**
          * OfficeHours
          * @description One opening of a day, in the service's local time; ``closes`` may be ``24:00``.
          */
@@ -1042,6 +1120,65 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    callback_events_api_v1_callbacks_events_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The id of the last message received: resume after it. */
+                "Last-Event-ID"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The stream (text/event-stream). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Role or service not granted */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; the problem names the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Starting, stopping, or Kafka unreachable: retry later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_callbacks_api_v1_callbacks_get: {
         parameters: {
             query?: {

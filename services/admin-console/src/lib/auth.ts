@@ -1,7 +1,36 @@
-// Development sign-in: a pasted token, or `#token=<JWT>` in the address (moved to
-// sessionStorage and removed from the address bar). The token is never logged.
+// The session: the bearer token in sessionStorage and what its claims say. Development sign-in:
+// a pasted token, or `#token=<JWT>` in the address (moved to sessionStorage and removed from the
+// address bar); production: an OIDC issuer's access token (lib/oidc.ts), whose claims may have
+// other names (nested ones as dotted paths). The token is never logged.
 
 const KEY = "callback-console.token";
+const ISSUER_KEY = "callback-console.issuer";
+
+/** Which claims name the user, the roles and the granted services (dotted paths allowed). */
+export interface ClaimNames {
+  username: string;
+  roles: string;
+  services: string;
+}
+
+/** An OIDC issuer and the claim names of the tokens it issues. */
+export interface IssuerClaims {
+  issuer: string;
+  claims: ClaimNames;
+}
+
+const DEVELOPMENT_CLAIMS: ClaimNames = { username: "sub", roles: "roles", services: "services" };
+
+/** A claim by its whole name, else by its dotted path (`realm_access.roles`), as admin-api reads it. */
+export function claim(claims: Record<string, unknown>, name: string): unknown {
+  if (name in claims) return claims[name];
+  let value: unknown = claims;
+  for (const part of name.split(".")) {
+    if (typeof value !== "object" || value === null || !(part in value)) return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
 
 export interface Session {
   token: string;
@@ -20,19 +49,21 @@ function base64UrlDecode(part: string): string {
   return new TextDecoder().decode(bytes);
 }
 
-/** The session a token gives (its claims read, not verified: the API verifies), or null. */
-export function sessionFromToken(raw: string): Session | null {
+/** The session a token gives (its claims read, not verified: the API verifies), or null. A token
+ * of `issuer` is read with its claim names, any other with the development ones. */
+export function sessionFromToken(raw: string, issuer: IssuerClaims | null = null): Session | null {
   const token = raw.trim().replace(/^Bearer\s+/i, "");
   const parts = token.split(".");
   if (parts.length !== 3) return null;
   try {
     const claims = JSON.parse(base64UrlDecode(parts[1]!)) as Record<string, unknown>;
+    const names = issuer && claims.iss === issuer.issuer ? issuer.claims : DEVELOPMENT_CLAIMS;
     const list = (v: unknown) => (Array.isArray(v) ? v.map(String) : typeof v === "string" ? [v] : []);
     return {
       token,
-      sub: String(claims.sub ?? ""),
-      roles: list(claims.roles),
-      services: list(claims.services),
+      sub: String(claim(claims, names.username) ?? ""),
+      roles: list(claim(claims, names.roles)),
+      services: list(claim(claims, names.services)),
       exp: typeof claims.exp === "number" ? claims.exp : null,
     };
   } catch {
@@ -64,8 +95,23 @@ export function takeTokenFromLocation(loc: Location, history: History, storage: 
 
 export function storedSession(storage: Storage): Session | null {
   const token = storage.getItem(KEY);
-  const session = token ? sessionFromToken(token) : null;
+  const session = token ? sessionFromToken(token, rememberedIssuer(storage)) : null;
   return session && !expired(session) ? session : null;
+}
+
+/** Keeps the issuer's claim names for the next page load (read before the config arrives). */
+export function rememberIssuer(storage: Storage, issuer: IssuerClaims | null): void {
+  if (issuer) storage.setItem(ISSUER_KEY, JSON.stringify(issuer));
+  else storage.removeItem(ISSUER_KEY);
+}
+
+function rememberedIssuer(storage: Storage): IssuerClaims | null {
+  try {
+    const raw = storage.getItem(ISSUER_KEY);
+    return raw ? (JSON.parse(raw) as IssuerClaims) : null;
+  } catch {
+    return null;
+  }
 }
 
 export function saveSession(storage: Storage, session: Session): void {

@@ -3,11 +3,14 @@ import { makeApi, type ServiceView } from "../api/client";
 import {
   canOperate,
   clearSession,
+  rememberIssuer,
   saveSession,
+  sessionFromToken,
   storedSession,
   takeTokenFromLocation,
   type Session,
 } from "../lib/auth";
+import { completeSignIn, isAuthResponse, issuerClaims, type ConsoleConfig } from "../lib/oidc";
 import { loadPrefs, savePrefs, type Prefs } from "../lib/storage";
 import { CallbackTab } from "./CallbackTab";
 import { SignIn } from "./SignIn";
@@ -30,6 +33,9 @@ export function App() {
   });
   const [signInReason, setSignInReason] = useState<string | null>(null);
   const [signInMode, setSignInMode] = useState<string>("token");
+  const [config, setConfig] = useState<ConsoleConfig | null>(null);
+  // back from the identity provider (?code=&state=): the code is exchanged once the config is in
+  const [completing, setCompleting] = useState(() => isAuthResponse(window.location));
   const [tab, setTab] = useState<Tab>(() => (location.hash === "#tools" ? "tools" : "callback"));
   const [prefs, setPrefsState] = useState<Prefs>(() => loadPrefs(localStorage, session?.sub ?? ""));
   const [services, setServices] = useState<string[]>([]);
@@ -49,9 +55,29 @@ export function App() {
 
   useEffect(() => {
     fetch("/console/config.json")
-      .then((r) => (r.ok ? r.json() : null))
-      .then((c: { sign_in?: string } | null) => c?.sign_in && setSignInMode(c.sign_in))
-      .catch(() => undefined);
+      .then((r) => (r.ok ? (r.json() as Promise<ConsoleConfig>) : null))
+      .catch(() => null)
+      .then((c) => {
+        if (!c?.sign_in) return setCompleting(false);
+        setSignInMode(c.sign_in);
+        setConfig(c);
+        const issuer = issuerClaims(c);
+        rememberIssuer(sessionStorage, issuer);
+        // a token read before the config came: read again with the issuer's claim names
+        setSession((s) => {
+          const again = s && sessionFromToken(s.token, issuer);
+          return again && JSON.stringify(again) !== JSON.stringify(s) ? again : s;
+        });
+        if (c.sign_in !== "oidc" || !isAuthResponse(window.location)) return setCompleting(false);
+        completeSignIn(c, window.location, window.history, sessionStorage)
+          .then((s) => {
+            saveSession(sessionStorage, s);
+            setSignInReason(null);
+            setSession(s);
+          })
+          .catch((e: Error) => setSignInReason(e.message))
+          .finally(() => setCompleting(false));
+      });
   }, []);
 
   const api = useMemo(
@@ -81,6 +107,8 @@ export function App() {
     return (
       <SignIn
         mode={signInMode}
+        config={config}
+        completing={completing}
         reason={signInReason}
         onSignIn={(s) => {
           saveSession(sessionStorage, s);

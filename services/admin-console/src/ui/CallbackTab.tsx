@@ -10,16 +10,18 @@ import {
   listQuery,
   type ListFilters,
 } from "../lib/filters";
+import { applyLiveEvent, pollInterval } from "../lib/live";
 import { COLUMNS, loadDraft } from "../lib/storage";
 import { browserTimeZone, displayZone, formatDuration, formatTime, wallTimeToIso } from "../lib/time";
 import type { Ctx } from "./App";
+import { BulkActions } from "./BulkCancel";
 import { CreateDialog, EditDialog, RecreateDialog, type DialogDraft } from "./Dialogs";
-import { CalendarIcon, ChevronIcon, PencilIcon, RecreateIcon, WarningIcon } from "./icons";
+import { CalendarIcon, ChevronIcon, PencilIcon, RecreateIcon } from "./icons";
+import { LiveIndicator, useLive } from "./Live";
 import { OptionsDialog } from "./Options";
+import { OverdueWarning } from "./Overdue";
 
 const PAGE_SIZE = 250;
-/** Interim until live updates (Server-Sent Events) come: the visible page is read again. */
-const AUTO_REFRESH_MS = 5000;
 
 type Open =
   | { kind: "create" }
@@ -41,6 +43,8 @@ export function CallbackTab({ ctx }: { ctx: Ctx }) {
   const [expanded, setExpanded] = useState<Record<string, boolean>>({});
   const [open, setOpen] = useState<Open>(null);
   const [notice, setNotice] = useState<string | null>(null);
+  /** Ids ticked for Cancel Selected (only those still cancellable on the page count). */
+  const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
   const cursor = cursors[cursors.length - 1] ?? null;
   const zone = displayZone(prefs);
 
@@ -58,26 +62,56 @@ export function CallbackTab({ ctx }: { ctx: Ctx }) {
 
   const applySearch = useMemo(() => debounce((q: string) => setFilters((f) => ({ ...f, q })), 300), []);
 
+  // the page as last shown, for live events arriving between renders
+  const shown = useRef<CallbackPage | null>(null);
+  const showPage = (next: CallbackPage | null) => {
+    shown.current = next;
+    setPage(next);
+  };
+
   const load = useCallback(async () => {
     setLoading(true);
     const query = listQuery(filters, { tz: browserTimeZone(), cursor, pageSize: PAGE_SIZE });
     const { data, error: problem, response } = await api.GET("/api/v1/callbacks", { params: { query } });
     setLoading(false);
     if (data) {
-      setPage(data);
+      showPage(data);
       setError(null);
     } else if (response.status !== 401) {
       setError((problem as { detail?: string } | undefined)?.detail ?? `The list could not be read (HTTP ${response.status}).`);
     }
   }, [api, filters, cursor]);
 
+  // live updates change shown rows in place; the list is read again (debounced) when a
+  // callback may have entered or left it, and now and then anyway (often while not live)
+  const latest = useRef({ load, filters });
+  latest.current = { load, filters };
+  const reloadSoon = useMemo(() => debounce(() => latest.current.load(), 500), []);
+  useEffect(() => () => reloadSoon.cancel(), []);
+  const live = useLive(ctx, {
+    onCallback: (event) => {
+      const outcome = applyLiveEvent(shown.current, event, latest.current.filters);
+      if (outcome.page !== shown.current) showPage(outcome.page);
+      if (outcome.reload) reloadSoon();
+      if (outcome.refetch) {
+        api.GET("/api/v1/callbacks/{callback_id}", { params: { path: { callback_id: outcome.refetch } } }).then(({ data }) => {
+          const current = shown.current;
+          if (data && current) showPage({ ...current, items: current.items.map((cb) => (cb.id === data.id ? data : cb)) });
+        });
+      }
+    },
+    onReload: reloadSoon,
+  });
+
   useEffect(() => {
     load();
-    const timer = setInterval(() => {
-      if (document.visibilityState === "visible") load();
-    }, AUTO_REFRESH_MS);
-    return () => clearInterval(timer);
   }, [load]);
+  useEffect(() => {
+    const timer = setInterval(() => {
+      if (document.visibilityState === "visible") latest.current.load();
+    }, pollInterval(live, localStorage));
+    return () => clearInterval(timer);
+  }, [live]);
 
   const setFilter = (patch: Partial<ListFilters>) => {
     setCursors([null]);
@@ -92,6 +126,22 @@ export function CallbackTab({ ctx }: { ctx: Ctx }) {
   const cols = prefs.columns;
   const visible = COLUMNS.filter((c) => cols[c.key]);
   const items = page?.items ?? [];
+  const cancellable = items.filter((cb) => cb.can_cancel).map((cb) => cb.id);
+  const selectedIds = cancellable.filter((id) => selected.has(id));
+  const allSelected = cancellable.length > 0 && selectedIds.length === cancellable.length;
+  const select = (ids: string[], on: boolean) =>
+    setSelected((current) => {
+      const next = new Set(current);
+      for (const id of ids) on ? next.add(id) : next.delete(id);
+      return next;
+    });
+  /** Columns before the record's own: details, and the selection for operators. */
+  const lead = ctx.operator ? 2 : 1;
+  const closeDialog = (message?: string) => {
+    setOpen(null);
+    if (message) setNotice(message);
+    load();
+  };
 
   return (
     <section aria-labelledby="callback-title">
@@ -108,6 +158,16 @@ export function CallbackTab({ ctx }: { ctx: Ctx }) {
           Refresh
         </button>
         <button onClick={() => setOpen({ kind: "options" })}>Advanced Options</button>
+        <BulkActions
+          ctx={ctx}
+          filters={filters}
+          selectedIds={selectedIds}
+          range={page ? { from: page.range_from, to: page.range_to } : null}
+          onDone={(message) => {
+            setSelected(new Set());
+            closeDialog(message);
+          }}
+        />
         <p class="status-line" aria-live="polite">
           {page && (
             <span>
@@ -117,8 +177,10 @@ export function CallbackTab({ ctx }: { ctx: Ctx }) {
           )}
           <span class="muted">
             {" "}
-            · times in {prefs.utc ? "UTC" : zone} · refreshes every 5 s{loading ? " · loading…" : ""}
+            · times in {prefs.utc ? "UTC" : zone}
+            {loading ? " · loading…" : ""}
           </span>
+          <LiveIndicator status={live} />
         </p>
       </div>
       <div class="toolbar" role="group" aria-label="Filters">
@@ -227,6 +289,19 @@ export function CallbackTab({ ctx }: { ctx: Ctx }) {
             <th class="narrow">
               <span class="visually-hidden">Details</span>
             </th>
+            {ctx.operator && (
+              <th class="select">
+                <input
+                  type="checkbox"
+                  aria-label="Select all cancellable callbacks on this page"
+                  title="Select all cancellable callbacks on this page"
+                  checked={allSelected}
+                  indeterminate={selectedIds.length > 0 && !allSelected}
+                  disabled={!cancellable.length}
+                  onChange={(e) => select(cancellable, (e.target as HTMLInputElement).checked)}
+                />
+              </th>
+            )}
             {visible.map((c) => (
               <th scope="col">{c.label}</th>
             ))}
@@ -238,7 +313,7 @@ export function CallbackTab({ ctx }: { ctx: Ctx }) {
         <tbody>
           {items.length === 0 && (
             <tr>
-              <td colSpan={visible.length + 2} class="empty">
+              <td colSpan={visible.length + lead + 1} class="empty">
                 {page ? "No callback in this range and these filters." : "Loading…"}
               </td>
             </tr>
@@ -251,6 +326,8 @@ export function CallbackTab({ ctx }: { ctx: Ctx }) {
               visible={visible.map((c) => c.key)}
               open={!!expanded[cb.id]}
               toggle={() => setExpanded((x) => ({ ...x, [cb.id]: !x[cb.id] }))}
+              selected={ctx.operator ? selected.has(cb.id) : undefined}
+              onSelect={(on) => select([cb.id], on)}
               onEdit={() => setOpen({ kind: "edit", callback: cb })}
               onRecreate={() => setOpen({ kind: "recreate", callback: cb })}
             />
@@ -267,56 +344,19 @@ export function CallbackTab({ ctx }: { ctx: Ctx }) {
         </button>
       </nav>
       {open?.kind === "options" && <OptionsDialog ctx={ctx} onClose={() => setOpen(null)} />}
-      {open?.kind === "create" && (
-        <CreateDialog
-          ctx={ctx}
-          onClose={(msg) => {
-            setOpen(null);
-            if (msg) setNotice(msg);
-            load();
-          }}
-        />
-      )}
-      {open?.kind === "edit" && (
-        <EditDialog
-          ctx={ctx}
-          callback={open.callback}
-          onClose={(msg) => {
-            setOpen(null);
-            if (msg) setNotice(msg);
-            load();
-          }}
-        />
-      )}
-      {open?.kind === "recreate" && (
-        <RecreateDialog
-          ctx={ctx}
-          callback={open.callback}
-          onClose={(msg) => {
-            setOpen(null);
-            if (msg) setNotice(msg);
-            load();
-          }}
-        />
-      )}
+      {open?.kind === "create" && <CreateDialog ctx={ctx} onClose={closeDialog} />}
+      {open?.kind === "edit" && <EditDialog ctx={ctx} callback={open.callback} onClose={closeDialog} />}
+      {open?.kind === "recreate" && <RecreateDialog ctx={ctx} callback={open.callback} onClose={closeDialog} />}
     </section>
   );
 }
 
 function StateCell({ cb }: { cb: Callback }) {
-  const tipId = `overdue-${cb.id}`;
   return (
     <span class="state-cell">
       <span class={`state state-${cb.state.toLowerCase()}`}>{cb.state}</span>
       {cb.state === "COMPLETED" && cb.result && <span class="result">({cb.result})</span>}
-      {cb.overdue && (
-        <span class="tip" tabIndex={0} aria-describedby={tipId} data-testid="overdue">
-          <WarningIcon label="Overdue" />
-          <span role="tooltip" id={tipId} class="tip-text">
-            {cb.overdue_message ?? "Overdue"}
-          </span>
-        </span>
-      )}
+      {cb.overdue && <OverdueWarning id={cb.id} message={cb.overdue_message} />}
       {cb.originated_as_scheduled && (
         <span class="tip" tabIndex={0} title="Created as a scheduled callback">
           <CalendarIcon label="Scheduled callback" />
@@ -333,6 +373,9 @@ function Row(props: {
   visible: string[];
   open: boolean;
   toggle: () => void;
+  /** Undefined: no selection column (not an operator). */
+  selected?: boolean;
+  onSelect: (on: boolean) => void;
   onEdit: () => void;
   onRecreate: () => void;
 }) {
@@ -357,6 +400,18 @@ function Row(props: {
             <ChevronIcon open={props.open} />
           </button>
         </td>
+        {props.selected !== undefined && (
+          <td class="select">
+            {cb.can_cancel && (
+              <input
+                type="checkbox"
+                aria-label={`Select the callback to ${cb.customer_number}`}
+                checked={props.selected}
+                onChange={(e) => props.onSelect((e.target as HTMLInputElement).checked)}
+              />
+            )}
+          </td>
+        )}
         {visible.map((k) => (
           <td>{cells[k]}</td>
         ))}
@@ -375,7 +430,7 @@ function Row(props: {
       </tr>
       {props.open && (
         <tr class="details">
-          <td></td>
+          <td colSpan={props.selected !== undefined ? 2 : 1}></td>
           <td colSpan={visible.length + 1}>
             <Details cb={cb} ctx={ctx} />
           </td>

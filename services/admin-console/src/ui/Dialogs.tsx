@@ -34,6 +34,33 @@ function useDraft(kind: DialogDraft["kind"], callbackId: string | undefined, ini
   return [fields, set] as const;
 }
 
+/** A dialog's close: its draft goes with it. */
+function closing(onClose: Close): Close {
+  return (message) => {
+    clearDraft("dialog");
+    onClose(message);
+  };
+}
+
+const NO_SLOT: ProblemView = {
+  message: "Please correct the marked fields.",
+  fields: { desired_time: "Choose an available time slot." },
+};
+
+function TypeRadios(props: { name: string; value: string; onChange: (type: string) => void }) {
+  return (
+    <fieldset class="radios">
+      <legend>Type</legend>
+      {["IMMEDIATE", "SCHEDULED"].map((t) => (
+        <label class="check">
+          <input type="radio" name={props.name} value={t} checked={props.value === t} onChange={() => props.onChange(t)} />
+          {t === "IMMEDIATE" ? "Immediate" : "Scheduled"}
+        </label>
+      ))}
+    </fieldset>
+  );
+}
+
 function FieldError({ id, text }: { id: string; text?: string }) {
   return text ? (
     <p id={id} class="field-error">
@@ -128,14 +155,11 @@ export function CreateDialog({ ctx, onClose }: { ctx: Ctx; onClose: Close }) {
   });
   const [problem, setProblem] = useState<ProblemView | null>(null);
   const [busy, setBusy] = useState(false);
-  const close: Close = (m) => {
-    clearDraft("dialog");
-    onClose(m);
-  };
+  const close = closing(onClose);
   const submit = async (e: Event) => {
     e.preventDefault();
     if (f.type === "SCHEDULED" && !f.slot) {
-      setProblem({ message: "Please correct the marked fields.", fields: { desired_time: "Choose an available time slot." } });
+      setProblem(NO_SLOT);
       return;
     }
     setBusy(true);
@@ -170,15 +194,7 @@ export function CreateDialog({ ctx, onClose }: { ctx: Ctx; onClose: Close }) {
     <Modal title="Create Callback" onClose={() => close()}>
       <form onSubmit={submit} noValidate>
         <ProblemBanner problem={problem} />
-        <fieldset class="radios">
-          <legend>Type</legend>
-          {["IMMEDIATE", "SCHEDULED"].map((t) => (
-            <label class="check">
-              <input type="radio" name="type" value={t} checked={f.type === t} onChange={() => set({ type: t })} />
-              {t === "IMMEDIATE" ? "Immediate" : "Scheduled"}
-            </label>
-          ))}
-        </fieldset>
+        <TypeRadios name="type" value={f.type!} onChange={(type) => set({ type })} />
         <FieldError id="type-error" text={err.type} />
         <label for="service">Service</label>
         <input
@@ -258,14 +274,11 @@ export function EditDialog({ ctx, callback, onClose }: { ctx: Ctx; callback: Cal
   const [problem, setProblem] = useState<ProblemView | null>(null);
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
-  const close: Close = (m) => {
-    clearDraft("dialog");
-    onClose(m);
-  };
+  const close = closing(onClose);
   const reschedule = async (e: Event) => {
     e.preventDefault();
     if (!f.slot) {
-      setProblem({ message: "Please correct the marked fields.", fields: { desired_time: "Choose an available time slot." } });
+      setProblem(NO_SLOT);
       return;
     }
     setBusy(true);
@@ -346,14 +359,11 @@ export function RecreateDialog({ ctx, callback, onClose }: { ctx: Ctx; callback:
   const [f, set] = useDraft("recreate", callback.id, { type: "IMMEDIATE", date: tomorrow(), slot: "" });
   const [problem, setProblem] = useState<ProblemView | null>(null);
   const [busy, setBusy] = useState(false);
-  const close: Close = (m) => {
-    clearDraft("dialog");
-    onClose(m);
-  };
+  const close = closing(onClose);
   const submit = async (e: Event) => {
     e.preventDefault();
     if (f.type === "SCHEDULED" && !f.slot) {
-      setProblem({ message: "Please correct the marked fields.", fields: { desired_time: "Choose an available time slot." } });
+      setProblem(NO_SLOT);
       return;
     }
     setBusy(true);
@@ -374,15 +384,7 @@ export function RecreateDialog({ ctx, callback, onClose }: { ctx: Ctx; callback:
       </p>
       <form onSubmit={submit} noValidate>
         <ProblemBanner problem={problem} />
-        <fieldset class="radios">
-          <legend>Type</legend>
-          {["IMMEDIATE", "SCHEDULED"].map((t) => (
-            <label class="check">
-              <input type="radio" name="rtype" value={t} checked={f.type === t} onChange={() => set({ type: t })} />
-              {t === "IMMEDIATE" ? "Immediate" : "Scheduled"}
-            </label>
-          ))}
-        </fieldset>
+        <TypeRadios name="rtype" value={f.type!} onChange={(type) => set({ type })} />
         {f.type === "SCHEDULED" && (
           <SlotPicker
             ctx={ctx}
