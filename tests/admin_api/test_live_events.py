@@ -32,6 +32,7 @@ from callback_shared.models import LifecycleEvent, LifecycleEventKind
 from callback_shared.runtime import ServiceRuntime
 from callback_shared.settings import AdminApiSettings
 from callback_shared.states import CallbackState
+from prometheus_client import REGISTRY
 
 from tests.admin_api.support import NUMBER, SECRET, Tokens, immediate
 from tests.support import start_service
@@ -285,8 +286,11 @@ async def test_a_slow_client_is_told_to_reload_and_the_others_go_on(admin_settin
         stream(feed, reader, None, settings, None),
         stream(feed, reader, None, settings, None),
     )
+    dropped_before = _sample("callback_live_reloads_total", reason="fell_behind")
+    open_before = _sample("callback_live_streams")
     assert (await anext(slow)).startswith(b"id: 0.0\nevent: ready")
     assert (await anext(fast)).startswith(b"id: 0.0\nevent: ready")
+    assert _sample("callback_live_streams") == open_before + 2
     received = []
     for offset in range(4):
         feed._fan_out(Change(1, offset, (0, offset + 1), "billing", f'{{"n": {offset}}}'))
@@ -299,6 +303,14 @@ async def test_a_slow_client_is_told_to_reload_and_the_others_go_on(admin_settin
     rest = [message async for message in slow]
     assert len(rest) == 1 and rest[0].startswith(b"id: 0.3\nevent: reload\ndata: {")
     assert len(feed.subscribers) == 1
+    assert _sample("callback_live_reloads_total", reason="fell_behind") == dropped_before + 1
+    assert _sample("callback_live_streams") == open_before + 1
+    await fast.aclose()
+    assert _sample("callback_live_streams") == open_before
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
     assert encode_position((0, 3)) == "0.3"
 
 

@@ -239,6 +239,7 @@ def test_who_sends_and_who_receives():
         ("routing", "receive", "routingCommands"),
         ("state-tracker", "send", "lifecycleEvents"),
         ("admin-api", "send", "lifecycleEvents"),
+        ("admin-api", "receive", "lifecycleEvents"),
         ("exporter", "receive", "lifecycleEvents"),
         ("routing-sim", "send", "deadLetters"),
         ("state-tracker", "send", "deadLetters"),

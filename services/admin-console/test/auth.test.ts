@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { canOperate, sessionFromToken, takeTokenFromLocation } from "../src/lib/auth";
+import { sessionFromToken, takeTokenFromLocation } from "../src/lib/auth";
+import { can } from "../src/lib/roles";
 
 const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
 const token = `${b64({ alg: "HS256" })}.${b64({ sub: "sam", roles: ["callback_supervisor"], services: ["*"], exp: 4102444800 })}.sig`;
@@ -8,8 +9,8 @@ describe("development sign-in", () => {
   it("reads sub, roles and services from the token's claims", () => {
     const s = sessionFromToken(token)!;
     expect([s.sub, s.roles, s.services]).toEqual(["sam", ["callback_supervisor"], ["*"]]);
-    expect(canOperate(s)).toBe(true);
-    expect(canOperate(sessionFromToken(`${b64({})}.${b64({ sub: "m", roles: ["callback_monitor"] })}.x`))).toBe(false);
+    expect(can(s, "operate")).toBe(true);
+    expect(can(sessionFromToken(`${b64({})}.${b64({ sub: "m", roles: ["callback_monitor"] })}.x`), "operate")).toBe(false);
     expect(sessionFromToken("not a token")).toBeNull();
   });
   it("moves #token= to sessionStorage and out of the address", () => {

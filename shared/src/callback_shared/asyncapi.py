@@ -163,6 +163,15 @@ FLOWS = [
         "the batch_id.",
     ),
     Flow(
+        "admin-api",
+        "receive",
+        "lifecycleEvents",
+        "Each admin-api replica reads the whole topic from its end, with no consumer group (every "
+        "replica sees every event), only while a client is connected, and streams the events of "
+        "each client's granted services to it as Server-Sent Events "
+        "(GET /api/v1/callbacks/events).",
+    ),
+    Flow(
         "exporter",
         "receive",
         "lifecycleEvents",

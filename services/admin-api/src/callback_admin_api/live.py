@@ -32,6 +32,7 @@ from callback_shared.states import CallbackResult, CallbackState
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field, ValidationError
 
 from callback_admin_api.auth import Principal
@@ -56,6 +57,13 @@ VIEW_READ_TIMEOUT_SECONDS = 5.0
 #: Longest a client's catch-up (Last-Event-ID) may take before it is told to reload instead.
 RESUME_TIMEOUT_SECONDS = 30.0
 MAX_RECORDS = 500
+
+LIVE_STREAMS = Gauge("callback_live_streams", "Live-update streams open on this replica")
+LIVE_RELOADS = Counter(
+    "callback_live_reloads_total",
+    "Live-update clients told to reload: fell behind, or their Last-Event-ID could not resume",
+    ["reason"],
+)
 
 
 def encode_position(position: Position) -> str:
@@ -532,12 +540,14 @@ async def stream(
 ) -> AsyncIterator[bytes]:
     """The messages of one client (see :data:`DESCRIPTION`)."""
     subscriber = feed.subscribe(principal, after)
+    LIVE_STREAMS.inc()
     try:
         if after is not None:
             try:
                 async for missed in feed.catch_up(principal, after, subscriber.joined_at):
                     yield sse("callback", missed.data, encode_position(missed.position))
             except Gap as gap:
+                LIVE_RELOADS.labels("cannot_resume").inc()
                 reload = LiveReload(reason=f"cannot resume: {gap}")
                 yield sse("reload", reload.model_dump_json(), encode_position(subscriber.floor))
         yield sse("ready", "{}", encode_position(subscriber.floor))
@@ -555,6 +565,7 @@ async def stream(
                     yield HEARTBEAT
                 continue
             if subscriber.dropped_at is not None:
+                LIVE_RELOADS.labels("fell_behind").inc()
                 reload = LiveReload(reason="you fell too far behind")
                 position = furthest(subscriber.floor, subscriber.dropped_at)
                 yield sse("reload", reload.model_dump_json(), encode_position(position))
@@ -567,4 +578,5 @@ async def stream(
                 encode_position(furthest(subscriber.floor, change.position)),
             )
     finally:
+        LIVE_STREAMS.dec()
         feed.unsubscribe(subscriber)

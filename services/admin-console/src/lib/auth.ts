@@ -40,7 +40,6 @@ export interface Session {
   exp: number | null;
 }
 
-export const OPERATOR_ROLES = ["callback_supervisor", "callback_administrator"];
 
 function base64UrlDecode(part: string): string {
   const b64 = part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "=");
@@ -69,10 +68,6 @@ export function sessionFromToken(raw: string, issuer: IssuerClaims | null = null
   } catch {
     return null;
   }
-}
-
-export function canOperate(session: Session | null): boolean {
-  return !!session && session.roles.some((r) => OPERATOR_ROLES.includes(r));
 }
 
 export function expired(session: Session, now = Date.now()): boolean {

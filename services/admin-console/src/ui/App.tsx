@@ -1,7 +1,6 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { makeApi, type ServiceView } from "../api/client";
 import {
-  canOperate,
   clearSession,
   rememberIssuer,
   saveSession,
@@ -11,6 +10,7 @@ import {
   type Session,
 } from "../lib/auth";
 import { completeSignIn, isAuthResponse, issuerClaims, type ConsoleConfig } from "../lib/oidc";
+import { can } from "../lib/roles";
 import { loadPrefs, savePrefs, type Prefs } from "../lib/storage";
 import { CallbackTab } from "./CallbackTab";
 import { SignIn } from "./SignIn";
@@ -128,7 +128,7 @@ export function App() {
       setPrefsState(p);
     },
     services,
-    operator: canOperate(session),
+    operator: can(session, "operate"),
   };
   const select = (t: Tab) => {
     setTab(t);
