@@ -38,3 +38,24 @@ async def db(settings: PlatformSettings) -> AsyncIterator[AsyncDatabase[Document
     yield client[settings.mongodb_database]
     await client.drop_database(settings.mongodb_database)
     await client.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--unit",
+        action="store_true",
+        help="only the tests that need no real infrastructure (no Kafka, no MongoDB, no browser)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--unit`` (``make test-unit``): keep the tests of pure cores and single handlers, the
+    ones that use no ``infra`` fixture (directly or through another fixture) and are not e2e."""
+    if not config.getoption("--unit"):
+        return
+    kept, left = [], []
+    for item in items:
+        needs_infra = "infra" in getattr(item, "fixturenames", ())
+        (left if needs_infra or item.get_closest_marker("e2e") else kept).append(item)
+    config.hook.pytest_deselected(items=left)
+    items[:] = kept
