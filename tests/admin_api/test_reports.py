@@ -3,10 +3,15 @@
 import csv
 import io
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from callback_admin_api.auth import Principal, Role
+from callback_admin_api.problems import NotFound
+from callback_admin_api.queries import cancellation_report
 from callback_shared.documents import lifecycle_event
-from callback_shared.models import LifecycleEventKind
+from callback_shared.models import RETENTION, LifecycleEventKind
 from callback_shared.mongo import CANCELLATION_REPORT
 from callback_shared.reports import record_cancellations
 from callback_shared.states import CallbackResult, CallbackState
@@ -17,8 +22,11 @@ URL = "/api/v1/reports/cancellations"
 S = CallbackState
 
 
-async def report(mongo, actor, service, *, refused=False, n=0, ago=timedelta(minutes=1)):
-    """One report entry of ``actor`` in ``service``, written as the exporter writes it."""
+async def report(
+    mongo, actor, service, *, refused=False, n=0, ago=timedelta(minutes=1), retention=RETENTION
+):
+    """One report entry of ``actor`` in ``service``, written as the exporter writes it (with the
+    exporter's default retention unless ``retention``)."""
     doc = stored_callback(service, customer_number=number(n))
     if refused:
         doc.update(state=S.PROCESSING.value)
@@ -35,7 +43,7 @@ async def report(mongo, actor, service, *, refused=False, n=0, ago=timedelta(min
         batch_id=uuid.uuid4(),
         reason=reason,
     )
-    await record_cancellations(mongo[CANCELLATION_REPORT], [event], timedelta(days=14))
+    await record_cancellations(mongo[CANCELLATION_REPORT], [event], retention)
     return doc
 
 
@@ -103,3 +111,17 @@ async def test_monitor_may_not_export_and_bad_format_is_422(client, tokens, serv
     problem(await client.get(URL), 401)
     bad = await client.get(URL, params={"format": "xml"}, headers=tokens.supervisor(sub=actor))
     problem(bad, 422)
+
+
+async def test_the_report_reaches_back_as_far_as_its_retention_setting(api, service, mongo):
+    actor = f"user-{uuid.uuid4().hex[:8]}"
+    kept = timedelta(days=30)
+    doc = await report(mongo, actor, service, n=8, ago=timedelta(days=20), retention=kept)
+    principal = Principal(actor, frozenset({Role.SUPERVISOR}), frozenset({service}))
+    # the default: as far back as the callback records
+    assert api.settings.report_retention == RETENTION
+    with pytest.raises(NotFound):
+        await cancellation_report(api, principal)
+    settings = api.settings.model_copy(update={"exporter_report_retention_days": kept.days})
+    entries = await cancellation_report(replace(api, settings=settings), principal)
+    assert [entry.callback_id for entry in entries] == [doc["_id"]]

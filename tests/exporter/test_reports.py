@@ -11,7 +11,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from callback_shared.models import utcnow
+from callback_shared.models import RETENTION, utcnow
 from callback_shared.mongo import CANCELLATION_REPORT
 from callback_shared.reports import (
     ALL_SERVICES,
@@ -30,9 +30,6 @@ from callback_shared.reports import (
 from callback_shared.states import CallbackState
 
 from tests.exporter.support import K, cancellation, expected_report, summary_of_entry
-
-RETENTION = timedelta(days=14)
-
 
 # --- pure functions ----------------------------------------------------------------------------
 

@@ -645,13 +645,6 @@ def provided(work_dir: Path | None = None) -> Iterator[Infrastructure]:
 # No secret value goes into state.json or to stdout; ``<run dir>/env`` (mode 0600) holds them.
 
 SERVICES = ["scheduler", "state-tracker", "routing-sim", "exporter", "admin-api"]
-SERVICE_PORTS = {
-    "admin-api": 8080,
-    "scheduler": 8081,
-    "state-tracker": 8082,
-    "exporter": 8083,
-    "routing-sim": 8084,
-}
 INFRA_PROCESSES = ["kafka", "mongodb"]
 SERVICE_READY_TIMEOUT = 90.0
 
@@ -699,6 +692,18 @@ def _read_env_file(run_dir: Path) -> dict[str, str]:
                 key, _, value = words[1].partition("=")
                 values[key] = value
     return values
+
+
+def service_ports() -> dict[str, int]:
+    """Each service's port: the default HTTP_PORT of its settings class (``admin-api`` ->
+    ``AdminApiSettings``)."""
+    from callback_shared import settings
+
+    ports: dict[str, int] = {}
+    for name in SERVICES:
+        cls = getattr(settings, name.title().replace("-", "") + "Settings")
+        ports[name] = cls.model_fields["http_port"].default
+    return ports
 
 
 def _setting_names() -> tuple[set[str], set[str]]:
@@ -798,7 +803,7 @@ def up(
 ) -> dict[str, Any]:
     """Start Kafka + MongoDB (unless given) and, ``with_services``, the five services.
 
-    ``ports`` overrides :data:`SERVICE_PORTS` (tests run a second stack on free ports).
+    ``ports`` overrides :func:`service_ports` (tests run a second stack on free ports).
     """
     if _state_file(run_dir).exists():
         raise InfraError(f"already up ({_state_file(run_dir)}); run `make down` first")
@@ -838,7 +843,7 @@ def up(
     secrets = {k: os.environ[k] for k in shared_secrets}
     _write_env_file(run_dir, {**infra.env(), **secrets, "JWT_SECRET": jwt_secret})
     if with_services:
-        ports = {**SERVICE_PORTS, **(ports or {})}
+        ports = {**service_ports(), **(ports or {})}
         inherited = {
             k: v for k, v in os.environ.items() if k in settings and k not in secret_settings
         }

@@ -23,8 +23,6 @@ RETENTION = timedelta(days=14)
 DEFAULT_DESIRED_WINDOW = timedelta(minutes=2)
 #: A name recording survives a recreate or reschedule made within this time of completion.
 NAME_RECORDING_KEPT_FOR = timedelta(days=4)
-#: The Callback tab's page size, and the most a list page may hold.
-MAX_PAGE_SIZE = 250
 
 
 def utcnow() -> datetime:
@@ -68,7 +66,7 @@ RequestDate = Annotated[date, AfterValidator(_accepted_date)]
 
 
 def expire_at(desired_time: datetime) -> datetime:
-    """When the TTL index deletes a record: 14 days after its desired time."""
+    """When the TTL index deletes a record: :data:`RETENTION` after its desired time."""
     return desired_time + RETENTION
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal, NoReturn, Self, TypeVar
 from urllib.parse import urlsplit
@@ -17,6 +18,8 @@ from pydantic import Field, FilePath, SecretStr, ValidationError, field_validato
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo.errors import ConfigurationError, InvalidURI
 from pymongo.uri_parser import parse_uri
+
+from callback_shared.models import RETENTION
 
 CONFIG_ERROR_EXIT_CODE = 2
 
@@ -139,6 +142,7 @@ class PlatformSettings(BaseSettings):
     )
 
     http_host: str = Field("127.0.0.1", description="Address of health/metrics (and API) server.")
+    # admin-api's port; every other service's class sets its own
     http_port: int = Field(8080, ge=1, le=65535, description="Port of that server.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = Field(
@@ -296,8 +300,27 @@ class StateTrackerSettings(PlatformSettings):
     )
 
 
-class AdminApiSettings(PlatformSettings):
-    http_port: int = 8080
+class CancellationReportSettings(PlatformSettings):
+    """The Cancellation Summary Report's retention: the exporter keeps its entries that long,
+    and admin-api's report reaches that far back."""
+
+    exporter_report_retention_days: float = Field(
+        RETENTION.days,
+        gt=0,
+        le=3650,
+        description="How long a Cancellation Summary Report entry is kept after its cancellation "
+        "(or refused cancellation), by a TTL index, and how far back admin-api's report "
+        "(GET /api/v1/reports/cancellations) reaches: set the same value for both. Default: "
+        "like the callback records.",
+    )
+
+    @property
+    def report_retention(self) -> timedelta:
+        return timedelta(days=self.exporter_report_retention_days)
+
+
+class AdminApiSettings(CancellationReportSettings):
+    # its HTTP_PORT is PlatformSettings's default
     jwt_secret: SecretStr | None = Field(
         None,
         description="HS256 secret verifying admin API tokens (at least 32 bytes). Without it and "
@@ -463,7 +486,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-class ExporterSettings(PlatformSettings):
+class ExporterSettings(CancellationReportSettings):
     http_port: int = 8083
     exporter_group_id: str = Field(
         "exporter",
@@ -472,13 +495,6 @@ class ExporterSettings(PlatformSettings):
     )
     exporter_batch_size: int = Field(
         500, ge=1, description="Most lifecycle events applied in one MongoDB bulk write."
-    )
-    exporter_report_retention_days: float = Field(
-        14,
-        gt=0,
-        le=3650,
-        description="How long a Cancellation Summary Report entry is kept after its cancellation "
-        "(or refused cancellation), by a TTL index; 14 days like the callback records.",
     )
 
 

@@ -5,7 +5,7 @@ A selection is either ``ids`` (at most :data:`~callback_admin_api.views.MAX_BULK
 narrowed to the open states (a completed callback of the range is no candidate). A range is read
 in the list's order (desired time, id) in batches of :data:`BATCH_SIZE` with the list's cursor,
 so no answer holds the whole range in memory; answers list at most
-:data:`~callback_admin_api.views.MAX_BULK_ITEMS` records, the counts cover every one.
+:data:`~callback_admin_api.rules.MAX_BULK_ITEMS` records, the counts cover every one.
 
 Each batch's callbacks that are not yet due are cancelled by the single cancel's update
 (:func:`~callback_admin_api.commands.cancellation_update`, stamped with the batch id), applied
@@ -59,8 +59,9 @@ from callback_admin_api.context import AdminApi
 from callback_admin_api.listing import ListCriteria, PageCursor, query_plan
 from callback_admin_api.problems import InvalidField, NotFound
 from callback_admin_api.queries import ListRequest, list_criteria, retained
+from callback_admin_api.rules import MAX_BULK_ITEMS
 from callback_admin_api.views import (
-    MAX_BULK_ITEMS,
+    REFUSAL_REASONS,
     BulkCancelPreview,
     BulkCancelRequest,
     BulkCancelResult,
@@ -165,7 +166,7 @@ def _item(
 
 
 def _reason(state: CallbackState | str | None) -> BulkReason:
-    return BulkReason(str(state)) if state else BulkReason.NOT_FOUND
+    return REFUSAL_REASONS[CallbackState(state)] if state else BulkReason.NOT_FOUND
 
 
 # --- preview ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from callback_shared.models import MAX_PAGE_SIZE, RETENTION, ServiceConfig
+from callback_shared.models import RETENTION, ServiceConfig
 from callback_shared.mongo import Document
 from callback_shared.reports import ALL_SERVICES, ReportEntry, recent_cancellations
 from callback_shared.states import CallbackState
@@ -28,6 +28,7 @@ from callback_admin_api.listing import (
     resolve_range,
 )
 from callback_admin_api.problems import Forbidden, InvalidField, NotFound
+from callback_admin_api.rules import MAX_PAGE_SIZE, SEARCH_LIMIT
 from callback_admin_api.schedule import openings, slot_starts, start_of_day
 from callback_admin_api.views import (
     Availability,
@@ -41,8 +42,6 @@ from callback_admin_api.views import (
     search_row,
 )
 
-#: How far back the Cancellation Summary Report goes ("recently cancelled").
-REPORT_PERIOD = timedelta(days=14)
 #: How long past its expiry a record may still be there (the TTL monitor runs now and then).
 TTL_GRACE = timedelta(days=1)
 
@@ -157,7 +156,7 @@ async def search_callbacks(api: AdminApi, principal: Principal, q: str) -> Searc
     filter_ = search_filter(q)
     if not principal.all_services:
         filter_["service_name"] = {"$in": sorted(principal.services)}
-    docs = await api.repository.search(filter_, MAX_PAGE_SIZE)
+    docs = await api.repository.search(filter_, SEARCH_LIMIT)
     configs = await api.repository.service_configs(doc["service_name"] for doc in docs)
     now = api.clock()
     return SearchResults(items=[search_row(doc, configs[doc["service_name"]], now) for doc in docs])
@@ -221,11 +220,13 @@ async def get_service(api: AdminApi, principal: Principal, service_name: str) ->
 
 async def cancellation_report(api: AdminApi, principal: Principal) -> list[ReportEntry]:
     """The caller's recent cancellations (and refused ones) in the services granted to them,
-    newest first; 404 when there are none (the guide: the file exists only then)."""
+    newest first, as far back as the report's retention (EXPORTER_REPORT_RETENTION_DAYS); 404
+    when there are none (the guide: the file exists only then)."""
     now = api.clock()
     services = ALL_SERVICES if principal.all_services else principal.services
+    since = now - api.settings.report_retention
     entries = await recent_cancellations(
-        api.repository.db, principal.username, services, since=now - REPORT_PERIOD, now=now
+        api.repository.db, principal.username, services, since=since, now=now
     )
     if not entries:
         raise NotFound("you have cancelled no callbacks recently")

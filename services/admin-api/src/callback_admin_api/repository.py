@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from callback_shared.models import ServiceConfig
+from callback_shared.models import RETENTION, ServiceConfig
 from callback_shared.mongo import (
     ANNOUNCING,
     ANNOUNCING_SINCE,
@@ -329,7 +329,7 @@ class Repository:
             "$setOnInsert": {
                 "service_name": service_name,
                 "start": start,
-                "expire_at": start + timedelta(days=14),
+                "expire_at": start + RETENTION,
             }
         }
         try:

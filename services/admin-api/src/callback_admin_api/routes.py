@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from callback_shared.models import (
-    MAX_PAGE_SIZE,
     CreateCallback,
     RequestDate,
     RequestDateTime,
@@ -23,6 +22,7 @@ from callback_admin_api import bulk, commands, live, queries
 from callback_admin_api.deps import Api, Configurer, Exporter, Operator, Reader
 from callback_admin_api.listing import RangePreset, SearchField
 from callback_admin_api.problems import problem_responses
+from callback_admin_api.rules import MAX_PAGE_SIZE
 from callback_admin_api.views import (
     Availability,
     BulkCancelPreview,

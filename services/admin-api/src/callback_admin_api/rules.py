@@ -1,4 +1,4 @@
-"""Rules of the guide and of the request guards, as plain functions (no I/O)."""
+"""Rules of the guide and of the request guards: the API's limits, and plain functions (no I/O)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ from datetime import datetime
 from callback_shared.models import NAME_RECORDING_KEPT_FOR, DuplicateCheck
 from callback_shared.mongo import Document
 from callback_shared.states import CallbackState
+
+#: The Callback tab's page size, and the most a list page may hold (``page_size``).
+MAX_PAGE_SIZE = 250
+#: The most rows Callback Search answers.
+SEARCH_LIMIT = 250
+#: The most records a bulk cancel answer lists (its counts cover every one).
+MAX_BULK_ITEMS = 250
 
 #: Open callbacks one customer number may have in a service, per duplicate-check setting.
 OPEN_CALLBACKS_ALLOWED: dict[DuplicateCheck, int | None] = {

@@ -1,11 +1,12 @@
 """``callback-admin-token``: mint a development token for the admin API.
 
 HS256 with ``--secret`` or the ``JWT_SECRET`` environment variable (as ``make up`` writes it to
-``.run/env``), or RS256 with ``--private-key FILE``. Example::
+``.run/env``), or RS256 with ``--private-key FILE``. Example (``ADMIN_API``: the admin API's
+address, ``http://127.0.0.1:`` and its HTTP_PORT; README.md has more)::
 
     source .run/env
     TOKEN=$(uv run callback-admin-token --sub alice --role callback_supervisor --service billing)
-    curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/api/v1/callbacks
+    curl -H "Authorization: Bearer $TOKEN" "$ADMIN_API/api/v1/callbacks"
 """
 
 from __future__ import annotations

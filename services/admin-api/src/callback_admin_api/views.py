@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -21,6 +23,7 @@ from callback_shared.states import CANCELLABLE_STATES, CallbackResult, CallbackS
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from callback_admin_api.listing import RangePreset, SearchField
+from callback_admin_api.rules import MAX_BULK_ITEMS
 
 
 class Derived(BaseModel):
@@ -73,7 +76,7 @@ def callback_view(
     doc: Document, config: ServiceConfig, now: datetime, *, advanced: bool = False
 ) -> CallbackView:
     """The record as :func:`~callback_shared.documents.callback_from_document` reads it, plus
-    the derived fields; validated once (a list page makes 250 of these)."""
+    the derived fields; validated once (a list page makes up to ``MAX_PAGE_SIZE`` of these)."""
     # internal fields, and any another service may add, are not shown
     record = {key: value for key, value in doc.items() if key in RECORD_FIELDS}
     if not advanced:
@@ -169,8 +172,6 @@ class RecreateCallback(BaseModel):
 
 #: Most ids one bulk cancel names.
 MAX_BULK_IDS = 1000
-#: Most records a bulk cancel answer lists (the counts cover every one).
-MAX_BULK_ITEMS = 250
 
 
 class RangeFilters(BaseModel):
@@ -208,12 +209,22 @@ class BulkCancelRequest(BaseModel):
 class BulkReason(StrEnum):
     """Why a record is not (or was not) cancelled."""
 
+    # the states a cancel is refused in (REFUSAL_REASONS, below, checks them against the state
+    # machine)
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     #: missing, or in a service not granted to the caller: the same answer, nothing revealed
     NOT_FOUND = "NOT_FOUND"
     #: its state kept changing while it was being cancelled; left as it is
     CHANGING = "CHANGING"
+
+
+#: The reason a cancel is refused, for every state the state machine allows no cancel from (no
+#: transition to COMPLETED(CANCELLED_BY_ADMIN)): the state's own name. A state that becomes
+#: uncancellable without a reason of that name stops the import here.
+REFUSAL_REASONS: Mapping[CallbackState, BulkReason] = MappingProxyType(
+    {state: BulkReason(state.value) for state in CallbackState if state not in CANCELLABLE_STATES}
+)
 
 
 class BulkOutcome(StrEnum):

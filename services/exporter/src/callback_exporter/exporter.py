@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -57,7 +56,7 @@ class Exporter:
         self.report = report
         self.broker = broker
         self.settings = settings
-        self.retention = timedelta(days=settings.exporter_report_retention_days)
+        self.retention = settings.report_retention
 
     async def handle_batch(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         started = time.perf_counter()
