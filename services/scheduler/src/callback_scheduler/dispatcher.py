@@ -30,8 +30,8 @@ A cancel unsets it too, a reschedule moves it.
 - **Reclaim.** The leader also looks for what routing lost (:mod:`.reclaim`): attempts it went
   silent on, cancels it did not answer, calls that stall.
 
-Why not a claim per callback: the test server updates roughly 700 callback documents a second,
-so a write per dispatch bounded the scheduler there; reads are about ten times faster.
+Why one leader that reads instead of a conditional claim (a write) per callback, with the
+measurements: docs/design.md.
 """
 
 from __future__ import annotations
