@@ -1,9 +1,10 @@
 # Two commands do everything on a fresh machine: `make up` (the whole system) and `make test`.
 UV ?= uv
 NAME ?=
+MINUTES ?= 10
 
 .PHONY: install up down restart status test lint typecheck bench fetch-kafka deploy-tools docs \
-	console-deps console-build console-test console-link
+	console-deps console-build console-test console-link test-unit soak
 
 install:
 	$(UV) sync --frozen
@@ -18,7 +19,8 @@ console-link:
 	@set -a; . ./.run/env; set +a; \
 	token=$$($(UV) run --frozen callback-admin-token --sub local-supervisor \
 	  --role callback_supervisor --service '*'); \
-	echo "Admin console: http://127.0.0.1:8080/console/#token=$$token"
+	url=$$(python3 -c "import json; print(json.load(open('.run/state.json'))['urls']['admin-api'])"); \
+	echo "Admin console: $$url/console/#token=$$token"
 
 down:
 	$(UV) run --frozen callback-infra down
@@ -33,6 +35,11 @@ status:
 lint: install
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+
+# the fast tier: pure cores and single handlers, no Kafka, no MongoDB, no browser (tests/conftest.py
+# `--unit` leaves out every test that uses the `infra` fixture, and the e2e ones)
+test-unit: install
+	$(UV) run --frozen pytest --unit --ignore=tests/deploy -q
 
 typecheck: install
 	$(UV) run --frozen mypy shared/src $(filter-out services/admin-console/src,$(wildcard services/*/src))
@@ -54,6 +61,11 @@ console-build: console-deps
 
 bench: install
 	$(UV) run --frozen python -m bench $(NAME)
+
+# the whole system under a steady load and a seeded chaos loop for MINUTES, then the invariant
+# auditor (SOAK_SEED=<n> replays a run's faults); bench/results/soak.json, exit 1 on a violation
+soak: install
+	$(UV) run --frozen python -m soak --minutes $(MINUTES)
 
 fetch-kafka: install
 	$(UV) run --frozen callback-infra fetch
