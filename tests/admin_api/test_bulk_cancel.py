@@ -106,7 +106,14 @@ async def test_mixed_set_by_ids_cancels_exactly_the_cancellable_ones(
         "service_name": None,
         "customer_number": None,
         "desired_time": None,
+        "derived": None,
     }
+    # every view's derived fields, as the list shows them
+    would = {item["id"]: item["derived"] for item in shown["items"]}
+    assert would[str(ids[S.SCHEDULED])]["originated_as_scheduled"] is True
+    assert all(view["can_cancel"] and not view["cancel_pending"] for view in would.values())
+    assert excluded[str(ids[S.COMPLETED])]["derived"]["can_recreate"] is True
+    assert excluded[str(ids[S.PROCESSING])]["derived"]["can_cancel"] is False
     assert excluded[str(missing)] | {"id": None} == excluded[str(hidden["_id"])] | {"id": None}
     assert hidden["customer_number"] not in preview.text
     # a preview changes nothing
@@ -131,6 +138,13 @@ async def test_mixed_set_by_ids_cancels_exactly_the_cancellable_ones(
         str(missing): ("SKIPPED", "NOT_FOUND"),
     }
     assert hidden["customer_number"] not in confirm.text
+    # the derived fields are of the record as the cancel left it
+    after = {item["id"]: item["derived"] for item in done["items"]}
+    scheduled_after = after[str(ids[S.SCHEDULED])]
+    assert (scheduled_after["can_cancel"], scheduled_after["can_recreate"]) == (False, True)
+    assert after[str(ids[S.QUEUED])]["cancel_pending"] is True
+    assert after[str(ids[S.ROUTING])]["can_cancel"] is False  # its cancel is pending
+    assert after[str(missing)] is None
 
     for state, callback_id in ids.items():
         doc = await mongo[CALLBACKS].find_one({"_id": callback_id})

@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import structlog
 from callback_shared.documents import CANCELLED_IN_BATCH, not_yet_due
-from callback_shared.models import RETENTION
+from callback_shared.models import RETENTION, ServiceConfig
 from callback_shared.mongo import ANNOUNCING, ANNOUNCING_SINCE, Document
 from callback_shared.outbox import RELAY_AFTER
 from callback_shared.runtime import keep_running
@@ -68,8 +68,10 @@ from callback_admin_api.views import (
     BulkItem,
     BulkOutcome,
     BulkReason,
+    Derived,
     JobState,
     RangeFilters,
+    derived,
 )
 
 #: Callbacks read (and cancelled) per batch.
@@ -149,20 +151,48 @@ async def batches(
         after = PageCursor(last["desired_time"], last["_id"], window.total_seconds())
 
 
-def _item(
-    callback_id: UUID, doc: Document | None, outcome: BulkOutcome, reason: BulkReason | None
-) -> BulkItem:
-    if doc is None:
-        return BulkItem(id=callback_id, outcome=outcome, reason=reason)
-    return BulkItem(
-        id=callback_id,
-        outcome=outcome,
-        reason=reason,
-        state=doc["state"],
-        service_name=doc["service_name"],
-        customer_number=doc["customer_number"],
-        desired_time=doc["desired_time"],
-    )
+@dataclass(frozen=True)
+class Shown:
+    """How a bulk answer shows its records: with every view's derived fields, which need the
+    services' settings and the time of the answer (``configs`` None: a job's, which lists
+    none)."""
+
+    configs: Mapping[str, ServiceConfig] | None
+    now: datetime
+
+    @classmethod
+    async def of(cls, api: AdminApi, docs: Iterable[Document | None]) -> Shown:
+        names = {doc["service_name"] for doc in docs if doc is not None}
+        return cls(await api.repository.service_configs(names), api.clock())
+
+    def item(
+        self,
+        callback_id: UUID,
+        seen: Document | None,
+        outcome: BulkOutcome,
+        reason: BulkReason | None,
+        after: Document | None = None,
+    ) -> BulkItem:
+        """``seen``: the record as the selection read it (its state is the item's); ``after``:
+        as this answer leaves it, when it changed (the derived fields are of that)."""
+        if seen is None:
+            return BulkItem(id=callback_id, outcome=outcome, reason=reason)
+        now_doc = after or seen
+        view = None
+        if self.configs is not None:
+            name = now_doc["service_name"]
+            config = self.configs.get(name) or ServiceConfig(name=name)
+            view = Derived.model_validate(derived(now_doc, config, self.now))
+        return BulkItem(
+            id=callback_id,
+            outcome=outcome,
+            reason=reason,
+            state=seen["state"],
+            service_name=seen["service_name"],
+            customer_number=seen["customer_number"],
+            desired_time=seen["desired_time"],
+            derived=view,
+        )
 
 
 def _reason(state: CallbackState | str | None) -> BulkReason:
@@ -181,16 +211,18 @@ async def preview(
     items: list[BulkItem] = []
     excluded: list[BulkItem] = []
     async for batch in batches(api, principal, chosen):
+        listing = len(items) < MAX_BULK_ITEMS or len(excluded) < MAX_BULK_ITEMS
+        shown = await Shown.of(api, (doc for _, doc in batch)) if listing else None
         for callback_id, doc in batch:
             total += 1
             if doc is not None and doc["state"] in CANCELLABLE_STATES:
-                if len(items) < MAX_BULK_ITEMS:
-                    items.append(_item(callback_id, doc, BulkOutcome.WOULD_CANCEL, None))
+                if shown and len(items) < MAX_BULK_ITEMS:
+                    items.append(shown.item(callback_id, doc, BulkOutcome.WOULD_CANCEL, None))
                 continue
             reason = _reason(doc["state"] if doc else None)
             reasons[reason] += 1
-            if len(excluded) < MAX_BULK_ITEMS:
-                excluded.append(_item(callback_id, doc, BulkOutcome.EXCLUDED, reason))
+            if shown and len(excluded) < MAX_BULK_ITEMS:
+                excluded.append(shown.item(callback_id, doc, BulkOutcome.EXCLUDED, reason))
     excluded_count = sum(reasons.values())
     return BulkCancelPreview(
         total=total,
@@ -301,6 +333,10 @@ async def cancel_batch(
     """
     repo = api.repository
     now = api.clock()
+    if progress.keep_items:
+        shown = await Shown.of(api, (doc for _, doc in batch))
+    else:
+        shown = Shown(None, now)
     seen = {cid: doc for cid, doc in batch if doc is not None and not_yet_due(doc, now)}
     entries = {
         cid: cancelled_event(api, principal, doc, now, batch_id) for cid, doc in seen.items()
@@ -324,7 +360,8 @@ async def cancel_batch(
     for callback_id, read in batch:
         done = after.get(callback_id)
         if done is not None and done.get(CANCELLED_IN_BATCH) == batch_id:
-            progress.add(_item(callback_id, seen[callback_id], BulkOutcome.CANCELLED, None))
+            cancelled = BulkOutcome.CANCELLED
+            progress.add(shown.item(callback_id, seen[callback_id], cancelled, None, done))
             ours.append(entries[callback_id])
             places.append((done["service_name"], done["desired_time"], callback_id))
         else:
@@ -333,7 +370,7 @@ async def cancel_batch(
     for start in range(0, len(rest), CONCURRENCY):
         chunk = rest[start : start + CONCURRENCY]
         results = await asyncio.gather(
-            *(_cancel(api, principal, callback_id, doc, batch_id) for callback_id, doc in chunk)
+            *(_cancel(api, principal, shown, cid, doc, batch_id) for cid, doc in chunk)
         )
         for item, changed in results:
             progress.add(item)
@@ -357,21 +394,27 @@ async def cancel_batch(
 
 
 async def _cancel(
-    api: AdminApi, principal: Principal, callback_id: UUID, doc: Document | None, batch_id: UUID
+    api: AdminApi,
+    principal: Principal,
+    shown: Shown,
+    callback_id: UUID,
+    doc: Document | None,
+    batch_id: UUID,
 ) -> tuple[BulkItem, Document | None]:
     if doc is None:
-        return _item(callback_id, None, BulkOutcome.SKIPPED, BulkReason.NOT_FOUND), None
+        return shown.item(callback_id, None, BulkOutcome.SKIPPED, BulkReason.NOT_FOUND), None
     done = await cancel_one(api, principal, doc, batch_id=batch_id, deferred=True)
     if done.outcome is CancelOutcome.CANCELLED:
-        return _item(callback_id, doc, BulkOutcome.CANCELLED, None), done.doc
+        return shown.item(callback_id, doc, BulkOutcome.CANCELLED, None, done.doc), done.doc
     if done.outcome is CancelOutcome.REQUESTED:
-        return _item(callback_id, doc, BulkOutcome.REQUESTED, None), done.doc
+        return shown.item(callback_id, doc, BulkOutcome.REQUESTED, None, done.doc), done.doc
     if done.outcome is CancelOutcome.REFUSED:
         seen = done.doc or doc
-        return _item(callback_id, seen, BulkOutcome.REFUSED, _reason(done.state)), done.doc
+        refused = shown.item(callback_id, seen, BulkOutcome.REFUSED, _reason(done.state))
+        return refused, done.doc
     if done.outcome is CancelOutcome.CHANGING:
-        return _item(callback_id, doc, BulkOutcome.SKIPPED, BulkReason.CHANGING), None
-    return _item(callback_id, None, BulkOutcome.SKIPPED, BulkReason.NOT_FOUND), None
+        return shown.item(callback_id, doc, BulkOutcome.SKIPPED, BulkReason.CHANGING), None
+    return shown.item(callback_id, None, BulkOutcome.SKIPPED, BulkReason.NOT_FOUND), None
 
 
 async def run_job(

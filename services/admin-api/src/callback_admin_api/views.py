@@ -247,6 +247,11 @@ class BulkItem(BaseModel):
     service_name: str | None = None
     customer_number: str | None = None
     desired_time: UtcDateTime | None = None
+    derived: Derived | None = Field(
+        None,
+        description="Every view's derived fields, of the record as this answer leaves it (null "
+        "when it was not found).",
+    )
 
 
 class BulkCancelPreview(BaseModel):

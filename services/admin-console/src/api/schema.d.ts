@@ -410,6 +410,8 @@ export interface components {
             customer_number?: string | null;
             /** Desired Time */
             desired_time?: string | null;
+            /** @description Every view's derived fields, of the record as this answer leaves it (null when it was not found). */
+            derived?: components["schemas"]["Derived"] | null;
         };
         /**
          * BulkOutcome
@@ -614,6 +616,39 @@ export interface components {
              * @default 0
              */
             priority?: number;
+        };
+        /**
+         * Derived
+         * @description What every view of a callback shows beside its record (list, detail, search, commands),
+         *     derived in one place (:func:`derived`).
+         */
+        Derived: {
+            /**
+             * Overdue
+             * @description Late (warning icon): still SCHEDULED after its desired window, routing silent past the service's bound, or a call not reported ended past the stall bound.
+             */
+            overdue: boolean;
+            /**
+             * Overdue Message
+             * @description What is late and why, when overdue.
+             */
+            overdue_message: string | null;
+            /**
+             * Cancel Pending
+             * @description A cancel was asked of routing and waits for its answer (cancel_request).
+             */
+            cancel_pending: boolean;
+            /**
+             * Originated As Scheduled
+             * @description Created as SCHEDULED (calendar icon).
+             */
+            originated_as_scheduled: boolean;
+            /** Can Cancel */
+            can_cancel: boolean;
+            /** Can Reschedule */
+            can_reschedule: boolean;
+            /** Can Recreate */
+            can_recreate: boolean;
         };
         /** DialRetryPolicy */
         DialRetryPolicy: {

@@ -21,6 +21,7 @@ import { can } from "../lib/roles";
 import { browserTimeZone, formatTime } from "../lib/time";
 import type { Ctx } from "./App";
 import { Modal } from "./Modal";
+import { OverdueWarning } from "./Overdue";
 import "./screens.css";
 
 /** How often a running bulk cancel, and then the report, are read again. */
@@ -168,7 +169,11 @@ function ItemsTable(props: { label: string; items: BulkItem[]; ctx: Ctx; why?: b
               <td class="mono nowrap">{item.customer_number ?? <span class="muted small">{item.id}</span>}</td>
               <td>{item.service_name ?? "—"}</td>
               <td class="time">{item.desired_time ? formatTime(item.desired_time, props.ctx.prefs) : "—"}</td>
-              <td>{item.state ?? "—"}</td>
+              <td>
+                {item.state ?? "—"}
+                {item.derived?.overdue && <OverdueWarning id={`bulk-${item.id}`} message={item.derived.overdue_message} />}
+                {item.derived?.cancel_pending && <span class="badge">cancel pending</span>}
+              </td>
               {props.why && <td>{reasonWords(item.reason)}</td>}
             </tr>
           ))}
