@@ -35,9 +35,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid5
 
+from callback_exporter.report import ignore_reason, newest_per_entry, report_document
 from callback_shared.documents import EVENT_NAMESPACE
 from callback_shared.models import LifecycleEvent, ServiceConfig
-from callback_shared.reports import ignore_reason, newest_per_entry, report_document
 from callback_shared.states import CallbackResult, CallbackState, is_allowed
 
 from bench.harness import percentile

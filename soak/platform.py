@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from callback_shared.infra import Infrastructure, free_port, provide
+from callback_dev.infra import Infrastructure, free_port, provide
 
 BIN = Path(sys.executable).parent
 

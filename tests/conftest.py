@@ -1,4 +1,4 @@
-"""Real infrastructure for tests: Kafka + a MongoDB-protocol server (callback_shared.infra)."""
+"""Real infrastructure for tests: Kafka + a MongoDB-protocol server (callback_dev.infra)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from callback_shared.infra import Infrastructure, provide
+from callback_dev.infra import Infrastructure, provide
 from callback_shared.mongo import Document, make_mongo_client
 from callback_shared.settings import PlatformSettings
 from pymongo.asynchronous.database import AsyncDatabase

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from callback_shared.infra import Infrastructure, free_port
+from callback_dev.infra import Infrastructure, free_port
 
 BIN = Path(sys.executable).parent
 

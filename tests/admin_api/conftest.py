@@ -15,10 +15,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 from callback_admin_api.context import AdminApi
 from callback_admin_api.main import build
-from callback_shared.infra import Infrastructure
+from callback_admin_api.settings import AdminApiSettings
+from callback_dev.infra import Infrastructure
 from callback_shared.mongo import Document, make_mongo_client
 from callback_shared.runtime import ServiceRuntime
-from callback_shared.settings import AdminApiSettings
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import SECRET, Tokens

@@ -11,8 +11,9 @@ from datetime import timedelta
 import jwt
 import pytest
 from callback_admin_api.auth import InvalidToken, Role, TokenVerifier
+from callback_admin_api.settings import AdminApiSettings
 from callback_admin_api.tokens import mint_token
-from callback_shared.settings import AdminApiSettings, describe_error
+from callback_shared.settings import describe_error
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError

@@ -8,8 +8,7 @@ from uuid import UUID
 
 import pytest
 from callback_admin_api.auth import Principal
-from callback_admin_api.bulk import relay_job_outboxes
-from callback_admin_api.commands import cancelled_event
+from callback_admin_api.commands import Cancellation
 from callback_shared.documents import new_callback_document
 from callback_shared.models import CallbackType
 from callback_shared.mongo import CALLBACKS
@@ -382,7 +381,7 @@ async def test_kafka_down_stops_a_job_and_the_relay_announces_what_it_cancelled(
         list(entries)
         raise ConnectionError("kafka down")
 
-    api.relay.publish = kafka_down
+    api.relay.publish = api.job_relay.publish = kafka_down
     try:
         response = await client.post(CONFIRM, json=body, headers=headers)
         assert response.status_code == 202, response.text
@@ -393,7 +392,7 @@ async def test_kafka_down_stops_a_job_and_the_relay_announces_what_it_cancelled(
                 break
             await asyncio.sleep(0.1)
     finally:
-        del api.relay.publish
+        del api.relay.publish, api.job_relay.publish
     assert job["state"] == "failed" and "Kafka" in job["error"], job
     batch_id = UUID(job["batch_id"])
     cancelled = (
@@ -408,13 +407,13 @@ async def test_kafka_down_stops_a_job_and_the_relay_announces_what_it_cancelled(
     # an event of a callback the batch did not cancel (it crashed before): never announced
     untouched = docs[-1]
     jobber = Principal("jobber", frozenset(), frozenset())
-    void = cancelled_event(api, jobber, untouched, now, batch_id)
+    [void] = Cancellation(untouched, jobber, now, batch_id).outbox(api)
     await mongo["bulk_cancel_jobs"].update_one(
         {"_id": batch_id},
         {"$push": {"announcing": void}},
     )
     # (the service's own relay loop waits 30 s before it takes over; here at once)
-    assert await relay_job_outboxes(api, older_than=timedelta(0)) == 1
+    assert await api.job_relay.relay_pending(older_than=timedelta(0)) == 1
     stored = await mongo["bulk_cancel_jobs"].find_one({"_id": batch_id})
     assert not stored.get("announcing") and "announcing_since" not in stored
     ids = {doc["_id"] for doc in cancelled}
@@ -427,7 +426,7 @@ async def test_kafka_down_stops_a_job_and_the_relay_announces_what_it_cancelled(
     assert {UUID(e["callback_id"]) for e in events} == ids
     assert {e["kind"] for e in events} == {"CANCELLED"}
     assert {e["batch_id"] for e in events} == {str(batch_id)}
-    assert await relay_job_outboxes(api, older_than=timedelta(0)) == 0  # nothing left
+    assert await api.job_relay.relay_pending(older_than=timedelta(0)) == 0  # nothing left
 
 
 async def test_a_job_whose_process_stopped_is_marked_failed(api, mongo):

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from callback_admin_api.report import CSV_HEADER
 from callback_shared.documents import timeline_entry
 from callback_shared.kafka import ensure_topics
-from callback_shared.mongo import CALLBACKS, ensure_indexes
-from callback_shared.reports import CSV_HEADER
+from callback_shared.mongo import CALLBACKS, SHARED_INDEXES, ensure_indexes
 from callback_shared.states import CallbackResult, CallbackState
 
 from tests.admin_api.support import SECRET, Tokens, scheduled, tomorrow_at
@@ -93,7 +93,7 @@ async def test_bulk_cancel_of_a_mixed_set_and_its_report(env, settings, db, tmp_
     env = {**env, "JWT_SECRET": SECRET}
     # topics and indexes exist before either process starts reading or writing
     await ensure_topics(settings, "tests")
-    await ensure_indexes(db)
+    await ensure_indexes(db, SHARED_INDEXES)
     service = f"svc-{uuid.uuid4().hex[:10]}"
     tokens = Tokens()
     sam = tokens.supervisor(sub="sam")

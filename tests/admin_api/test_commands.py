@@ -4,7 +4,8 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
-from callback_shared.mongo import CALLBACKS, SLOTS
+from callback_admin_api.collections import SLOTS
+from callback_shared.mongo import CALLBACKS
 from callback_shared.states import CallbackResult, CallbackState
 
 from tests.admin_api.support import (

@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
-from callback_shared.mongo import CALLBACKS, SLOTS
+from callback_admin_api.collections import SLOTS
+from callback_shared.mongo import CALLBACKS
 
 from tests.admin_api.support import (
     NUMBER,

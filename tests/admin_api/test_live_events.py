@@ -26,11 +26,11 @@ from callback_admin_api.live import (
     encode_position,
     stream,
 )
-from callback_shared.infra import free_port
+from callback_admin_api.settings import AdminApiSettings
+from callback_dev.infra import free_port
 from callback_shared.kafka import kafka_client_options
 from callback_shared.models import LifecycleEvent, LifecycleEventKind
 from callback_shared.runtime import ServiceRuntime
-from callback_shared.settings import AdminApiSettings
 from callback_shared.states import CallbackState
 from prometheus_client import REGISTRY
 

@@ -25,10 +25,11 @@ from callback_admin_api.auth import (
     claim,
 )
 from callback_admin_api.main import build
-from callback_shared.infra import Infrastructure, free_port
+from callback_admin_api.settings import AdminApiSettings
+from callback_dev.infra import Infrastructure, free_port
 from callback_shared.mongo import make_mongo_client
 from callback_shared.runtime import ServiceRuntime
-from callback_shared.settings import AdminApiSettings, describe_error
+from callback_shared.settings import describe_error
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 

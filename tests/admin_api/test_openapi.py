@@ -11,9 +11,9 @@ import httpx
 import pytest
 import schemathesis
 from callback_admin_api.main import build
-from callback_shared.infra import Infrastructure
+from callback_admin_api.settings import AdminApiSettings
+from callback_dev.infra import Infrastructure
 from callback_shared.runtime import ServiceRuntime
-from callback_shared.settings import AdminApiSettings
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error

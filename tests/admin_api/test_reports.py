@@ -10,10 +10,10 @@ import pytest
 from callback_admin_api.auth import Principal, Role
 from callback_admin_api.problems import NotFound
 from callback_admin_api.queries import cancellation_report
+from callback_exporter.report import record_cancellations
 from callback_shared.documents import lifecycle_event
 from callback_shared.models import RETENTION, LifecycleEventKind
 from callback_shared.mongo import CANCELLATION_REPORT
-from callback_shared.reports import record_cancellations
 from callback_shared.states import CallbackResult, CallbackState
 
 from tests.admin_api.support import number, problem, stored_callback

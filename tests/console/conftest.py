@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from callback_shared.kafka import ensure_topics
-from callback_shared.mongo import ensure_indexes
+from callback_shared.mongo import SHARED_INDEXES, ensure_indexes
 
 from tests.console.support import CHROMIUM, DIST
 
@@ -13,7 +13,7 @@ from tests.console.support import CHROMIUM, DIST
 async def bootstrapped(settings, db):
     """Topics and indexes exist before the services start."""
     await ensure_topics(settings, "tests")
-    await ensure_indexes(db)
+    await ensure_indexes(db, SHARED_INDEXES)  # as callback-bootstrap does
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import jwt
-from callback_shared.infra import free_port
+from callback_dev.infra import free_port
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from callback_admin_api.main import build
+from callback_admin_api.settings import AdminApiSettings
 from callback_shared.runtime import ServiceRuntime
-from callback_shared.settings import AdminApiSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE = ROOT / "services" / "admin-console"

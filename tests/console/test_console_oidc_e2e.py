@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
-from callback_shared.infra import free_port
+from callback_dev.infra import free_port
 from callback_shared.mongo import SERVICES
 from playwright.async_api import Page, async_playwright, expect
 

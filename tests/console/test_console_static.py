@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 from callback_admin_api.main import build
+from callback_admin_api.settings import AdminApiSettings
 from callback_shared.runtime import ServiceRuntime
-from callback_shared.settings import AdminApiSettings
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The deployment files' tests: pinned offline tools (deploy/tools.sh) and the settings model.
 
-The required settings and their names are derived from ``callback_shared.settings`` at test time,
+The required settings and their names are derived from each service's settings class
+(``callback_dev.services.SETTINGS_CLASSES``) at test time,
 so a setting added to a service's class is checked against the compose file, the chart and the
 docs without touching these tests.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from callback_shared import settings as settings_module
+from callback_dev.services import SETTINGS_CLASSES
 from callback_shared.settings import PlatformSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,12 +30,14 @@ SERVICES = sorted(p.parent.name for p in (REPO / "services").glob("*/pyproject.t
 
 
 def settings_class(service: str) -> type[PlatformSettings]:
-    """``admin-api`` -> ``AdminApiSettings``: one settings class per service."""
-    name = "".join(part.capitalize() for part in service.split("-")) + "Settings"
-    cls = getattr(settings_module, name, None)
-    assert cls is not None, f"callback_shared.settings has no {name} for services/{service}"
+    """``admin-api`` -> ``AdminApiSettings`` (``callback_admin_api.settings``): one settings
+    class per service, in that service's package."""
+    cls = SETTINGS_CLASSES.get(service)
+    assert cls is not None, f"callback_dev.services has no settings class for services/{service}"
+    package = "callback_" + service.replace("-", "_")
+    assert cls.__module__ == f"{package}.settings", f"{cls.__name__} is not in {package}"
     assert issubclass(cls, PlatformSettings)
-    return cls  # type: ignore[no-any-return]
+    return cls
 
 
 def env_names(cls: type[PlatformSettings]) -> set[str]:

@@ -1,10 +1,11 @@
 """The generated parts of the operations docs, from the code itself:
 
-- docs/configuration.md: every setting of every service (``callback_shared.settings``), with
+- docs/configuration.md: every setting of every service (each service's settings class, e.g.
+  ``callback_scheduler.settings``; the common base in ``callback_shared.settings``), with
   its default, type and meaning;
 - docs/operations.md: every Prometheus metric the packages define, with its type and labels;
 - docs/asyncapi.json (the whole file): the AsyncAPI 3.0 document of the Kafka topics
-  (``callback_shared.asyncapi``).
+  (``callback_dev.asyncapi``).
 
 ``make docs`` (``python -m tests.deploy.reference --write``) rewrites the blocks between the
 ``<!-- BEGIN GENERATED ... -->`` / ``<!-- END GENERATED ... -->`` markers, and the wholly generated
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import annotated_types
-from callback_shared import settings as settings_module
-from callback_shared.asyncapi import asyncapi_document
+from callback_dev.asyncapi import asyncapi_document
+from callback_dev.services import SETTINGS_CLASSES
 from callback_shared.settings import PlatformSettings
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic.fields import FieldInfo
@@ -52,8 +53,7 @@ def service_classes() -> list[tuple[str, type[PlatformSettings]]]:
     """(service directory name, settings class) of every service, in services/ order."""
     found = []
     for directory in sorted(p.parent.name for p in (REPO / "services").glob("*/pyproject.toml")):
-        name = "".join(part.capitalize() for part in directory.split("-")) + "Settings"
-        found.append((directory, getattr(settings_module, name)))
+        found.append((directory, SETTINGS_CLASSES[directory]))
     return found
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from callback_shared.asyncapi import asyncapi_document
+from callback_dev.asyncapi import asyncapi_document
 from callback_shared.models import (
     CallbackType,
     DeadLetter,

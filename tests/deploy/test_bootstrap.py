@@ -7,7 +7,12 @@ import os
 import subprocess
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from callback_shared.mongo import CALLBACK_INDEXES, CALLBACKS
+from callback_shared.mongo import (
+    CALLBACK_INDEXES,
+    CALLBACKS,
+    CANCELLATION_REPORT,
+    CANCELLATION_REPORT_INDEXES,
+)
 from callback_shared.settings import PlatformSettings
 
 from tests.support import BIN
@@ -56,6 +61,10 @@ async def test_bootstrap_creates_topics_and_indexes_and_is_idempotent(env, setti
     indexes = await db[CALLBACKS].index_information()
     assert {model.document["name"] for model in CALLBACK_INDEXES} <= set(indexes)
     assert indexes["retention_ttl"]["expireAfterSeconds"] == 0
+    report = await db[CANCELLATION_REPORT].index_information()
+    assert {model.document["name"] for model in CANCELLATION_REPORT_INDEXES} <= set(report)
+    # the shared collections only: admin-api creates its own when it starts
+    assert set(await db.list_collection_names()) == {CALLBACKS, CANCELLATION_REPORT}
 
     second = run_bootstrap(env)
     assert second.returncode == 0, second.stderr

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from callback_shared.settings import AdminApiSettings, PlatformSettings
+from callback_admin_api.settings import AdminApiSettings
+from callback_shared.settings import PlatformSettings
 
 from tests.deploy.conftest import (
     REPO,

@@ -271,5 +271,5 @@ def test_build_stage_replayed_without_docker(service, tmp_path):
         p.name for p in site.glob("*.pth") if "_editable" in p.name or "__editable__" in p.name
     ]
     assert not editable, f"the project is installed editable: {editable}"
-    for dev_only in ("pytest", "ruff", "mypy"):
+    for dev_only in ("pytest", "ruff", "mypy", "callback_dev", "secantus", "testcontainers"):
         assert not (site / dev_only).exists(), f"{dev_only} in the image"

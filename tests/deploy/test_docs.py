@@ -33,7 +33,7 @@ def test_every_setting_of_every_service_is_documented(service):
 
 def test_every_setting_has_a_meaning():
     assert reference.settings_without_meaning() == [], (
-        "give these settings a Field(description=...) in callback_shared/settings.py"
+        "give these settings a Field(description=...) in their settings class"
     )
 
 

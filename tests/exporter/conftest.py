@@ -1,10 +1,10 @@
 import pytest
 from callback_shared.kafka import ensure_topics
-from callback_shared.mongo import ensure_indexes
+from callback_shared.mongo import SHARED_INDEXES, ensure_indexes
 
 
 @pytest.fixture(autouse=True)
 async def bootstrapped(settings, db):
     """Topics and indexes exist before a test's readers and writers start."""
     await ensure_topics(settings, "tests")
-    await ensure_indexes(db)
+    await ensure_indexes(db, SHARED_INDEXES)  # as callback-bootstrap does

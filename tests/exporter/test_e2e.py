@@ -12,9 +12,9 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from callback_admin_api.report import ALL_SERVICES, recent_cancellations
 from callback_shared.models import LifecycleEvent, utcnow
 from callback_shared.mongo import CANCELLATION_REPORT, make_mongo_client
-from callback_shared.reports import ALL_SERVICES, recent_cancellations
 from callback_shared.states import CallbackState
 from prometheus_client.parser import text_string_to_metric_families
 

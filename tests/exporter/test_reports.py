@@ -1,4 +1,5 @@
-"""The report's store, query and CSV (callback_shared.reports): pure functions, and the writes
+"""The report's store (callback_exporter.report), query and CSV (callback_admin_api.report): pure
+functions, and the writes
 and reads against the real MongoDB-protocol server."""
 
 from __future__ import annotations
@@ -11,22 +12,24 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from callback_shared.models import RETENTION, utcnow
-from callback_shared.mongo import CANCELLATION_REPORT
-from callback_shared.reports import (
+from callback_admin_api.report import (
     ALL_SERVICES,
     CSV_HEADER,
-    IgnoreReason,
     ReportEntry,
-    ReportStatus,
-    entry_id,
-    event_version,
-    ignore_reason,
     recent_cancellations,
-    record_cancellations,
     report_csv,
     safe_cell,
 )
+from callback_exporter.report import (
+    IgnoreReason,
+    entry_id,
+    event_version,
+    ignore_reason,
+    record_cancellations,
+)
+from callback_shared.models import RETENTION, utcnow
+from callback_shared.mongo import CANCELLATION_REPORT
+from callback_shared.reports import ReportStatus
 from callback_shared.states import CallbackState
 
 from tests.exporter.support import K, cancellation, expected_report, summary_of_entry

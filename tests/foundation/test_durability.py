@@ -19,7 +19,7 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from callback_shared.infra import Infrastructure, LocalMongo
+from callback_dev.infra import Infrastructure, LocalMongo
 from callback_shared.mongo import CALLBACKS, make_mongo_client
 from callback_shared.settings import PlatformSettings
 from pymongo import monitoring

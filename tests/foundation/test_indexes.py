@@ -6,6 +6,7 @@ from datetime import timedelta
 from uuid import uuid4
 
 import pytest
+from callback_admin_api.collections import ADMIN_INDEXES
 from callback_shared.models import RETENTION, expire_at, utcnow
 from callback_shared.mongo import CALLBACKS, ensure_indexes
 
@@ -21,6 +22,17 @@ async def test_bootstrap_is_idempotent_and_ttl_index_has_right_options(db):
     assert ttl["key"] == [("expire_at", 1)]
     assert ttl["expireAfterSeconds"] == 0
     assert sum("expireAfterSeconds" in index for index in first.values()) == 1
+
+
+async def test_a_service_creates_the_callbacks_indexes_and_those_of_the_collections_it_names(db):
+    await ensure_indexes(db)
+    assert await db.list_collection_names() == [CALLBACKS]
+    await ensure_indexes(db, ADMIN_INDEXES)
+    assert set(await db.list_collection_names()) == {CALLBACKS, *ADMIN_INDEXES}
+    for name, indexes in ADMIN_INDEXES.items():
+        assert {model.document["name"] for model in indexes} <= set(
+            await db[name].index_information()
+        ), name
 
 
 @pytest.mark.slow

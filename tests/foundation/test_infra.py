@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from callback_shared import infra
-from callback_shared.infra import InfraError, LocalKafka
+from callback_dev import infra
+from callback_dev.infra import InfraError, LocalKafka
 
 from tests.support import isolated_env
 

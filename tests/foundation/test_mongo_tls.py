@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from callback_shared.infra import Infrastructure
+from callback_dev.infra import Infrastructure
 from cryptography.hazmat.primitives import serialization
 
 from tests.admin_api.support import SECRET, Tokens, immediate

@@ -1,23 +1,27 @@
 """Each rule has one home and a name (ENGINEERING.md, "Shape of the code"): a second copy of the
 retention, of an API limit or of a service's port fails here, and so does a state the state
-machine refuses a cancel in without a refusal reason. Text checks, no I/O beyond reading files."""
+machine refuses a cancel in without a refusal reason; shared/ importing a service, or an image
+that would install the development package, fails too. Text checks, no I/O beyond reading
+files."""
 
 from __future__ import annotations
 
+import ast
 import re
+import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
 from callback_admin_api import rules
 from callback_admin_api.views import REFUSAL_REASONS, BulkReason
-from callback_shared.infra import service_ports
+from callback_dev.infra import service_ports
+from callback_dev.services import SETTINGS_CLASSES
 from callback_shared.models import RETENTION
 from callback_shared.settings import CancellationReportSettings
 from callback_shared.states import CANCELLABLE_STATES, CallbackState
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "shared" / "src" / "callback_shared" / "models.py"
-SETTINGS = REPO / "shared" / "src" / "callback_shared" / "settings.py"
 RULES = REPO / "services" / "admin-api" / "src" / "callback_admin_api" / "rules.py"
 CHART = REPO / "deploy" / "helm"
 CHART_VALUES = CHART / "callback-platform" / "values.yaml"
@@ -25,8 +29,14 @@ COMPOSE = REPO / "docker-compose.yml"
 
 
 def sources() -> list[Path]:
-    """The Python of shared/ and of every service."""
-    return sorted([*REPO.glob("shared/src/**/*.py"), *REPO.glob("services/*/src/**/*.py")])
+    """The Python of shared/, of every service and of the development package."""
+    return sorted(
+        [
+            *REPO.glob("shared/src/**/*.py"),
+            *REPO.glob("services/*/src/**/*.py"),
+            *REPO.glob("dev/src/**/*.py"),
+        ]
+    )
 
 
 def occurrences(pattern: str, paths: Iterable[Path]) -> dict[str, int]:
@@ -41,6 +51,18 @@ def occurrences(pattern: str, paths: Iterable[Path]) -> dict[str, int]:
 
 def home(path: Path) -> str:
     return str(path.relative_to(REPO))
+
+
+def module_file(cls: type) -> str:
+    """The source file (relative to the repository) of the module defining ``cls``."""
+    found = [
+        path
+        for path in sources()
+        if path.with_suffix("").parts[-len(cls.__module__.split(".")) :]
+        == tuple(cls.__module__.split("."))
+    ]
+    assert len(found) == 1, cls.__module__
+    return home(found[0])
 
 
 def test_the_retention_is_written_once():
@@ -76,8 +98,13 @@ def test_each_service_port_is_written_once_per_artifact():
     compose = COMPOSE.read_text().replace(f"${{ADMIN_API_PORT:-{ports['admin-api']}}}", "")
     for service, port in ports.items():
         literal = rf"(?<!\d){port}(?!\d)"
-        # Python reads the settings classes' defaults
-        assert occurrences(literal, sources()) == {home(SETTINGS): 1}, service
+        # Python reads the settings classes' defaults (admin-api's: PlatformSettings's)
+        defined_in = next(
+            cls
+            for cls in SETTINGS_CLASSES[service].__mro__
+            if "http_port" in vars(cls).get("__annotations__", {})
+        )
+        assert occurrences(literal, sources()) == {module_file(defined_in): 1}, service
         # an image: its ENV HTTP_PORT, which EXPOSE and HEALTHCHECK read
         assert occurrences(literal, dockerfiles) == {f"services/{service}/Dockerfile": 1}
         # the chart: services.<name>.port; the templates and values-production.yaml read it
@@ -92,3 +119,52 @@ def test_the_readme_shows_each_service_on_its_port():
     ports = service_ports()
     for service, port in shown:
         assert ports.get(service) == int(port), service
+
+
+# --- shape of the code: shared/ is contracts, services stand apart, the dev package stays out ----
+
+
+def imported_packages(package: Path) -> set[str]:
+    """The top-level names of every ``callback_*`` package the Python under ``package`` imports."""
+    found = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found.update(n.split(".")[0] for n in names if n.startswith("callback_"))
+    return found
+
+
+def test_shared_imports_no_service_and_a_service_no_other():
+    assert imported_packages(REPO / "shared" / "src") == {"callback_shared"}
+    for source in sorted(REPO.glob("services/*/src/callback_*")):
+        assert imported_packages(source) <= {"callback_shared", source.name}, source.name
+
+
+def test_no_service_image_installs_the_development_package():
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    dependencies = {
+        package["name"]: {d["name"] for d in package.get("dependencies", [])}
+        for package in lock["package"]
+    }
+    for dockerfile in sorted(REPO.glob("services/*/Dockerfile")):
+        package = f"callback-{dockerfile.parent.name}"
+        text = dockerfile.read_text()
+        syncs = re.findall(r"uv sync ([^\n]*)", text)
+        assert syncs, dockerfile
+        for options in syncs:
+            # the service's own dependencies only: no development group, no other member
+            assert "--no-dev" in options.split(), (dockerfile, options)
+            assert f"--package {package}" in options, (dockerfile, options)
+        assert "dev/src" not in text, f"{dockerfile}: copies the development package's code"
+        # what --package installs: the service's dependency closure in the lock
+        closure, todo = set(), [package]
+        while todo:
+            name = todo.pop()
+            if name not in closure:
+                closure.add(name)
+                todo.extend(dependencies.get(name, ()))
+        assert "callback-dev" not in closure, package

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from callback_shared.infra import Infrastructure, KafkaSaslSsl, LocalKafka
+from callback_dev.infra import Infrastructure, KafkaSaslSsl, LocalKafka
 from callback_shared.kafka import check_kafka_access, ensure_topics, make_admin_client
 from callback_shared.mongo import CALLBACKS, make_mongo_client
 from callback_shared.settings import PlatformSettings

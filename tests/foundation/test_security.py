@@ -7,7 +7,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from callback_shared.infra import free_port
+from callback_dev.infra import free_port
 from callback_shared.kafka import (
     KafkaAccessDenied,
     _denial,

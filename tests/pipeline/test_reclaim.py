@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from callback_scheduler.reclaim import Reclaimer
+from callback_scheduler.settings import SchedulerSettings
 from callback_shared.kafka import make_broker
 from callback_shared.models import utcnow
 from callback_shared.mongo import CALLBACKS, SERVICES
-from callback_shared.settings import SchedulerSettings
 
 from tests.pipeline.helpers import TopicReader, eventually, seed_callbacks
 

@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
+from callback_scheduler.dispatcher import SCHEDULER_LEASES
 from callback_shared.models import utcnow
-from callback_shared.mongo import CALLBACKS, SCHEDULER_LEASES
+from callback_shared.mongo import CALLBACKS
 from callback_shared.states import CallbackResult, CallbackState
 
 from tests.pipeline.helpers import TopicReader, eventually, seed_callbacks

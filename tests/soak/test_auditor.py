@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid5
 
 import pytest
+from callback_exporter.report import report_document
 from callback_shared.documents import EVENT_NAMESPACE, lifecycle_event, timeline_entry
 from callback_shared.models import LifecycleEventKind, ServiceConfig
-from callback_shared.reports import report_document
 from callback_shared.states import CallbackResult, CallbackState
 
 from soak import memory

@@ -6,6 +6,11 @@ step makes it happen once, before any service runs, with the configured partitio
 idempotent: existing topics are left as they are (a partition count that differs from
 ``TOPIC_PARTITIONS`` is reported, never changed) and existing indexes are kept.
 
+Indexes: those of the shared collections (:data:`~callback_shared.mongo.SHARED_INDEXES`: the
+callbacks, the Cancellation Summary Report). A service's own collections (admin-api's slots,
+request counters and bulk cancel jobs) are its own business: it creates their indexes when it
+starts, before it turns ready. Being shared code, this step runs in every service image.
+
 Exit codes: 0 done; 1 Kafka or MongoDB did not answer within ``--timeout``; 2 bad configuration.
 """
 
@@ -20,7 +25,13 @@ from tenacity import AsyncRetrying, RetryError, stop_after_delay, wait_exponenti
 
 from callback_shared.kafka import ensure_topics, make_admin_client, topics
 from callback_shared.log import configure_logging
-from callback_shared.mongo import CALLBACKS, database, ensure_indexes, make_mongo_client
+from callback_shared.mongo import (
+    CALLBACKS,
+    SHARED_INDEXES,
+    database,
+    ensure_indexes,
+    make_mongo_client,
+)
 from callback_shared.settings import PlatformSettings, load_settings
 
 NAME = "bootstrap"
@@ -46,7 +57,7 @@ async def bootstrap_mongo(settings: PlatformSettings) -> list[str]:
     client = make_mongo_client(settings)
     try:
         db = database(client, settings)
-        await ensure_indexes(db)
+        await ensure_indexes(db, SHARED_INDEXES)
         return sorted(await db[CALLBACKS].index_information())
     finally:
         await client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
@@ -12,20 +13,13 @@ from callback_shared.settings import PlatformSettings
 
 CALLBACKS = "callbacks"
 SERVICES = "services"
-#: Scheduling slots of each service: ``_id`` = ``<service>|<slot start, UTC ISO>``, ``taken`` and
-#: the ids of the callbacks holding a place (``holders``), so a place is taken atomically.
-SLOTS = "slots"
-#: Accepted create requests per service, customer number and local day (request throttling).
-REQUEST_COUNTERS = "request_counters"
-#: The Cancellation Summary Report: one entry per actor, batch and callback (see
-#: :mod:`callback_shared.reports`).
+#: The Cancellation Summary Report: one entry per actor, batch and callback, written by the
+#: exporter and read by admin-api (see :mod:`callback_shared.reports`).
 CANCELLATION_REPORT = "cancellation_report"
-#: Bulk cancel jobs of the admin API (``_id`` = batch id): progress of a large cancel.
-BULK_CANCEL_JOBS = "bulk_cancel_jobs"
-#: The scheduler's leader lease (one document: holder, expiry, watermark of what it emitted).
-SCHEDULER_LEASES = "scheduler_leases"
 
 Document = dict[str, Any]
+#: Indexes by collection name: what a service creates at start (:func:`ensure_indexes`).
+CollectionIndexes = Mapping[str, Sequence[IndexModel]]
 
 #: Indexes of the ``callbacks`` collection, by name. ``expire_at`` = desired time + 14 days and
 #: ``expireAfterSeconds=0``: the server deletes each record 14 days after its desired time.
@@ -69,18 +63,6 @@ CALLBACK_INDEXES: list[IndexModel] = [
     ),
 ]
 
-#: Indexes of the ``slots`` collection: availability of a service's day; slots expire with the
-#: callbacks they held.
-SLOT_INDEXES: list[IndexModel] = [
-    IndexModel([("service_name", ASCENDING), ("start", ASCENDING)], name="by_service_start"),
-    IndexModel([("expire_at", ASCENDING)], name="slot_retention_ttl", expireAfterSeconds=0),
-]
-
-#: Indexes of the ``request_counters`` collection: a counter lives until its day is over.
-REQUEST_COUNTER_INDEXES: list[IndexModel] = [
-    IndexModel([("expire_at", ASCENDING)], name="counter_retention_ttl", expireAfterSeconds=0),
-]
-
 #: Indexes of the ``cancellation_report`` collection: a user's recent cancellations, newest first
 #: (equality on ``actor``, range on ``occurred_at``); entries expire at ``expire_at``.
 CANCELLATION_REPORT_INDEXES: list[IndexModel] = [
@@ -89,21 +71,6 @@ CANCELLATION_REPORT_INDEXES: list[IndexModel] = [
         name="report_by_actor_occurred_at",
     ),
     IndexModel([("expire_at", ASCENDING)], name="report_retention_ttl", expireAfterSeconds=0),
-]
-
-
-#: A bulk cancel job's outbox: the CANCELLED events of the batch in progress, written before
-#: the batch's cancellations and removed once published (admin-api ``bulk.cancel_batch``).
-ANNOUNCING = "announcing"
-ANNOUNCING_SINCE = "announcing_since"
-
-#: Indexes of the ``bulk_cancel_jobs`` collection: a job is kept 14 days after it started; the
-#: relay finds the jobs with events waiting, and the running jobs without progress, without
-#: reading every job (a job's outbox can hold hundreds of events).
-BULK_CANCEL_JOB_INDEXES: list[IndexModel] = [
-    IndexModel([("expire_at", ASCENDING)], name="bulk_job_retention_ttl", expireAfterSeconds=0),
-    IndexModel([(ANNOUNCING_SINCE, ASCENDING)], name="bulk_job_announcing", sparse=True),
-    IndexModel([("state", ASCENDING), ("updated_at", ASCENDING)], name="bulk_job_progress"),
 ]
 
 
@@ -174,11 +141,22 @@ def database(
     return client[settings.mongodb_database]
 
 
-async def ensure_indexes(db: AsyncDatabase[Document]) -> list[str]:
-    """Create every index the platform needs. Idempotent: a second run changes nothing."""
-    created = await db[CALLBACKS].create_indexes(CALLBACK_INDEXES)
-    created += await db[SLOTS].create_indexes(SLOT_INDEXES)
-    created += await db[REQUEST_COUNTERS].create_indexes(REQUEST_COUNTER_INDEXES)
-    created += await db[CANCELLATION_REPORT].create_indexes(CANCELLATION_REPORT_INDEXES)
-    created += await db[BULK_CANCEL_JOBS].create_indexes(BULK_CANCEL_JOB_INDEXES)
+#: The shared collections' indexes: the callbacks (every service's) and the report (the
+#: exporter's and admin-api's); ``callback-bootstrap`` creates these.
+SHARED_INDEXES: CollectionIndexes = {
+    CALLBACKS: CALLBACK_INDEXES,
+    CANCELLATION_REPORT: CANCELLATION_REPORT_INDEXES,
+}
+
+
+async def ensure_indexes(
+    db: AsyncDatabase[Document], collections: CollectionIndexes | None = None
+) -> list[str]:
+    """Create the indexes of the callbacks collection, which every service uses, and those of
+    ``collections`` (a service's own collections, and the shared ones it uses). Idempotent: a
+    second run changes nothing."""
+    created = await db[CALLBACKS].create_indexes(list(CALLBACK_INDEXES))
+    for name, indexes in (collections or {}).items():
+        if name != CALLBACKS:
+            created += await db[name].create_indexes(list(indexes))
     return created

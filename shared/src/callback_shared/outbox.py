@@ -7,11 +7,15 @@ removes them (:meth:`OutboxRelay.flush`); if Kafka or the process fails in betwe
 in the document and the relay loop (:meth:`OutboxRelay.run`) publishes them later. An event may
 therefore be published twice, never lost and never without its change; consumers de-duplicate
 by ``event_id``.
+
+One relay serves one collection's outbox: the callbacks' (``outbox``), or another collection's
+outbox field (admin-api's bulk cancel jobs), whose events may need a check that their change
+was made before they are published (``happened``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 
 import structlog
@@ -32,6 +36,11 @@ OUTBOX_SINCE = "outbox_since"
 #: (a bulk cancel flushes a whole batch of 500 at once, which can take many seconds here).
 RELAY_AFTER = timedelta(seconds=30)
 
+#: Which outbox entries announce a change that was made: given documents a relay found with
+#: events left behind, the same documents holding only those entries (the others are removed
+#: unpublished: their change never happened).
+Happened = Callable[[list[Document]], Awaitable[list[Document]]]
+
 log = structlog.get_logger(__name__)
 
 
@@ -44,23 +53,43 @@ def outbox_entry(topic: str, event: Event) -> Document:
     }
 
 
-def with_outbox(update: Document, entries: Iterable[Document]) -> Document:
-    """``update`` plus pushing ``entries`` to the document's outbox, in one update document."""
+def with_outbox(
+    update: Document,
+    entries: Iterable[Document],
+    *,
+    field: str = OUTBOX,
+    since: str = OUTBOX_SINCE,
+) -> Document:
+    """``update`` plus pushing ``entries`` to the document's outbox (``field``, and ``since``
+    set when it first holds events), in one update document."""
     entries = list(entries)
     if not entries:
         return update
     merged = {op: dict(fields) for op, fields in update.items()}
-    merged.setdefault("$push", {})[OUTBOX] = {"$each": entries}
-    merged.setdefault("$set", {}).setdefault(OUTBOX_SINCE, utcnow())
+    merged.setdefault("$push", {})[field] = {"$each": entries}
+    merged.setdefault("$set", {}).setdefault(since, utcnow())
     return merged
 
 
 class OutboxRelay:
-    """Publishes outbox events to Kafka and removes them once the broker acknowledged them."""
+    """Publishes the events of one collection's outbox field to Kafka and removes them once the
+    broker acknowledged them. ``happened`` (default: every entry) picks, among the events left
+    behind, those to publish (:meth:`relay_pending`)."""
 
-    def __init__(self, collection: AsyncCollection[Document], broker: KafkaBroker) -> None:
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        broker: KafkaBroker,
+        *,
+        field: str = OUTBOX,
+        since: str = OUTBOX_SINCE,
+        happened: Happened | None = None,
+    ) -> None:
         self.collection = collection
         self.broker = broker
+        self.field = field
+        self.since = since
+        self.happened = happened
 
     async def publish(self, entries: Iterable[Document]) -> None:
         """Publish and wait for every acknowledgement (acks=all)."""
@@ -74,22 +103,22 @@ class OutboxRelay:
 
     async def flush(self, documents: Iterable[Document]) -> None:
         """Publish the outbox entries of these (freshly written) documents, then remove them
-        from their outboxes, for every document in one round trip (two when another writer
-        added events meanwhile)."""
-        documents = [doc for doc in documents if doc.get(OUTBOX)]
+        from their outboxes (:meth:`settle`)."""
+        documents = [doc for doc in documents if doc.get(self.field)]
         if not documents:
             return
-        await self.publish(entry for doc in documents for entry in doc[OUTBOX])
-        # usually nobody added events meanwhile: then one update empties each outbox
+        await self.publish(entry for doc in documents for entry in doc[self.field])
+        await self.settle(documents)
+
+    async def settle(self, documents: list[Document]) -> None:
+        """Remove the outbox entries these documents hold (published, or never to be) from
+        their outboxes, for every document in one round trip (two when another writer added
+        events meanwhile)."""
+        field, since = self.field, self.since
+        # usually nobody added events meanwhile: then one update empties each outbox (matched
+        # on the whole array: SecantusDB matches no $all of two or more event ids)
         emptied_whole = [
-            UpdateOne(
-                {
-                    "_id": doc["_id"],
-                    OUTBOX: {"$size": len(doc[OUTBOX])},
-                    f"{OUTBOX}.event_id": {"$all": [e["event_id"] for e in doc[OUTBOX]]},
-                },
-                {"$unset": {OUTBOX: "", OUTBOX_SINCE: ""}},
-            )
+            UpdateOne({"_id": doc["_id"], field: doc[field]}, {"$unset": {field: "", since: ""}})
             for doc in documents
         ]
         result = await self.collection.bulk_write(emptied_whole, ordered=False)
@@ -98,31 +127,42 @@ class OutboxRelay:
         published = [
             UpdateOne(
                 {"_id": doc["_id"]},
-                {"$pull": {OUTBOX: {"event_id": {"$in": [e["event_id"] for e in doc[OUTBOX]]}}}},
+                {"$pull": {field: {"event_id": {"$in": [e["event_id"] for e in doc[field]]}}}},
             )
             for doc in documents
         ]
         emptied = [
-            UpdateOne({"_id": doc["_id"], OUTBOX: {"$size": 0}}, {"$unset": {OUTBOX_SINCE: ""}})
+            UpdateOne({"_id": doc["_id"], field: {"$size": 0}}, {"$unset": {since: ""}})
             for doc in documents
         ]
         await self.collection.bulk_write(published + emptied, ordered=True)
 
     async def relay_pending(self, older_than: timedelta, limit: int = 500) -> int:
-        """Publish what writers left behind (crash, Kafka down); returns documents relayed."""
+        """Publish what writers left behind (crash, Kafka down): the entries that
+        ``happened``, the others removed unpublished; returns documents relayed."""
         cutoff = utcnow() - older_than
         cursor = self.collection.find(
-            {OUTBOX_SINCE: {"$lte": cutoff}}, {OUTBOX: 1}, limit=limit
-        ).sort(OUTBOX_SINCE, 1)
-        documents = await cursor.to_list()
-        await self.flush(documents)
-        return len(documents)
+            {self.since: {"$lte": cutoff}}, {self.field: 1}, limit=limit
+        ).sort(self.since, 1)
+        found = await cursor.to_list()
+        documents = [doc for doc in found if doc.get(self.field)]
+        if documents:
+            happened = documents if self.happened is None else await self.happened(documents)
+            await self.publish(entry for doc in happened for entry in doc.get(self.field) or ())
+            await self.settle(documents)
+        return len(found)
 
-    async def run(self, interval: float = 1.0, older_than: timedelta = RELAY_AFTER) -> None:
+    async def run(
+        self, interval: float = 1.0, older_than: timedelta = RELAY_AFTER, limit: int = 500
+    ) -> None:
         """The relay loop: never gives up; Kafka or MongoDB errors are logged and retried."""
 
         async def relay() -> None:
-            if relayed := await self.relay_pending(older_than):
-                log.warning("relayed events left in outboxes", documents=relayed)
+            if relayed := await self.relay_pending(older_than, limit):
+                log.warning(
+                    "relayed events left in outboxes",
+                    collection=self.collection.name,
+                    documents=relayed,
+                )
 
         await keep_running(relay, interval, "outbox relay failed; will retry")

@@ -26,6 +26,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from tenacity import (
     AsyncRetrying,
@@ -43,6 +44,7 @@ from callback_shared.kafka import (
 )
 from callback_shared.log import configure_logging
 from callback_shared.mongo import (
+    CollectionIndexes,
     Document,
     MongoAccessDenied,
     check_mongo_access,
@@ -95,8 +97,14 @@ class ServiceRuntime:
         self._ready_hooks: list[ReadyHook] = []
         self._stop_hooks: list[ReadyHook] = []
         self._tasks: set[asyncio.Task[Any]] = set()  # running ones: a task leaves when done
+        self._indexes: dict[str, Sequence[IndexModel]] = {}
         self.app = FastAPI(title=title or name, lifespan=self._lifespan)
         self._add_probes()
+
+    def create_indexes(self, collections: CollectionIndexes) -> None:
+        """Create these indexes (the service's own collections, and the shared ones it uses)
+        when connecting, before the service turns ready; the callbacks collection's always."""
+        self._indexes.update(collections)
 
     def on_ready(self, hook: ReadyHook) -> ReadyHook:
         """Run ``hook`` once dependencies are connected (e.g. start a background loop)."""
@@ -178,7 +186,7 @@ class ServiceRuntime:
         ):
             with attempt:
                 await check_mongo_access(self.mongo)
-                await ensure_indexes(self.db)
+                await ensure_indexes(self.db, self._indexes)
                 await check_kafka_access(self.settings)
                 await ensure_topics(self.settings, self.name)
                 try:

@@ -5,6 +5,9 @@ for all), fixed when it was issued, as the guide's permissions are fixed at logi
 verified with the HS256 secret or the RS256 public key from the settings; any other algorithm,
 ``none`` included, is refused.
 
+Access checks live here too: a service acted on must be granted (:func:`require_service`), and
+a callback outside the caller's services is answered as missing (:func:`load_callback`).
+
 Tokens whose ``iss`` is the configured OpenID Connect issuer (``OIDC_ISSUER``) are verified with
 the keys that issuer publishes instead (:class:`IssuerKeys`), and their user, roles and services
 are read from the claims the settings name (dotted paths reach nested claims).
@@ -22,10 +25,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 from urllib.error import URLError
+from uuid import UUID
 
 import jwt
-from callback_shared.settings import AdminApiSettings
+from callback_shared.mongo import Document
 from jwt import PyJWK, PyJWKClient, PyJWKClientConnectionError, PyJWKClientError, PyJWKSetError
+
+from callback_admin_api.problems import Forbidden, NotFound
+from callback_admin_api.repository import Repository
+from callback_admin_api.settings import AdminApiSettings
 
 ALL_SERVICES = "*"
 
@@ -69,6 +77,23 @@ class Principal:
 
     def grants(self, service_name: str) -> bool:
         return self.all_services or service_name in self.services
+
+
+def require_service(principal: Principal, service_name: str) -> None:
+    """The caller acts on ``service_name`` only if it is granted to them (403)."""
+    if not principal.grants(service_name):
+        raise Forbidden(f"service {service_name!r} is not granted to you")
+
+
+async def load_callback(
+    repository: Repository, principal: Principal, callback_id: UUID
+) -> Document:
+    """The callback, if it exists in a service granted to the caller: otherwise the same 404,
+    so nobody learns whether a record exists in a service they do not see."""
+    doc = await repository.get(callback_id)
+    if doc is None or not principal.grants(doc["service_name"]):
+        raise NotFound("no such callback among your services")
+    return doc
 
 
 class InvalidToken(Exception):

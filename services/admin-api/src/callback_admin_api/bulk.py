@@ -7,26 +7,29 @@ in the list's order (desired time, id) in batches of :data:`BATCH_SIZE` with the
 so no answer holds the whole range in memory; answers list at most
 :data:`~callback_admin_api.rules.MAX_BULK_ITEMS` records, the counts cover every one.
 
-Each batch's callbacks that are not yet due are cancelled by the single cancel's update
-(:func:`~callback_admin_api.commands.cancellation_update`, stamped with the batch id), applied
-with one ``update_many`` per chunk of ids, only where the callback is still not yet due; their
-CANCELLED events go first into the job document's outbox (``announcing``), are published once
-the batch is read back, and removed. Every other callback goes through
-:func:`~callback_admin_api.commands.cancel_one`, the single cancel's path: one routing may hold
-(due, QUEUED, ROUTING) is asked of routing (``REQUESTED``: the record shows the cancel pending
-until routing answers), one not cancellable at that moment (it reached PROCESSING since the
-preview, say) is left as it is and announced as a refused cancellation.
+Each batch is cancelled by the single cancel's :class:`~callback_admin_api.commands.Cancellation`
+of every callback, stamped with the batch id. The outright ones (not yet due) are applied with
+one ``update_many`` per chunk of ids (their condition and update are the same for all), only
+where the callback is still not yet due; their CANCELLED events go first into the job document's
+outbox (``announcing``), are published once the batch is read back, and removed. Every other
+callback goes through :func:`~callback_admin_api.commands.apply_cancellation`, as a single
+cancel does: one routing may hold (due, QUEUED, ROUTING) is asked of routing (``REQUESTED``:
+the record shows the cancel pending until routing answers), one not cancellable at that moment
+(it reached PROCESSING since the preview, say) is left as it is and announced as a refused
+cancellation. Then the whole batch's slot places and callback outboxes go to
+:func:`~callback_admin_api.commands.announce_cancellations`.
 An id that does not exist and one of a service not granted to the caller get the same answer
 (``NOT_FOUND``, the id only), as a single cancel answers both with the same 404.
 
 Every bulk cancel has a document in ``bulk_cancel_jobs`` (``_id`` = batch id). A range
 selecting more than :data:`JOB_THRESHOLD` open callbacks is cancelled by a background job
 (202): its progress is stored after every batch and only its actor may read it. If Kafka does
-not take a batch's events the job stops (``failed``); :func:`relay_loop` publishes what a batch
-left in its job's outbox after ``RELAY_AFTER`` (only the events of callbacks the batch did
-cancel), and marks ``failed`` a job whose process stopped (no progress for
-:data:`STALE_JOB_AFTER`). What a job cancelled stays cancelled and announced; submitting the
-same range again cancels what is left.
+not take a batch's events the job stops (``failed``); the jobs' outbox relay
+(:func:`job_outbox_relay`, the shared :class:`~callback_shared.outbox.OutboxRelay`) publishes
+what a batch left in its job's outbox after ``RELAY_AFTER`` (only the events of callbacks the
+batch did cancel), and :func:`reap_loop` marks ``failed`` a job whose process stopped (no
+progress for :data:`STALE_JOB_AFTER`). What a job cancelled stays cancelled and announced;
+submitting the same range again cancels what is left.
 """
 
 from __future__ import annotations
@@ -39,26 +42,28 @@ from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import structlog
-from callback_shared.documents import CANCELLED_IN_BATCH, not_yet_due
+from callback_shared.documents import CANCELLED_IN_BATCH
 from callback_shared.models import RETENTION, ServiceConfig
-from callback_shared.mongo import ANNOUNCING, ANNOUNCING_SINCE, Document
-from callback_shared.outbox import RELAY_AFTER
+from callback_shared.mongo import Document
+from callback_shared.outbox import OutboxRelay, with_outbox
 from callback_shared.runtime import keep_running
 from callback_shared.states import CANCELLABLE_STATES, OPEN_STATES, CallbackState
+from faststream.kafka import KafkaBroker
 
 from callback_admin_api.auth import Principal
+from callback_admin_api.collections import ANNOUNCING, ANNOUNCING_SINCE
 from callback_admin_api.commands import (
+    Cancellation,
     CancelOutcome,
-    cancel_one,
-    cancellation_update,
-    cancelled_event,
-    not_yet_due_filter,
-    publish,
+    CancelResult,
+    announce_cancellations,
+    apply_cancellation,
 )
 from callback_admin_api.context import AdminApi
 from callback_admin_api.listing import ListCriteria, PageCursor, query_plan
 from callback_admin_api.problems import InvalidField, NotFound
-from callback_admin_api.queries import ListRequest, list_criteria, retained
+from callback_admin_api.queries import list_criteria, retained
+from callback_admin_api.repository import Repository
 from callback_admin_api.rules import MAX_BULK_ITEMS
 from callback_admin_api.views import (
     REFUSAL_REASONS,
@@ -82,11 +87,10 @@ JOB_THRESHOLD = 1000
 CONCURRENCY = 50
 #: A running job without progress for this long has lost its process (a batch takes seconds).
 STALE_JOB_AFTER = timedelta(minutes=10)
+#: Jobs whose outboxes the relay takes over at a time (each may hold a batch of events).
+JOBS_RELAYED_AT_ONCE = 20
 
 log = structlog.get_logger("admin-api")
-
-#: Outcomes whose callback gives back its slot place (cancelled, or asked of routing).
-ANSWERED = frozenset({BulkOutcome.CANCELLED, BulkOutcome.REQUESTED})
 
 #: What a bulk cancel works on: chosen ids, or the criteria of a range.
 Selection = tuple[UUID, ...] | ListCriteria
@@ -102,18 +106,8 @@ def selection(api: AdminApi, principal: Principal, request: BulkCancelRequest) -
 def range_criteria(principal: Principal, filters: RangeFilters, now: datetime) -> ListCriteria:
     """The list's criteria of the filters (validated as the list validates them), narrowed to
     the open states and the retained records."""
-    request = ListRequest(
-        range=filters.range,
-        start=filters.from_,
-        end=filters.to,
-        time_zone=filters.tz,
-        states=tuple(filters.state or ()),
-        services=tuple(filters.service or ()),
-        field=filters.field,
-        q=filters.q,
-    )
     try:
-        criteria, _, _ = list_criteria(principal, request, now, location="body")
+        criteria, _, _ = list_criteria(principal, filters, now, location="body")
     except InvalidField as exc:
         error = (exc.errors or [])[0]
         raise InvalidField(f"all_in_range.{error.field}", error.message) from None
@@ -321,15 +315,16 @@ async def cancel_batch(
     progress: Progress,
 ) -> bool:
     """Cancel the batch, give back their slot places and announce them; whether every event
-    reached Kafka (else they wait in the job's outbox for :func:`relay_job_outboxes`).
+    reached Kafka (else they wait in the job's outbox for the jobs' outbox relay).
 
-    Fast path, for the callbacks seen not yet due: their CANCELLED events first go to the job
-    document's outbox (one write), then one ``update_many`` per chunk of ids cancels them
-    (still not yet due: the same update for all, stamped with the batch id), one read-back
-    tells which this batch cancelled, their events are published and removed from the job's
-    outbox. Every other callback (routing may hold it, its state changed meanwhile, or it was
-    not cancellable) goes through :func:`~callback_admin_api.commands.cancel_one`, the single
-    cancel's path, a few at a time.
+    Fast path, for the outright cancellations (seen not yet due): their CANCELLED events first
+    go to the job document's outbox (one write), then one ``update_many`` per chunk of ids
+    applies them (still not yet due: the same update for all, stamped with the batch id), one
+    read-back tells which this batch cancelled, their events are published and the job's
+    outbox settled. Every other callback (routing may hold it, its state changed meanwhile, or
+    it was not cancellable) goes through
+    :func:`~callback_admin_api.commands.apply_cancellation`, a few at a time. Then
+    :func:`~callback_admin_api.commands.announce_cancellations` for the whole batch.
     """
     repo = api.repository
     now = api.clock()
@@ -337,59 +332,57 @@ async def cancel_batch(
         shown = await Shown.of(api, (doc for _, doc in batch))
     else:
         shown = Shown(None, now)
-    seen = {cid: doc for cid, doc in batch if doc is not None and not_yet_due(doc, now)}
-    entries = {
-        cid: cancelled_event(api, principal, doc, now, batch_id) for cid, doc in seen.items()
+    outright = {
+        callback_id: cancellation
+        for callback_id, doc in batch
+        if doc is not None
+        and (cancellation := Cancellation(doc, principal, now, batch_id)).outcome
+        is CancelOutcome.CANCELLED
     }
+    entries = {callback_id: c.outbox(api) for callback_id, c in outright.items()}
+    announcing = [entry for events in entries.values() for entry in events]
     after: dict[UUID, Document] = {}
-    if seen:
+    if outright:
         await repo.update_job(
-            batch_id,
-            {
-                "$push": {ANNOUNCING: {"$each": list(entries.values())}},
-                "$set": {ANNOUNCING_SINCE: now},
-            },
+            batch_id, with_outbox({}, announcing, field=ANNOUNCING, since=ANNOUNCING_SINCE)
         )
-        await repo.update_where(
-            list(seen), not_yet_due_filter(now), cancellation_update(principal, now, batch_id)
-        )
-        after = await repo.find_ids(seen)
+        # an outright cancellation's condition and update are the same for every one of them
+        first = next(iter(outright.values()))
+        await repo.update_where(list(outright), first.condition, first.update)
+        after = await repo.find_ids(outright)
+    results: list[CancelResult] = []
     ours: list[Document] = []
-    places: list[tuple[str, datetime, UUID]] = []
     rest: list[tuple[UUID, Document | None]] = []
     for callback_id, read in batch:
         done = after.get(callback_id)
         if done is not None and done.get(CANCELLED_IN_BATCH) == batch_id:
-            cancelled = BulkOutcome.CANCELLED
-            progress.add(shown.item(callback_id, seen[callback_id], cancelled, None, done))
-            ours.append(entries[callback_id])
-            places.append((done["service_name"], done["desired_time"], callback_id))
+            seen = outright[callback_id]
+            results.append(CancelResult(CancelOutcome.CANCELLED, done, seen.state, written=True))
+            progress.add(shown.item(callback_id, seen.seen, BulkOutcome.CANCELLED, None, done))
+            ours.extend(entries[callback_id])
         else:
-            rest.append((callback_id, done if callback_id in seen else read))
-    announced: list[Document] = []
+            rest.append((callback_id, done if callback_id in outright else read))
     for start in range(0, len(rest), CONCURRENCY):
         chunk = rest[start : start + CONCURRENCY]
-        results = await asyncio.gather(
+        answered = await asyncio.gather(
             *(_cancel(api, principal, shown, cid, doc, batch_id) for cid, doc in chunk)
         )
-        for item, changed in results:
+        for item, result in answered:
             progress.add(item)
-            if changed is not None:
-                announced.append(changed)
-            if item.outcome in ANSWERED and changed is not None:
-                places.append((changed["service_name"], changed["desired_time"], changed["_id"]))
-    await repo.release_slots(places)
-    await publish(api, *announced)
-    if not entries:
+            if result is not None:
+                results.append(result)
+    await announce_cancellations(api, results)
+    if not announcing:
         return True
     try:
         await asyncio.wait_for(
-            api.relay.publish(ours), timeout=api.settings.admin_publish_timeout_seconds
+            api.job_relay.publish(ours), timeout=api.settings.admin_publish_timeout_seconds
         )
     except Exception:
         log.warning("bulk cancel events left for the relay", batch_id=str(batch_id), exc_info=True)
         return False
-    await repo.settle_job_outbox(batch_id, [entry["event_id"] for entry in entries.values()])
+    # the events of callbacks this batch did not cancel (their state changed) go unpublished
+    await api.job_relay.settle([{"_id": batch_id, ANNOUNCING: announcing}])
     return True
 
 
@@ -400,21 +393,21 @@ async def _cancel(
     callback_id: UUID,
     doc: Document | None,
     batch_id: UUID,
-) -> tuple[BulkItem, Document | None]:
+) -> tuple[BulkItem, CancelResult | None]:
     if doc is None:
         return shown.item(callback_id, None, BulkOutcome.SKIPPED, BulkReason.NOT_FOUND), None
-    done = await cancel_one(api, principal, doc, batch_id=batch_id, deferred=True)
+    done = await apply_cancellation(api, principal, doc, batch_id)
     if done.outcome is CancelOutcome.CANCELLED:
-        return shown.item(callback_id, doc, BulkOutcome.CANCELLED, None, done.doc), done.doc
-    if done.outcome is CancelOutcome.REQUESTED:
-        return shown.item(callback_id, doc, BulkOutcome.REQUESTED, None, done.doc), done.doc
-    if done.outcome is CancelOutcome.REFUSED:
-        seen = done.doc or doc
-        refused = shown.item(callback_id, seen, BulkOutcome.REFUSED, _reason(done.state))
-        return refused, done.doc
-    if done.outcome is CancelOutcome.CHANGING:
-        return shown.item(callback_id, doc, BulkOutcome.SKIPPED, BulkReason.CHANGING), None
-    return shown.item(callback_id, None, BulkOutcome.SKIPPED, BulkReason.NOT_FOUND), None
+        item = shown.item(callback_id, doc, BulkOutcome.CANCELLED, None, done.doc)
+    elif done.outcome is CancelOutcome.REQUESTED:
+        item = shown.item(callback_id, doc, BulkOutcome.REQUESTED, None, done.doc)
+    elif done.outcome is CancelOutcome.REFUSED:
+        item = shown.item(callback_id, done.doc or doc, BulkOutcome.REFUSED, _reason(done.state))
+    elif done.outcome is CancelOutcome.CHANGING:
+        item = shown.item(callback_id, doc, BulkOutcome.SKIPPED, BulkReason.CHANGING)
+    else:
+        item = shown.item(callback_id, None, BulkOutcome.SKIPPED, BulkReason.NOT_FOUND)
+    return item, done
 
 
 async def run_job(
@@ -491,37 +484,45 @@ async def get_job(api: AdminApi, principal: Principal, batch_id: UUID) -> BulkCa
     return job_view(job)
 
 
-# --- relay --------------------------------------------------------------------------------------
+# --- the jobs' outbox relay, and stopped jobs ----------------------------------------------------
 
 
-async def relay_job_outboxes(api: AdminApi, older_than: timedelta = RELAY_AFTER) -> int:
-    """Publish the events a bulk cancel left in its job's outbox (crash, Kafka down): those of
-    the callbacks its batch did cancel; the others never happened. Returns jobs relayed."""
-    repo = api.repository
-    jobs = await repo.jobs_to_relay(api.clock() - older_than)
-    for job in jobs:
-        entries: list[Document] = job.get(ANNOUNCING) or []
-        cancelled = await repo.find_ids(
-            [UUID(entry["key"]) for entry in entries], projection={CANCELLED_IN_BATCH: 1}
-        )
-        await api.relay.publish(
-            entry
-            for entry in entries
-            if cancelled.get(UUID(entry["key"]), {}).get(CANCELLED_IN_BATCH) == job["_id"]
-        )
-        await repo.settle_job_outbox(job["_id"], [entry["event_id"] for entry in entries])
-        log.warning("relayed bulk cancel events", batch_id=str(job["_id"]), events=len(entries))
-    return len(jobs)
+def job_outbox_relay(repository: Repository, broker: KafkaBroker) -> OutboxRelay:
+    """The shared outbox relay over the jobs' outboxes (``announcing``): of the events a batch
+    left there (crash, Kafka down), it publishes those of the callbacks the batch did cancel
+    (their ``cancelled_in_batch`` is the job); the others never happened."""
+
+    async def cancelled_by_their_job(jobs: list[Document]) -> list[Document]:
+        keys = {UUID(entry["key"]) for job in jobs for entry in job[ANNOUNCING]}
+        cancelled = await repository.find_ids(keys, projection={CANCELLED_IN_BATCH: 1})
+        return [
+            {
+                **job,
+                ANNOUNCING: [
+                    entry
+                    for entry in job[ANNOUNCING]
+                    if cancelled.get(UUID(entry["key"]), {}).get(CANCELLED_IN_BATCH) == job["_id"]
+                ],
+            }
+            for job in jobs
+        ]
+
+    return OutboxRelay(
+        repository.jobs,
+        broker,
+        field=ANNOUNCING,
+        since=ANNOUNCING_SINCE,
+        happened=cancelled_by_their_job,
+    )
 
 
-async def relay_loop(api: AdminApi, interval: float = 1.0) -> None:
-    """Relay job outboxes, and mark failed the jobs whose process stopped (no progress for
-    :data:`STALE_JOB_AFTER`); never gives up."""
+async def reap_loop(api: AdminApi, interval: float = 1.0) -> None:
+    """Mark failed the jobs whose process stopped (no progress for :data:`STALE_JOB_AFTER`);
+    never gives up."""
 
-    async def relay_and_reap() -> None:
-        await relay_job_outboxes(api)
+    async def reap() -> None:
         now = api.clock()
         if reaped := await api.repository.reap_jobs(now - STALE_JOB_AFTER, now):
             log.warning("bulk cancel jobs interrupted by a stopped process", jobs=reaped)
 
-    await keep_running(relay_and_reap, interval, "bulk cancel relay failed; will retry")
+    await keep_running(reap, interval, "reaping bulk cancel jobs failed; will retry")

@@ -11,12 +11,13 @@ A cancel of a callback that routing may hold (the scheduler may have emitted it:
 QUEUED, ROUTING) cannot be carried out here: it is asked of routing (a CANCEL command on the
 routing-commands topic, in the same outbox) and the record shows it pending until routing
 answers (the state-tracker applies the answer). Only a callback not yet due is cancelled
-outright (:func:`cancel_one`).
+outright (:class:`Cancellation`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -49,23 +50,12 @@ from callback_shared.models import (
 )
 from callback_shared.mongo import Document
 from callback_shared.outbox import OUTBOX, OUTBOX_SINCE, outbox_entry, with_outbox
-from callback_shared.states import (
-    CallbackResult,
-    CallbackState,
-    ForbiddenTransition,
-    check_transition,
-)
+from callback_shared.states import CANCELLABLE_STATES, CallbackResult, CallbackState
 
-from callback_admin_api.auth import Principal
+from callback_admin_api.auth import Principal, load_callback, require_service
 from callback_admin_api.context import AdminApi, spawn_task
 from callback_admin_api.numbers import InvalidNumber, normalise_customer_number
-from callback_admin_api.problems import (
-    Conflict,
-    Forbidden,
-    InvalidField,
-    NotFound,
-    TooManyRequests,
-)
+from callback_admin_api.problems import Conflict, InvalidField, NotFound, TooManyRequests
 from callback_admin_api.rules import OPEN_CALLBACKS_ALLOWED, keeps_name_recording
 from callback_admin_api.schedule import is_open, is_slot_start, local_date, next_local_midnight
 from callback_admin_api.views import RecreateCallback
@@ -75,20 +65,6 @@ SOURCE = "admin-api"
 UPDATE_ATTEMPTS = 3
 
 log = structlog.get_logger("admin-api")
-
-
-def require_service(principal: Principal, service_name: str) -> None:
-    if not principal.grants(service_name):
-        raise Forbidden(f"service {service_name!r} is not granted to you")
-
-
-async def load_callback(api: AdminApi, principal: Principal, callback_id: UUID) -> Document:
-    """The callback, if it exists in a service granted to the caller: otherwise the same 404,
-    so nobody learns whether a record exists in a service they do not see."""
-    doc = await api.repository.get(callback_id)
-    if doc is None or not principal.grants(doc["service_name"]):
-        raise NotFound("no such callback among your services")
-    return doc
 
 
 async def publish(api: AdminApi, *docs: Document) -> None:
@@ -145,7 +121,7 @@ async def create_callback(api: AdminApi, principal: Principal, command: CreateCa
 async def recreate_callback(
     api: AdminApi, principal: Principal, callback_id: UUID, body: RecreateCallback
 ) -> Document:
-    original = await load_callback(api, principal, callback_id)
+    original = await load_callback(api.repository, principal, callback_id)
     if original["state"] != CallbackState.COMPLETED:
         raise Conflict(
             f"only a COMPLETED callback can be recreated; this one is {original['state']}",
@@ -294,7 +270,7 @@ async def reschedule_callback(
     api: AdminApi, principal: Principal, callback_id: UUID, desired: datetime
 ) -> Document:
     repo = api.repository
-    doc = await load_callback(api, principal, callback_id)
+    doc = await load_callback(api.repository, principal, callback_id)
     now = api.clock()
     if not not_yet_due(doc, now):
         raise Conflict(
@@ -361,13 +337,172 @@ class CancelOutcome(StrEnum):
     CHANGING = "CHANGING"
 
 
+#: Outcomes whose callback gives back its slot place: cancelled, or asked of routing.
+GIVES_BACK_PLACE = frozenset({CancelOutcome.CANCELLED, CancelOutcome.REQUESTED})
+
+
 @dataclass(frozen=True)
 class Cancellation:
+    """Cancelling one callback, decided on the record as ``seen`` by ``principal`` at ``now``
+    (in the bulk cancel batch ``batch_id``, if any), with everything its one conditional update
+    writes (:meth:`write`). By what was seen (:attr:`outcome`):
+
+    - not yet due (:func:`~callback_shared.documents.not_yet_due`): cancelled outright,
+      ``CANCELLED``: COMPLETED(CANCELLED_BY_ADMIN), ``dispatch_at`` unset, the CANCELLED event;
+    - routing may hold it (due, QUEUED, ROUTING): asked of routing, ``REQUESTED``: a pending
+      ``cancel_request``, ``dispatch_at`` unset, the CANCEL command to routing and the
+      CANCEL_REQUESTED event; nothing to write when a cancel is already pending
+      (:attr:`asked_already`);
+    - not in :data:`CANCELLABLE_STATES` (PROCESSING, COMPLETED): ``REFUSED``, only the
+      CANCELLATION_REFUSED event.
+
+    The update applies only while the record is still as seen (:attr:`filter`). An outright
+    cancellation's :attr:`condition` and :attr:`update` are the same for every callback
+    cancelled by one principal at one time in one batch (bulk cancel applies them to many
+    callbacks at once).
+    """
+
+    seen: Document
+    principal: Principal
+    now: datetime
+    batch_id: UUID | None = None
+
+    @property
+    def state(self) -> CallbackState:
+        return CallbackState(self.seen["state"])
+
+    @property
+    def outcome(self) -> CancelOutcome:
+        if self.state not in CANCELLABLE_STATES:
+            return CancelOutcome.REFUSED
+        if cancel_pending(self.seen) or not not_yet_due(self.seen, self.now):
+            return CancelOutcome.REQUESTED
+        return CancelOutcome.CANCELLED
+
+    @property
+    def asked_already(self) -> bool:
+        """A cancel of it already waits for routing's answer: not asked again."""
+        return self.state in CANCELLABLE_STATES and cancel_pending(self.seen)
+
+    @property
+    def condition(self) -> Document:
+        """What the record must still be for the update to apply (besides its id)."""
+        outcome = self.outcome
+        if outcome is CancelOutcome.CANCELLED:
+            # the scheduler cannot have emitted it yet
+            return {
+                "state": CallbackState.SCHEDULED.value,
+                "dispatch_at": {"$gt": self.now + DISPATCH_MARGIN},
+            }
+        if outcome is CancelOutcome.REQUESTED:
+            return {
+                "state": self.state.value,
+                f"{CANCEL_REQUEST}.status": {"$ne": CancelRequestStatus.PENDING.value},
+            }
+        return {"state": self.state.value}
+
+    @property
+    def filter(self) -> Document:
+        return {"_id": self.seen["_id"], **self.condition}
+
+    @property
+    def update(self) -> Document:
+        """The change it makes, without its events."""
+        outcome = self.outcome
+        actor, now, batch_id = self.principal.username, self.now, self.batch_id
+        if outcome is CancelOutcome.REFUSED:
+            return {}
+        if outcome is CancelOutcome.CANCELLED:
+            note = "cancelled" if batch_id is None else f"cancelled in batch {batch_id}"
+            set_: Document = {
+                "state": CallbackState.COMPLETED.value,
+                "result": CallbackResult.CANCELLED_BY_ADMIN.value,
+                "updated_at": now,
+                "completed_at": now,
+            }
+            if batch_id is not None:
+                set_[CANCELLED_IN_BATCH] = batch_id
+            entry = timeline_entry(
+                now,
+                CallbackState.COMPLETED,
+                SOURCE,
+                result=CallbackResult.CANCELLED_BY_ADMIN,
+                actor=actor,
+                note=note,
+            )
+        else:
+            note = "cancel asked of routing" + (f" in batch {batch_id}" if batch_id else "")
+            request = CancelRequest(
+                requested_at=now,
+                actor=actor,
+                batch_id=batch_id,
+                state=self.state,
+                status=CancelRequestStatus.PENDING,
+            )
+            set_ = {
+                CANCEL_REQUEST: request.model_dump(mode="python"),
+                CANCEL_PENDING_SINCE: now,
+                "updated_at": now,
+            }
+            entry = timeline_entry(now, self.state, SOURCE, actor=actor, note=note)
+        return {
+            "$set": set_,
+            # the scheduler must never emit it (again): a cancelled callback, or one whose
+            # cancel routing is asked for
+            "$unset": dict.fromkeys(DISPATCH_FIELDS, ""),
+            "$push": {"timeline": entry},
+        }
+
+    def outbox(self, api: AdminApi) -> list[Document]:
+        """The outbox entries announcing it: its lifecycle event, after the CANCEL command to
+        routing when it is asked of routing."""
+        outcome, seen = self.outcome, self.seen
+        announced, reason = seen, None
+        if outcome is CancelOutcome.CANCELLED:
+            kind = LifecycleEventKind.CANCELLED
+            announced = {
+                **seen,
+                "state": CallbackState.COMPLETED,
+                "result": CallbackResult.CANCELLED_BY_ADMIN,
+            }
+        elif outcome is CancelOutcome.REFUSED:
+            kind, reason = LifecycleEventKind.CANCELLATION_REFUSED, str(seen["state"])
+        else:
+            kind = LifecycleEventKind.CANCEL_REQUESTED
+        event = lifecycle_event(
+            announced,
+            kind,
+            occurred_at=self.now,
+            previous_state=self.state,
+            actor=self.principal.username,
+            batch_id=self.batch_id,
+            reason=reason,
+        )
+        entries = [outbox_entry(api.lifecycle_topic, event)]
+        if outcome is CancelOutcome.REQUESTED:
+            command = routing_command(
+                seen, RoutingCommandKind.CANCEL, reason="cancelled by an administrator"
+            )
+            entries.insert(0, outbox_entry(api.routing_commands_topic, command))
+        return entries
+
+    def write(self, api: AdminApi) -> tuple[Document, Document]:
+        """The conditional update carrying it out, its events in the outbox: (filter, update)."""
+        return self.filter, with_outbox(self.update, self.outbox(api))
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What applying a cancellation did."""
+
     outcome: CancelOutcome
-    #: the document after the cancel, or as last seen
+    #: the record as the cancellation left it, or as last seen (``None``: gone)
     doc: Document | None
-    #: the state it was cancelled or refused in
+    #: the state it was cancelled, asked or refused in
     state: CallbackState | None
+    #: whether the cancellation wrote ``doc`` (then its slot place and its events are due to
+    #: :func:`announce_cancellations`)
+    written: bool = False
 
 
 async def cancel_callback(
@@ -375,10 +510,11 @@ async def cancel_callback(
 ) -> tuple[Document, CancelOutcome]:
     """COMPLETED(CANCELLED_BY_ADMIN) when not yet due; asked of routing (REQUESTED) when routing
     may hold it; refused when PROCESSING or COMPLETED (409, announced as a refused
-    cancellation)."""
-    doc = await load_callback(api, principal, callback_id)
-    done = await cancel_one(api, principal, doc)
-    if done.outcome in (CancelOutcome.CANCELLED, CancelOutcome.REQUESTED) and done.doc is not None:
+    cancellation). A bulk cancel batch of one."""
+    doc = await load_callback(api.repository, principal, callback_id)
+    done = await apply_cancellation(api, principal, doc)
+    await announce_cancellations(api, [done])
+    if done.outcome in (CancelOutcome.CANCELLED, CancelOutcome.REQUESTED) and done.doc:
         return done.doc, done.outcome
     if done.outcome is CancelOutcome.REFUSED:
         raise Conflict(f"a {done.state} callback cannot be cancelled", state=done.state)
@@ -387,186 +523,44 @@ async def cancel_callback(
     raise Conflict("the callback kept changing state while being cancelled; try again")
 
 
-def cancellation_update(principal: Principal, now: datetime, batch_id: UUID | None) -> Document:
-    """What cancelling a callback writes (the same for every callback of a bulk cancel batch)."""
-    update: Document = {
-        "$set": {
-            "state": CallbackState.COMPLETED.value,
-            "result": CallbackResult.CANCELLED_BY_ADMIN.value,
-            "updated_at": now,
-            "completed_at": now,
-        },
-        # the scheduler must never emit a cancelled callback (nor emit it again)
-        "$unset": dict.fromkeys(DISPATCH_FIELDS, ""),
-        "$push": {
-            "timeline": timeline_entry(
-                now,
-                CallbackState.COMPLETED,
-                SOURCE,
-                result=CallbackResult.CANCELLED_BY_ADMIN,
-                actor=principal.username,
-                note="cancelled" if batch_id is None else f"cancelled in batch {batch_id}",
-            )
-        },
-    }
-    if batch_id is not None:
-        update["$set"][CANCELLED_IN_BATCH] = batch_id
-    return update
-
-
-def cancelled_event(
-    api: AdminApi, principal: Principal, doc: Document, now: datetime, batch_id: UUID | None
-) -> Document:
-    """The outbox entry of the CANCELLED event of ``doc``, seen in a cancellable state."""
-    event = lifecycle_event(
-        {**doc, "state": CallbackState.COMPLETED, "result": CallbackResult.CANCELLED_BY_ADMIN},
-        LifecycleEventKind.CANCELLED,
-        occurred_at=now,
-        previous_state=CallbackState(doc["state"]),
-        actor=principal.username,
-        batch_id=batch_id,
-    )
-    return outbox_entry(api.lifecycle_topic, event)
-
-
-def not_yet_due_filter(now: datetime) -> Document:
-    """The part of a filter that matches only a callback the scheduler cannot have emitted yet
-    (:func:`~callback_shared.documents.not_yet_due`)."""
-    return {"state": CallbackState.SCHEDULED.value, "dispatch_at": {"$gt": now + DISPATCH_MARGIN}}
-
-
-def cancellation(
-    api: AdminApi, principal: Principal, doc: Document, now: datetime, batch_id: UUID | None
-) -> tuple[Document, Document]:
-    """The conditional update that cancels ``doc`` outright while it is not yet due, with its
-    CANCELLED event in the outbox: (filter, update)."""
-    update = cancellation_update(principal, now, batch_id)
-    filter_ = {"_id": doc["_id"], **not_yet_due_filter(now)}
-    return filter_, with_outbox(update, [cancelled_event(api, principal, doc, now, batch_id)])
-
-
-def cancel_request(
-    api: AdminApi, principal: Principal, doc: Document, now: datetime, batch_id: UUID | None
-) -> tuple[Document, Document]:
-    """The conditional update that asks routing to cancel ``doc`` (seen due, QUEUED or
-    ROUTING, no cancel pending): the record's pending cancel request, a timeline entry, and in
-    the outbox the CANCEL command to routing and the CANCEL_REQUESTED event. The scheduler no
-    longer emits it (``dispatch_at`` unset). (filter, update)."""
-    state = CallbackState(doc["state"])
-    request = CancelRequest(
-        requested_at=now,
-        actor=principal.username,
-        batch_id=batch_id,
-        state=state,
-        status=CancelRequestStatus.PENDING,
-    )
-    note = "cancel asked of routing" + (f" in batch {batch_id}" if batch_id else "")
-    update: Document = {
-        "$set": {
-            CANCEL_REQUEST: request.model_dump(mode="python"),
-            CANCEL_PENDING_SINCE: now,
-            "updated_at": now,
-        },
-        "$unset": dict.fromkeys(DISPATCH_FIELDS, ""),
-        "$push": {
-            "timeline": timeline_entry(now, state, SOURCE, actor=principal.username, note=note)
-        },
-    }
-    command = routing_command(
-        doc, RoutingCommandKind.CANCEL, reason="cancelled by an administrator"
-    )
-    requested = lifecycle_event(
-        doc,
-        LifecycleEventKind.CANCEL_REQUESTED,
-        occurred_at=now,
-        previous_state=state,
-        actor=principal.username,
-        batch_id=batch_id,
-    )
-    filter_ = {
-        "_id": doc["_id"],
-        "state": state.value,
-        f"{CANCEL_REQUEST}.status": {"$ne": CancelRequestStatus.PENDING.value},
-    }
-    entries = [
-        outbox_entry(api.routing_commands_topic, command),
-        outbox_entry(api.lifecycle_topic, requested),
-    ]
-    return filter_, with_outbox(update, entries)
-
-
-async def cancel_one(
-    api: AdminApi,
-    principal: Principal,
-    doc: Document,
-    *,
-    batch_id: UUID | None = None,
-    deferred: bool = False,
-) -> Cancellation:
-    """The one place a callback is cancelled (single and bulk cancel), by a conditional update
-    on what was seen: not yet due, it is cancelled outright (its CANCELLED event in the
-    outbox); routing may hold it (due, QUEUED, ROUTING), it is asked of routing
-    (:func:`cancel_request`: REQUESTED; a cancel already pending is not asked again); a callback
-    not in :data:`CANCELLABLE_STATES` gets a CANCELLATION_REFUSED event instead. A state that
-    changed meanwhile is decided again. ``deferred``: the caller gives back the slot place and
-    publishes the returned document's outbox itself (bulk cancel, by batch). The caller checked
-    the grant."""
+async def apply_cancellation(
+    api: AdminApi, principal: Principal, doc: Document, batch_id: UUID | None = None
+) -> CancelResult:
+    """Write the :class:`Cancellation` of ``doc`` as seen now; a record that changed meanwhile
+    (the update matched nothing) is read again and decided again, at most
+    :data:`UPDATE_ATTEMPTS` times (a refusal is not: the record stays not cancellable). Gives
+    back no slot place and publishes nothing: :func:`announce_cancellations` does, after one
+    cancel or a whole bulk cancel batch. The caller checked the grant."""
     repo = api.repository
     for _ in range(UPDATE_ATTEMPTS):
-        state = CallbackState(doc["state"])
-        now = api.clock()
-        try:
-            check_transition(state, CallbackState.COMPLETED, CallbackResult.CANCELLED_BY_ADMIN)
-        except ForbiddenTransition:
-            refused = await _refuse_cancellation(api, principal, doc, now, batch_id)
-            if refused is not None and not deferred:
-                await publish(api, refused)
-            return Cancellation(CancelOutcome.REFUSED, refused or doc, state)
-        if cancel_pending(doc):
-            return Cancellation(CancelOutcome.REQUESTED, doc, state)
-        if not_yet_due(doc, now):
-            outcome = CancelOutcome.CANCELLED
-            filter_, update = cancellation(api, principal, doc, now, batch_id)
-        else:
-            outcome = CancelOutcome.REQUESTED
-            filter_, update = cancel_request(api, principal, doc, now, batch_id)
-        updated = await repo.update(filter_, update)
-        if updated is None:
-            # its state changed meanwhile: decide again on the new state
-            fresh = await repo.get(doc["_id"])
-            if fresh is None:
-                return Cancellation(CancelOutcome.NOT_FOUND, None, None)
-            doc = fresh
-            continue
-        if not deferred:
-            await repo.release_slot(doc["service_name"], doc["desired_time"], doc["_id"])
-            await publish(api, updated)
-        return Cancellation(outcome, updated, state)
-    return Cancellation(CancelOutcome.CHANGING, doc, CallbackState(doc["state"]))
+        cancellation = Cancellation(doc, principal, api.clock(), batch_id)
+        if cancellation.asked_already:
+            return CancelResult(CancelOutcome.REQUESTED, doc, cancellation.state)
+        updated = await repo.update(*cancellation.write(api))
+        if updated is not None:
+            return CancelResult(cancellation.outcome, updated, cancellation.state, written=True)
+        if cancellation.outcome is CancelOutcome.REFUSED:
+            return CancelResult(CancelOutcome.REFUSED, doc, cancellation.state)
+        fresh = await repo.get(doc["_id"])
+        if fresh is None:
+            return CancelResult(CancelOutcome.NOT_FOUND, None, None)
+        doc = fresh
+    return CancelResult(CancelOutcome.CHANGING, doc, CallbackState(doc["state"]))
 
 
-async def _refuse_cancellation(
-    api: AdminApi,
-    principal: Principal,
-    doc: Document,
-    now: datetime,
-    batch_id: UUID | None = None,
-) -> Document | None:
-    """Announce the refusal through the outbox (unless the state changed meanwhile); the
-    document with the event in its outbox."""
-    event = lifecycle_event(
-        doc,
-        LifecycleEventKind.CANCELLATION_REFUSED,
-        occurred_at=now,
-        previous_state=CallbackState(doc["state"]),
-        actor=principal.username,
-        batch_id=batch_id,
-        reason=str(doc["state"]),
+async def announce_cancellations(api: AdminApi, results: Sequence[CancelResult]) -> None:
+    """What follows the cancellations of one cancel or of a bulk cancel batch: the callbacks
+    cancelled or asked of routing give back their slot places, and the events the
+    cancellations wrote are published (:func:`publish`)."""
+    written = [(result.outcome, result.doc) for result in results if result.written and result.doc]
+    await api.repository.release_slots(
+        [
+            (doc["service_name"], doc["desired_time"], doc["_id"])
+            for outcome, doc in written
+            if outcome in GIVES_BACK_PLACE
+        ]
     )
-    return await api.repository.update(
-        {"_id": doc["_id"], "state": doc["state"]},
-        with_outbox({}, [outbox_entry(api.lifecycle_topic, event)]),
-    )
+    await publish(api, *(doc for _, doc in written))
 
 
 # --- service settings ---------------------------------------------------------------------------

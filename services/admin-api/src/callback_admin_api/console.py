@@ -15,9 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from callback_shared.settings import AdminApiSettings
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from callback_admin_api.settings import AdminApiSettings
 
 CONSOLE_PATH = "/console"
 ENV_VAR = "ADMIN_CONSOLE_DIR"

@@ -10,10 +10,10 @@ from typing import Any
 
 from callback_shared.models import utcnow
 from callback_shared.outbox import OutboxRelay
-from callback_shared.settings import AdminApiSettings
 
 from callback_admin_api.auth import TokenVerifier
 from callback_admin_api.repository import Repository
+from callback_admin_api.settings import AdminApiSettings
 
 
 def now_in_milliseconds() -> datetime:
@@ -38,7 +38,10 @@ def spawn_task(coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
 class AdminApi:
     settings: AdminApiSettings
     repository: Repository
+    #: the callbacks' outbox relay
     relay: OutboxRelay
+    #: the bulk cancel jobs' outbox relay (:func:`callback_admin_api.bulk.job_outbox_relay`)
+    job_relay: OutboxRelay
     verifier: TokenVerifier
     clock: Callable[[], datetime] = field(default=now_in_milliseconds)
     #: runs a background task (bulk cancel jobs): the runtime's, cancelled on shutdown

@@ -27,7 +27,6 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from callback_shared.kafka import kafka_client_options, make_admin_client
 from callback_shared.models import LifecycleEvent, LifecycleEventKind, UtcDateTime
-from callback_shared.settings import AdminApiSettings
 from callback_shared.states import CallbackResult, CallbackState
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
@@ -44,6 +43,7 @@ from callback_admin_api.problems import (
     problem_responses,
 )
 from callback_admin_api.repository import Repository
+from callback_admin_api.settings import AdminApiSettings
 from callback_admin_api.views import CallbackView, callback_view
 
 log = structlog.get_logger(__name__)

@@ -7,11 +7,12 @@ from typing import Any
 from callback_shared.mongo import CALLBACKS
 from callback_shared.outbox import OutboxRelay
 from callback_shared.runtime import ServiceRuntime, run_service
-from callback_shared.settings import AdminApiSettings, load_settings
+from callback_shared.settings import load_settings
 from fastapi.openapi.utils import get_openapi
 
 from callback_admin_api.auth import TokenVerifier
-from callback_admin_api.bulk import relay_loop
+from callback_admin_api.bulk import JOBS_RELAYED_AT_ONCE, job_outbox_relay, reap_loop
+from callback_admin_api.collections import ADMIN_INDEXES
 from callback_admin_api.console import install_console
 from callback_admin_api.context import AdminApi
 from callback_admin_api.limits import BodyLimit
@@ -19,6 +20,7 @@ from callback_admin_api.live import LifecycleFeed, document_stream
 from callback_admin_api.problems import PROBLEM_JSON, Problem, install_problem_handlers
 from callback_admin_api.repository import Repository
 from callback_admin_api.routes import API_PREFIX, ROUTERS
+from callback_admin_api.settings import AdminApiSettings
 
 SERVICE = "admin-api"
 DESCRIPTION = """Commands and queries of the Callback Administrator's Guide.
@@ -34,10 +36,13 @@ def build(runtime: ServiceRuntime) -> None:
     settings = runtime.settings
     if not isinstance(settings, AdminApiSettings):
         settings = AdminApiSettings.model_validate(settings.model_dump())
+    runtime.create_indexes(ADMIN_INDEXES)
+    repository = Repository(runtime.db)
     api = AdminApi(
         settings=settings,
-        repository=Repository(runtime.db),
+        repository=repository,
         relay=OutboxRelay(runtime.db[CALLBACKS], runtime.broker),
+        job_relay=job_outbox_relay(repository, runtime.broker),
         verifier=TokenVerifier(settings),
         spawn=runtime.spawn,
     )
@@ -66,7 +71,8 @@ def build(runtime: ServiceRuntime) -> None:
     @runtime.on_ready
     async def start_outbox_relay(runtime: ServiceRuntime) -> None:
         runtime.spawn(api.relay.run(), "outbox-relay")
-        runtime.spawn(relay_loop(api), "bulk-cancel-relay")
+        runtime.spawn(api.job_relay.run(limit=JOBS_RELAYED_AT_ONCE), "bulk-cancel-relay")
+        runtime.spawn(reap_loop(api), "bulk-cancel-reaper")
         runtime.spawn(end_live_updates_on_stop(), "live-updates-stop")
 
     async def end_live_updates_on_stop() -> None:

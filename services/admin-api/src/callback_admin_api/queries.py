@@ -4,36 +4,35 @@ availability of a service's day, and the granted services."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callback_shared.models import RETENTION, ServiceConfig
 from callback_shared.mongo import Document
-from callback_shared.reports import ALL_SERVICES, ReportEntry, recent_cancellations
-from callback_shared.states import CallbackState
 
-from callback_admin_api.auth import Principal
-from callback_admin_api.commands import load_callback, require_service
+from callback_admin_api.auth import Principal, load_callback, require_service
 from callback_admin_api.context import AdminApi
 from callback_admin_api.listing import (
     InvalidCriteria,
     ListCriteria,
     PageCursor,
     RangePreset,
-    SearchField,
     build_criteria,
     query_plan,
     resolve_range,
 )
 from callback_admin_api.problems import Forbidden, InvalidField, NotFound
-from callback_admin_api.rules import MAX_PAGE_SIZE, SEARCH_LIMIT
+from callback_admin_api.report import ALL_SERVICES, ReportEntry, recent_cancellations
+from callback_admin_api.rules import SEARCH_LIMIT
 from callback_admin_api.schedule import openings, slot_starts, start_of_day
 from callback_admin_api.views import (
     Availability,
     CallbackPage,
     CallbackView,
+    ListFilters,
+    ListQuery,
     SearchResults,
     ServiceList,
     ServiceView,
@@ -46,47 +45,31 @@ from callback_admin_api.views import (
 TTL_GRACE = timedelta(days=1)
 
 
-@dataclass(frozen=True)
-class ListRequest:
-    """The list's query parameters."""
-
-    range: RangePreset | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-    time_zone: str = "UTC"
-    states: tuple[CallbackState, ...] = ()
-    services: tuple[str, ...] = ()
-    field: SearchField | None = None
-    q: str | None = None
-    page_size: int = MAX_PAGE_SIZE
-    cursor: str | None = None
-
-
 def list_criteria(
-    principal: Principal, request: ListRequest, now: datetime, *, location: str = "query"
+    principal: Principal, filters: ListFilters, now: datetime, *, location: str = "query"
 ) -> tuple[ListCriteria, datetime, datetime]:
     """The criteria of the list's filters (also bulk cancel's ``all_in_range``), and the range
     asked for; names the offending field (a query parameter, or a member of a body)."""
     try:
-        zone = ZoneInfo(request.time_zone)
+        zone = ZoneInfo(filters.tz)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidField("tz", "unknown time zone", location=location) from None
     try:
-        start, end = resolve_range(request.range, request.start, request.end, now=now, zone=zone)
-        if request.services:
-            ungranted = sorted(name for name in set(request.services) if not principal.grants(name))
+        start, end = resolve_range(filters.range, filters.from_, filters.to, now=now, zone=zone)
+        if filters.service:
+            ungranted = sorted(name for name in set(filters.service) if not principal.grants(name))
             if ungranted:
                 raise Forbidden(f"service(s) not granted to you: {', '.join(ungranted)}")
-            services: frozenset[str] | None = frozenset(request.services)
+            services: frozenset[str] | None = frozenset(filters.service)
         else:
             services = None if principal.all_services else principal.services
         criteria = build_criteria(
             start,
             end,
             services=services,
-            states=frozenset(request.states) or None,
-            search_field=request.field,
-            q=request.q,
+            states=frozenset(filters.state or ()) or None,
+            search_field=filters.field,
+            q=filters.q,
         )
     except InvalidCriteria as exc:
         raise InvalidField(exc.field, exc.message, location=location) from None
@@ -98,7 +81,7 @@ def retained(criteria: ListCriteria, now: datetime) -> ListCriteria:
     return replace(criteria, start=max(criteria.start, now - RETENTION - TTL_GRACE))
 
 
-async def list_callbacks(api: AdminApi, principal: Principal, request: ListRequest) -> CallbackPage:
+async def list_callbacks(api: AdminApi, principal: Principal, request: ListQuery) -> CallbackPage:
     now = api.clock()
     criteria, start, end = list_criteria(principal, request, now)
     try:
@@ -112,7 +95,7 @@ async def list_callbacks(api: AdminApi, principal: Principal, request: ListReque
         docs, window = await api.repository.page(
             shown, query_plan(shown), after, request.page_size + 1
         )
-    custom = request.start is not None or request.end is not None
+    custom = request.from_ is not None or request.to is not None
     more = len(docs) > request.page_size
     docs = docs[: request.page_size]
     configs = await api.repository.service_configs(doc["service_name"] for doc in docs)
@@ -134,7 +117,7 @@ async def list_callbacks(api: AdminApi, principal: Principal, request: ListReque
 async def get_callback(
     api: AdminApi, principal: Principal, callback_id: UUID, *, advanced: bool
 ) -> CallbackView:
-    doc = await load_callback(api, principal, callback_id)
+    doc = await load_callback(api.repository, principal, callback_id)
     config, _ = await api.repository.service_config(doc["service_name"])
     return callback_view(doc, config, api.clock(), advanced=advanced)
 

@@ -19,21 +19,18 @@ from typing import Any
 from uuid import UUID
 
 from callback_shared.models import RETENTION, ServiceConfig
-from callback_shared.mongo import (
-    ANNOUNCING,
-    ANNOUNCING_SINCE,
-    BULK_CANCEL_JOBS,
-    CALLBACKS,
-    REQUEST_COUNTERS,
-    SERVICES,
-    SLOTS,
-    Document,
-)
+from callback_shared.mongo import CALLBACKS, SERVICES, Document
 from callback_shared.states import OPEN_STATES
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from callback_admin_api.collections import (
+    ANNOUNCING,
+    BULK_CANCEL_JOBS,
+    REQUEST_COUNTERS,
+    SLOTS,
+)
 from callback_admin_api.listing import ListCriteria, PageCursor, QueryPlan, list_filter
 
 #: Fields a list page never needs (the timeline is shown by the detail view only).
@@ -271,28 +268,6 @@ class Repository:
 
     async def update_job(self, batch_id: UUID, update: Document) -> None:
         await self.jobs.update_one({"_id": batch_id}, update)
-
-    async def settle_job_outbox(self, batch_id: UUID, published: list[UUID]) -> None:
-        """Remove these (published or void) events from the job's outbox; once it is empty, the
-        relay no longer looks at the job."""
-        # usually the outbox holds exactly these: then one update empties it
-        whole = await self.jobs.update_one(
-            {"_id": batch_id, ANNOUNCING: {"$size": len(published)}},
-            {"$unset": {ANNOUNCING: "", ANNOUNCING_SINCE: ""}},
-        )
-        if whole.matched_count:
-            return
-        # (a pull of hundreds of ids from hundreds of entries is slow on the test server)
-        await self.jobs.update_one(
-            {"_id": batch_id}, {"$pull": {ANNOUNCING: {"event_id": {"$in": published}}}}
-        )
-        await self.jobs.update_one(
-            {"_id": batch_id, ANNOUNCING: {"$size": 0}}, {"$unset": {ANNOUNCING_SINCE: ""}}
-        )
-
-    async def jobs_to_relay(self, cutoff: datetime, limit: int = 20) -> list[Document]:
-        """Jobs whose outbox holds events older than ``cutoff``."""
-        return await self.jobs.find({ANNOUNCING_SINCE: {"$lte": cutoff}}, limit=limit).to_list()
 
     async def reap_jobs(self, stale_before: datetime, now: datetime) -> int:
         """Mark failed the jobs still ``running`` without progress since ``stale_before``: the

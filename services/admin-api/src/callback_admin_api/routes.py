@@ -9,20 +9,16 @@ from uuid import UUID
 from callback_shared.models import (
     CreateCallback,
     RequestDate,
-    RequestDateTime,
     RescheduleCallback,
     ServiceConfig,
 )
-from callback_shared.reports import CSV_MEDIA_TYPE, ReportEntry, report_csv
-from callback_shared.states import CallbackState
 from fastapi import APIRouter, Body, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from callback_admin_api import bulk, commands, live, queries
 from callback_admin_api.deps import Api, Configurer, Exporter, Operator, Reader
-from callback_admin_api.listing import RangePreset, SearchField
 from callback_admin_api.problems import problem_responses
-from callback_admin_api.rules import MAX_PAGE_SIZE
+from callback_admin_api.report import CSV_MEDIA_TYPE, ReportEntry, report_csv
 from callback_admin_api.views import (
     Availability,
     BulkCancelPreview,
@@ -30,6 +26,7 @@ from callback_admin_api.views import (
     BulkCancelResult,
     CallbackPage,
     CallbackView,
+    ListQuery,
     RecreateCallback,
     SearchResults,
     ServiceList,
@@ -110,46 +107,8 @@ async def get_bulk_cancel(
     responses=problem_responses(401, 403, 422),
 )
 async def list_callbacks(
-    api: Api,
-    principal: Reader,
-    range_: Annotated[
-        RangePreset | None,
-        Query(alias="range", description="Preset range (default last_14_days)."),
-    ] = None,
-    start: Annotated[
-        RequestDateTime | None,
-        Query(alias="from", description="Custom range start (with to)."),
-    ] = None,
-    end: Annotated[
-        RequestDateTime | None, Query(alias="to", description="Custom range end, excluded.")
-    ] = None,
-    tz: Annotated[
-        str, Query(max_length=64, description="Time zone of the presets' days (IANA).")
-    ] = "UTC",
-    state: Annotated[
-        list[CallbackState] | None, Query(description="Repeatable; absent = ALL states.")
-    ] = None,
-    service: Annotated[
-        list[Annotated[str, Query(min_length=1, max_length=200)]] | None,
-        Query(description="Repeatable; absent = ALL granted services."),
-    ] = None,
-    field: Annotated[SearchField | None, Query(description="Search box column.")] = None,
-    q: Annotated[str | None, Query(max_length=100, description="Search box prefix.")] = None,
-    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = MAX_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(max_length=500, description="From next_cursor.")] = None,
+    api: Api, principal: Reader, request: Annotated[ListQuery, Query()]
 ) -> Response:
-    request = queries.ListRequest(
-        range=range_,
-        start=start,
-        end=end,
-        time_zone=tz,
-        states=tuple(state or ()),
-        services=tuple(service or ()),
-        field=field,
-        q=q,
-        page_size=page_size,
-        cursor=cursor,
-    )
     page = await queries.list_callbacks(api, principal, request)
     # already validated: serialised once, not validated again against the response model
     return Response(page.model_dump_json(), media_type="application/json")

@@ -23,7 +23,7 @@ from callback_shared.states import CANCELLABLE_STATES, CallbackResult, CallbackS
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from callback_admin_api.listing import RangePreset, SearchField
-from callback_admin_api.rules import MAX_BULK_ITEMS
+from callback_admin_api.rules import MAX_BULK_ITEMS, MAX_PAGE_SIZE
 
 
 class Derived(BaseModel):
@@ -174,21 +174,39 @@ class RecreateCallback(BaseModel):
 MAX_BULK_IDS = 1000
 
 
-class RangeFilters(BaseModel):
-    """The filters of ``GET /callbacks``: a range preset or from/to, states, services, search."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class ListFilters(BaseModel):
+    """The list's filters, one model for the query parameters of ``GET /callbacks``
+    (:class:`ListQuery`) and a bulk cancel's ``all_in_range`` (:class:`RangeFilters`): a range
+    preset or from/to, states, services, the search box."""
 
     range: RangePreset | None = Field(None, description="Preset range (default last_14_days).")
-    from_: RequestDateTime | None = Field(None, alias="from", description="Custom range start.")
+    from_: RequestDateTime | None = Field(
+        None, alias="from", description="Custom range start (with to)."
+    )
     to: RequestDateTime | None = Field(None, description="Custom range end, excluded.")
-    tz: str = Field("UTC", max_length=64, description="Time zone of the presets' days.")
-    state: list[CallbackState] | None = Field(None, description="Absent: every open state.")
+    tz: str = Field("UTC", max_length=64, description="Time zone of the presets' days (IANA).")
+    state: list[CallbackState] | None = Field(
+        None, description="Repeatable; absent = ALL states (a bulk cancel: every open state)."
+    )
     service: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
-        None, description="Absent: every granted service."
+        None, description="Repeatable; absent = ALL granted services."
     )
     field: SearchField | None = Field(None, description="Search box column.")
     q: str | None = Field(None, max_length=100, description="Search box prefix.")
+
+
+class ListQuery(ListFilters):
+    """The query parameters of ``GET /callbacks``: the filters, and which page."""
+
+    page_size: int = Field(MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    cursor: str | None = Field(None, max_length=500, description="From next_cursor.")
+
+
+class RangeFilters(ListFilters):
+    """The filters of ``GET /callbacks``: a range preset or from/to, states, services, search."""
+
+    # a bulk cancel's all_in_range: a member it does not know is refused
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class BulkCancelRequest(BaseModel):

@@ -747,7 +747,7 @@ export interface components {
             range?: components["schemas"]["RangePreset"] | null;
             /**
              * From
-             * @description Custom range start.
+             * @description Custom range start (with to).
              */
             from?: string | null;
             /**
@@ -757,18 +757,18 @@ export interface components {
             to?: string | null;
             /**
              * Tz
-             * @description Time zone of the presets' days.
+             * @description Time zone of the presets' days (IANA).
              * @default UTC
              */
             tz?: string;
             /**
              * State
-             * @description Absent: every open state.
+             * @description Repeatable; absent = ALL states (a bulk cancel: every open state).
              */
             state?: components["schemas"]["CallbackState"][] | null;
             /**
              * Service
-             * @description Absent: every granted service.
+             * @description Repeatable; absent = ALL granted services.
              */
             service?: string[] | null;
             /** @description Search box column. */
@@ -1225,7 +1225,7 @@ export interface operations {
                 to?: string | null;
                 /** @description Time zone of the presets' days (IANA). */
                 tz?: string;
-                /** @description Repeatable; absent = ALL states. */
+                /** @description Repeatable; absent = ALL states (a bulk cancel: every open state). */
                 state?: components["schemas"]["CallbackState"][] | null;
                 /** @description Repeatable; absent = ALL granted services. */
                 service?: string[] | null;

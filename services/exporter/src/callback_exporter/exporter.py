@@ -3,7 +3,7 @@
 For one batch: parse each message (a malformed or unknown one goes to the dead-letter topic with
 the reason), set aside the events that make no report entry (other kinds, no actor, already
 expired), write the rest with one bulk of conditional upserts
-(:func:`callback_shared.reports.record_cancellations`), publish the dead letters, and only then
+(:func:`callback_exporter.report.record_cancellations`), publish the dead letters, and only then
 let the consumer commit the batch's offsets. If anything fails in between, the batch is
 delivered again and applied again: the writes are idempotent and order-insensitive, so the report
 is the same as if it had gone through once.
@@ -20,12 +20,13 @@ from aiokafka import ConsumerRecord
 from callback_shared.kafka import dead_letter, park
 from callback_shared.models import DeadLetter, LifecycleEvent, utcnow
 from callback_shared.mongo import Document
-from callback_shared.reports import ignore_reason, record_cancellations, report_status
-from callback_shared.settings import ExporterSettings
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
+
+from callback_exporter.report import ignore_reason, record_cancellations, report_status
+from callback_exporter.settings import ExporterSettings
 
 log = structlog.get_logger("exporter")
 

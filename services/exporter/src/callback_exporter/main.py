@@ -6,11 +6,12 @@ delivers it again, harmlessly. A new group id replays the whole topic and rebuil
 report.
 """
 
-from callback_shared.mongo import CANCELLATION_REPORT
+from callback_shared.mongo import CANCELLATION_REPORT, CANCELLATION_REPORT_INDEXES
 from callback_shared.runtime import ServiceRuntime, run_service
-from callback_shared.settings import ExporterSettings, load_settings
+from callback_shared.settings import load_settings
 
 from callback_exporter.exporter import Exporter
+from callback_exporter.settings import ExporterSettings
 
 SERVICE = "exporter"
 
@@ -19,6 +20,7 @@ def build(runtime: ServiceRuntime) -> None:
     """Wire the lifecycle-event consumer onto the runtime."""
     settings = runtime.settings
     assert isinstance(settings, ExporterSettings)
+    runtime.create_indexes({CANCELLATION_REPORT: CANCELLATION_REPORT_INDEXES})
     exporter = Exporter(runtime.db[CANCELLATION_REPORT], runtime.broker, settings)
     runtime.consume_batches(
         settings.topic_lifecycle_events,

@@ -26,13 +26,14 @@ from aiokafka import ConsumerRecord
 from callback_shared.kafka import dead_letter, event_messages, park, publish_all, raw_body
 from callback_shared.models import DueCallback, RoutingCommand, RoutingEvent
 from callback_shared.runtime import ServiceRuntime, run_service
-from callback_shared.settings import RoutingSimSettings, load_settings
+from callback_shared.settings import load_settings
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel, ValidationError
 
 from callback_routing_sim.profiles import load_profiles
+from callback_routing_sim.settings import RoutingSimSettings
 from callback_routing_sim.simulation import Publish, Simulation
 
 SERVICE = "routing-sim"

@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
-from callback_shared.settings import RoutingSimSettings, fail
+from callback_shared.settings import fail
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from callback_routing_sim.settings import RoutingSimSettings
 
 T = TypeVar("T")
 

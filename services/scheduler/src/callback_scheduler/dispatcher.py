@@ -49,8 +49,7 @@ import structlog
 from callback_shared.documents import due_callback_event
 from callback_shared.kafka import send_keyed
 from callback_shared.models import utcnow
-from callback_shared.mongo import CALLBACKS, SCHEDULER_LEASES, Document
-from callback_shared.settings import SchedulerSettings
+from callback_shared.mongo import CALLBACKS, Document
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo import ReturnDocument
@@ -58,6 +57,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from callback_scheduler.reclaim import Reclaimer
+from callback_scheduler.settings import SchedulerSettings
 
 log = structlog.get_logger("scheduler")
 
@@ -69,6 +69,9 @@ LATENESS = Histogram(
 DISPATCHED = Counter("callback_dispatched_total", "Due callbacks emitted", ["redispatch"])
 LEADER = Gauge("callback_scheduler_leader", "1 while this replica holds the scheduler lease")
 
+#: The scheduler's own collection: the leader lease (one document: holder, expiry, watermark of
+#: what it emitted).
+SCHEDULER_LEASES = "scheduler_leases"
 LEASE_ID = "scheduler"
 #: How far behind the watermark the late-write look reaches (insert latency, clock skew).
 LATE_WRITE_LOOKBACK = timedelta(seconds=2)

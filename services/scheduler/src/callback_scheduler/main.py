@@ -1,10 +1,11 @@
 """Entry point of the scheduler service."""
 
 from callback_shared.runtime import ServiceRuntime, run_service
-from callback_shared.settings import SchedulerSettings, load_settings
+from callback_shared.settings import load_settings
 
 from callback_scheduler.dispatcher import Dispatcher
 from callback_scheduler.reclaim import Reclaimer
+from callback_scheduler.settings import SchedulerSettings
 
 SERVICE = "scheduler"
 

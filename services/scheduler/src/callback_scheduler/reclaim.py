@@ -51,12 +51,13 @@ from callback_shared.models import (
 )
 from callback_shared.mongo import CALLBACKS, SERVICES, Document
 from callback_shared.outbox import OutboxRelay, outbox_entry, with_outbox
-from callback_shared.settings import SchedulerSettings
 from callback_shared.states import CallbackResult, CallbackState, check_transition
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Gauge
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+
+from callback_scheduler.settings import SchedulerSettings
 
 S, R = CallbackState, CallbackResult
 

@@ -2,8 +2,9 @@
 
 from callback_shared.mongo import CALLBACKS, SERVICES
 from callback_shared.runtime import ServiceRuntime, run_service
-from callback_shared.settings import StateTrackerSettings, load_settings
+from callback_shared.settings import load_settings
 
+from callback_state_tracker.settings import StateTrackerSettings
 from callback_state_tracker.tracker import StateTracker
 
 SERVICE = "state-tracker"

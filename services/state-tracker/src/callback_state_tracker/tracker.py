@@ -40,7 +40,6 @@ from callback_shared.models import (
     utcnow,
 )
 from callback_shared.mongo import Document
-from callback_shared.settings import StateTrackerSettings
 from callback_shared.states import CallbackResult, CallbackState
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Histogram
@@ -56,6 +55,7 @@ from callback_state_tracker.changes import (
     rejection_reason,
     was_applied,
 )
+from callback_state_tracker.settings import StateTrackerSettings
 
 log = structlog.get_logger("state-tracker")
 

@@ -12,8 +12,7 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
+from callback_exporter.settings import ExporterSettings
 from callback_shared.kafka import JSON_HEADERS
 from callback_shared.models import (
     DeadLetter,
@@ -22,11 +21,9 @@ from callback_shared.models import (
     RoutingCommand,
     RoutingEvent,
 )
-from callback_shared.settings import (
-    ExporterSettings,
-    PlatformSettings,
-    StateTrackerSettings,
-)
+from callback_shared.settings import PlatformSettings
+from callback_state_tracker.settings import StateTrackerSettings
+from pydantic import BaseModel
 
 ASYNCAPI_VERSION = "3.0.0"
 #: https://github.com/asyncapi/bindings/tree/master/kafka

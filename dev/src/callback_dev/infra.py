@@ -499,7 +499,7 @@ class LocalMongo:
         if os.environ.get("SECANTUS_TTL_SWEEP_SECONDS"):
             # benchmarks may space out the server's TTL sweep, which stops every query for
             # seconds once a minute at 100k callbacks (see secantusd_spaced_sweep)
-            cmd[:1] = [sys.executable, "-m", "callback_shared.secantusd_spaced_sweep"]
+            cmd[:1] = [sys.executable, "-m", "callback_dev.secantusd_spaced_sweep"]
         self._proc = _spawn(cmd, self.log)
         self.pid = self._proc.pid
         _wait(
@@ -697,24 +697,24 @@ def _read_env_file(run_dir: Path) -> dict[str, str]:
 def service_ports() -> dict[str, int]:
     """Each service's port: the default HTTP_PORT of its settings class (``admin-api`` ->
     ``AdminApiSettings``)."""
-    from callback_shared import settings
+    from callback_dev.services import SETTINGS_CLASSES
 
     ports: dict[str, int] = {}
     for name in SERVICES:
-        cls = getattr(settings, name.title().replace("-", "") + "Settings")
-        ports[name] = cls.model_fields["http_port"].default
+        ports[name] = SETTINGS_CLASSES[name].model_fields["http_port"].default
     return ports
 
 
 def _setting_names() -> tuple[set[str], set[str]]:
     """Every environment variable a service reads (its settings), and which of them are secrets."""
+    from callback_shared.settings import PlatformSettings
     from pydantic import SecretStr
 
-    from callback_shared.settings import PlatformSettings
+    from callback_dev.services import SETTINGS_CLASSES
 
     names: set[str] = set()
     secrets: set[str] = set()
-    classes: list[type[PlatformSettings]] = [PlatformSettings]
+    classes: list[type[PlatformSettings]] = [PlatformSettings, *SETTINGS_CLASSES.values()]
     while classes:
         cls = classes.pop()
         classes.extend(cls.__subclasses__())
