@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import structlog
-from callback_shared.infra import provide
+from callback_dev.infra import provide
 
 from bench.harness import table, write
 

@@ -14,21 +14,25 @@ daily throttle, open-callbacks cap, office hours, slot capacity).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
+from bson import SON
 from callback_admin_api.context import AdminApi
 from callback_admin_api.main import build
+from callback_admin_api.settings import AdminApiSettings
 from callback_admin_api.tokens import mint_token
+from callback_dev.infra import Infrastructure
 from callback_shared.documents import new_callback_document, timeline_entry
-from callback_shared.infra import Infrastructure
 from callback_shared.models import (
     CallbackType,
     DuplicateCheck,
@@ -36,20 +40,36 @@ from callback_shared.models import (
     ServiceConfig,
     utcnow,
 )
-from callback_shared.mongo import CALLBACKS, Document, ensure_indexes, make_mongo_client
+from callback_shared.mongo import (
+    CALLBACKS,
+    SHARED_INDEXES,
+    Document,
+    ensure_indexes,
+    make_mongo_client,
+)
 from callback_shared.runtime import ServiceRuntime
-from callback_shared.settings import AdminApiSettings
 from callback_shared.states import CallbackResult, CallbackState
+from pymongo import monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 
-from bench.common import isolated_settings
-from bench.harness import Metric, Result, median, percentile
+from bench.common import consume, isolated_settings, produce, start_service, stop_service
+from bench.harness import (
+    CpuMeter,
+    Metric,
+    Result,
+    cpu_metrics,
+    idle_cpu_ms_per_s,
+    median,
+    percentile,
+)
 
 RECORDS = 200_000
 SERVICES = [f"service-{n:02d}" for n in range(20)]
 ROUNDS = 25
 CREATES = 1_000
 CREATE_CONCURRENCY = 8
+CPU_ROUNDS = 10
+CPU_SERVICE = "bench-create-cpu"
 SECRET = secrets.token_urlsafe(48)
 STATES = [
     (CallbackState.COMPLETED, CallbackResult.AGENT),
@@ -142,11 +162,13 @@ async def _timed(action: Callable[[], Any]) -> float:
 
 async def run(infra: Infrastructure) -> Result:
     settings = isolated_settings(AdminApiSettings, infra, topic_partitions=3, jwt_secret=SECRET)
+    commands = _CommandRecorder()
+    monitoring.register(commands)  # the clients made from here on: the API's
     runtime = ServiceRuntime("admin-api", settings)
     build(runtime)
     collection = runtime.db[CALLBACKS]
     now = utcnow()
-    await ensure_indexes(runtime.db)
+    await ensure_indexes(runtime.db, SHARED_INDEXES)
     print(f"seeding {RECORDS} callbacks...", flush=True)
     seed_seconds = await _seed(collection, now)
     print(f"seeded in {seed_seconds:.0f}s; starting the API", flush=True)
@@ -162,16 +184,19 @@ async def run(infra: Infrastructure) -> Result:
             transport = httpx.ASGITransport(app=runtime.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
                 lists = await _list_latencies(client, api, collection, everyone, three)
-                creates_per_s = await _create_throughput(client, api, everyone)
+                with commands.recording():
+                    creates_per_s = await _create_throughput(client, api, everyone)
+                await api.repository.save_service(_create_service(CPU_SERVICE))
+            cpu = await _cpu(settings, lists[3], commands.captured, everyone)
     finally:
         cleaner = make_mongo_client(settings)
         await cleaner.drop_database(settings.mongodb_database)
         await cleaner.close()
-    api_ms, raw_ms, naive_ms = lists
+    api_ms, raw_ms, naive_ms, _ = lists
     result = Result(
         name="admin_list",
         backend=f"{infra.source}: SecantusDB/MongoDB at {infra.mongodb_url}, Kafka 4.x; "
-        f"{RECORDS} callbacks; API in-process (ASGI)",
+        f"{RECORDS} callbacks; API in-process (ASGI), for CPU time its own process (HTTP)",
     )
     result.metrics = {
         "list_p50_ms": Metric(median(api_ms), "ms"),
@@ -183,6 +208,7 @@ async def run(infra: Infrastructure) -> Result:
         "naive_single_query_p50_ms": Metric(median(naive_ms), "ms"),
         "creates_per_s": Metric(creates_per_s, "1/s", better="higher"),
         "seed_inserts_per_s": Metric(RECORDS / seed_seconds, "1/s", better="higher"),
+        **cpu,
     }
     return result
 
@@ -193,7 +219,7 @@ async def _list_latencies(
     collection: AsyncCollection[Document],
     everyone: dict[str, str],
     three: dict[str, str],
-) -> tuple[list[float], list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float], list[_Page]]:
     scenarios: list[tuple[str, dict[str, Any], dict[str, str]]] = [
         ("last 14 days, every service", {"range": "last_14_days"}, everyone),
         ("last 14 days, one service", {"range": "last_14_days", "service": SERVICES[3]}, everyone),
@@ -240,6 +266,7 @@ async def _list_latencies(
     raw_ms: list[float] = []
     naive_ms: list[float] = []
     real = api.repository.callbacks
+    pages: list[_Page] = []
     for name, params, headers in scenarios:
         recorder = _RecordingCollection(real)
         api.repository.callbacks = recorder  # type: ignore[assignment]
@@ -250,6 +277,7 @@ async def _list_latencies(
         assert response.status_code == 200, response.text
         items = len(response.json()["items"])
         calls = recorder.calls
+        pages.append((params, headers, calls, items))
         assert await _raw(real, calls) >= items
 
         async def api_page(
@@ -286,7 +314,7 @@ async def _list_latencies(
             )
 
         naive_ms.append(await _timed(naive))
-    return api_ms, raw_ms, naive_ms
+    return api_ms, raw_ms, naive_ms, pages
 
 
 async def _create_throughput(
@@ -294,17 +322,30 @@ async def _create_throughput(
 ) -> float:
     """Creates with every guard on, from concurrent clients; half scheduled into slots."""
     service = "bench-create"
-    await api.repository.save_service(
-        ServiceConfig(
-            name=service,
-            slot_capacity=1_000,
-            guards=RequestGuards(
-                duplicate_check=DuplicateCheck.STRICT_1,
-                max_requests_per_number_per_day=3,
-                max_open_callbacks=1_000_000,
-            ),
-        )
+    await api.repository.save_service(_create_service(service))
+    started = time.perf_counter()
+    await _creates(client, headers, service, "+1650253")
+    elapsed = time.perf_counter() - started
+    print(f"{CREATES} creates in {elapsed:.1f}s", flush=True)
+    return CREATES / elapsed
+
+
+def _create_service(name: str) -> ServiceConfig:
+    return ServiceConfig(
+        name=name,
+        slot_capacity=1_000,
+        guards=RequestGuards(
+            duplicate_check=DuplicateCheck.STRICT_1,
+            max_requests_per_number_per_day=3,
+            max_open_callbacks=1_000_000,
+        ),
     )
+
+
+async def _creates(
+    client: httpx.AsyncClient, headers: dict[str, str], service: str, prefix: str
+) -> None:
+    """``CREATES`` creates from concurrent clients, half scheduled into one slot."""
     slot = (utcnow() + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
     numbers = iter(range(CREATES))
     statuses: list[int] = []
@@ -313,7 +354,7 @@ async def _create_throughput(
         for n in numbers:
             body: dict[str, Any] = {
                 "service_name": service,
-                "customer_number": f"+1650253{n:04d}",
+                "customer_number": f"{prefix}{n:04d}",
                 "type": "IMMEDIATE",
             }
             if n % 2:
@@ -321,9 +362,111 @@ async def _create_throughput(
             response = await client.post("/api/v1/callbacks", json=body, headers=headers)
             statuses.append(response.status_code)
 
-    started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CREATE_CONCURRENCY)))
-    elapsed = time.perf_counter() - started
     assert statuses.count(201) == CREATES, {s: statuses.count(s) for s in set(statuses)}
-    print(f"{CREATES} creates in {elapsed:.1f}s", flush=True)
-    return CREATES / elapsed
+
+
+_Page = tuple[dict[str, Any], dict[str, str], list[dict[str, Any]], int]
+#: what the driver adds to a command on its way (session, cluster time, routing)
+_DRIVER_FIELDS = {"lsid", "$db", "$clusterTime", "$readPreference", "txnNumber", "autocommit"}
+#: commands that are no request's own work (cursor bookkeeping, sessions, monitoring)
+_NOT_REPLAYED = {"getMore", "killCursors", "endSessions", "hello", "isMaster", "ismaster", "ping"}
+
+
+class _CommandRecorder(monitoring.CommandListener):
+    """The MongoDB commands the API sends while recording (PyMongo command monitoring)."""
+
+    def __init__(self) -> None:
+        self.captured: list[tuple[str, SON[str, Any]]] = []
+        self._on = False
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        self._on = True
+        try:
+            yield
+        finally:
+            self._on = False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self._on and event.command_name not in _NOT_REPLAYED:
+            command = SON((k, v) for k, v in event.command.items() if k not in _DRIVER_FIELDS)
+            self.captured.append((event.command_name, copy.deepcopy(command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def _cpu(
+    settings: AdminApiSettings,
+    pages: list[_Page],
+    create_commands: list[tuple[str, SON[str, Any]]],
+    headers: dict[str, str],
+) -> dict[str, Metric]:
+    """CPU time of the admin-api process (``callback-admin-api``, over HTTP) per list page of
+    250 and per create, beside the raw drivers' CPU in this process for the same database work:
+    the page's captured queries replayed through PyMongo; the creates' captured MongoDB
+    commands (guards, insert, outbox) replayed by ``command`` on a database of their own, and
+    a plain producer sending the same lifecycle events."""
+    full = [page for page in pages if page[3] == 250]
+    api, port = await start_service("callback-admin-api", settings)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            for params, page_headers, _, _ in full:  # warm-up, as in-process above
+                assert (
+                    await client.get("/api/v1/callbacks", params=params, headers=page_headers)
+                ).status_code == 200
+            meter = CpuMeter(api.pid).start()
+            for _ in range(CPU_ROUNDS):
+                for params, page_headers, _, _ in full:
+                    response = await client.get(
+                        "/api/v1/callbacks", params=params, headers=page_headers
+                    )
+                    assert response.status_code == 200, response.text
+            meter.stop()
+            creates = CpuMeter(api.pid).start()
+            await _creates(client, headers, CPU_SERVICE, "+1650254")
+            creates.stop()
+        # no request: background loops (outbox relays), over as long as both phases, apart
+        idle = await idle_cpu_ms_per_s(api.pid, meter.seconds + creates.seconds)
+    finally:
+        await stop_service(api)
+
+    # the in-process API's client closed with its lifespan: the raw drivers get their own
+    mongo = make_mongo_client(settings)
+    try:
+        collection = mongo[settings.mongodb_database][CALLBACKS]
+        raw_pages = CpuMeter().start()
+        for _ in range(CPU_ROUNDS):
+            for _, _, calls, _ in full:
+                await _raw(collection, calls)
+        raw_pages.stop()
+
+        lifecycle = await consume(settings, settings.topic_lifecycle_events, CREATES)
+        raw_db = mongo[f"{settings.mongodb_database}_raw"]
+        await ensure_indexes(raw_db)
+        raw_creates = CpuMeter().start()
+        for _, command in create_commands:
+            await raw_db.command(command)
+        await produce(
+            settings, settings.topic_lifecycle_events, [(r.key, r.value) for r in lifecycle]
+        )
+        raw_creates.stop()
+        await mongo.drop_database(raw_db.name)
+    finally:
+        await mongo.close()
+    print(
+        f"CPU: {len(full)} full pages x {CPU_ROUNDS}; {CREATES} creates, "
+        f"{len(create_commands)} MongoDB commands replayed",
+        flush=True,
+    )
+    return {
+        **cpu_metrics("page", meter, len(full) * CPU_ROUNDS, idle, target=15),
+        "raw_cpu_ms_per_page": Metric(raw_pages.per(len(full) * CPU_ROUNDS), "ms"),
+        **cpu_metrics("create", creates, CREATES, idle, target=2),
+        "raw_cpu_ms_per_create": Metric(raw_creates.per(CREATES), "ms"),
+        "idle_cpu_ms_per_s": Metric(idle, "ms/s"),
+    }

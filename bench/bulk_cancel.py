@@ -16,13 +16,13 @@ from pathlib import Path
 import httpx
 from asgi_lifespan import LifespanManager
 from callback_admin_api.main import build
+from callback_admin_api.settings import AdminApiSettings
 from callback_admin_api.tokens import mint_token
+from callback_dev.infra import Infrastructure, free_port
 from callback_shared.documents import DISPATCH_FIELDS
-from callback_shared.infra import Infrastructure, free_port
 from callback_shared.models import utcnow
 from callback_shared.mongo import CALLBACKS, CANCELLATION_REPORT
 from callback_shared.runtime import ServiceRuntime
-from callback_shared.settings import AdminApiSettings
 
 from bench.common import callback_documents, insert, isolated_settings, prepare
 from bench.harness import Metric, Result, backend

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import sys
+import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from callback_dev.infra import Infrastructure, free_port
 from callback_shared.documents import new_callback_document
-from callback_shared.infra import Infrastructure
 from callback_shared.kafka import ensure_topics
 from callback_shared.models import CallbackType, utcnow
-from callback_shared.mongo import CALLBACKS, Document, ensure_indexes, make_mongo_client
+from callback_shared.mongo import (
+    CALLBACKS,
+    SHARED_INDEXES,
+    Document,
+    ensure_indexes,
+    make_mongo_client,
+)
 from callback_shared.settings import PlatformSettings, SettingsT
+from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
 
@@ -31,7 +47,7 @@ def isolated_settings(cls: type[SettingsT], infra: Infrastructure, **extra: obje
 async def prepare(settings: PlatformSettings) -> AsyncDatabase[Document]:
     await ensure_topics(settings, "bench")
     db = make_mongo_client(settings)[settings.mongodb_database]
-    await ensure_indexes(db)
+    await ensure_indexes(db, SHARED_INDEXES)
     return db
 
 
@@ -55,3 +71,104 @@ def callback_documents(
 async def insert(db: AsyncDatabase[Document], docs: list[Document], chunk: int = 5000) -> None:
     for start in range(0, len(docs), chunk):
         await db[CALLBACKS].insert_many(docs[start : start + chunk], ordered=False)
+
+
+def service_env(settings: PlatformSettings, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a service process run on these settings."""
+    values = {
+        name.upper(): str(value.get_secret_value() if isinstance(value, SecretStr) else value)
+        for name, value in settings.model_dump().items()
+        if value is not None  # unset optional settings stay unset
+    }
+    return {
+        **os.environ,
+        **values,
+        "HTTP_PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+async def start_service(
+    command: str, settings: PlatformSettings, **extra: str
+) -> tuple[asyncio.subprocess.Process, int]:
+    """Run a service's console script as its own process (its CPU apart from the benchmark's)
+    and wait until it is ready; returns the process and its HTTP port. With
+    ``BENCH_PROFILE=<command>`` that service runs under pyinstrument (report in /tmp; its CPU
+    figures then include the profiler's)."""
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / command)]
+    if os.environ.get("BENCH_PROFILE") == command:  # e.g. BENCH_PROFILE=callback-scheduler
+        report = f"/tmp/bench-profile-{command}.txt"
+        argv = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", report, *argv]
+        print(f"profiling {command} with pyinstrument into {report}", flush=True)
+    process = await asyncio.create_subprocess_exec(*argv, env=service_env(settings, port, **extra))
+    try:
+        await ready(port)
+    except BaseException:
+        await stop_service(process)
+        raise
+    return process, port
+
+
+async def stop_service(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 60)
+
+
+async def ready(port: int, within: float = 120) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"the service on port {port} was not ready after {within}s")
+
+
+def raw_producer(settings: PlatformSettings) -> AIOKafkaProducer:
+    """A plain aiokafka producer with the platform's producer settings (acks from all)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", request_timeout_ms=15_000
+    )
+
+
+async def produce(
+    settings: PlatformSettings, topic: str, messages: Sequence[tuple[bytes | None, bytes]]
+) -> None:
+    """Send (key, value) messages without waiting for each acknowledgement, then wait for all."""
+    producer = raw_producer(settings)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def consume(
+    settings: PlatformSettings, topic: str, count: int, within: float = 300
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The first ``count`` records of ``topic`` (all partitions), read by a plain consumer."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=1000,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        deadline = time.monotonic() + within
+        while len(records) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(records)} of {count} records on {topic}")
+            batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            for part in batches.values():
+                records += part
+    finally:
+        await consumer.stop()
+    return records

@@ -27,12 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from callback_admin_api.settings import AdminApiSettings
 from callback_admin_api.tokens import mint_token
+from callback_dev.infra import Infrastructure
 from callback_shared.documents import new_callback_document, timeline_entry
-from callback_shared.infra import Infrastructure
 from callback_shared.models import CallbackType, utcnow
-from callback_shared.mongo import CALLBACKS, Document, ensure_indexes, make_mongo_client
-from callback_shared.settings import AdminApiSettings
+from callback_shared.mongo import (
+    CALLBACKS,
+    SHARED_INDEXES,
+    Document,
+    ensure_indexes,
+    make_mongo_client,
+)
 from callback_shared.states import CallbackResult, CallbackState
 from playwright.async_api import async_playwright
 
@@ -112,7 +118,7 @@ async def run(infra: Infrastructure) -> Result:
     )
     client = make_mongo_client(settings)
     db = client[settings.mongodb_database]
-    await ensure_indexes(db)
+    await ensure_indexes(db, SHARED_INDEXES)
     await db[CALLBACKS].insert_many(_records(utcnow()), ordered=False)
     token = mint_token(SECRET, "bench", ["callback_supervisor"])
     with tempfile.TemporaryDirectory(prefix="bench-console-") as logs:

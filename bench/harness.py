@@ -8,16 +8,18 @@ the raw driver doing the same work in the same run. Results go to ``bench/result
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
 import statistics
+import time
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
-from callback_shared.infra import KAFKA_VERSION, Infrastructure
+from callback_dev.infra import KAFKA_VERSION, Infrastructure
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -65,6 +67,88 @@ def backend(infra: Infrastructure) -> str:
             + (f"; server TTL sweep every {sweep} s" if sweep else "")
         )
     return f"Kafka + MongoDB from {infra.source}"
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) a process has used so far: ``pid`` read from ``/proc`` (a
+    service run as a subprocess), or this process itself. Read before and after a measured
+    phase; the difference divided by the operations is the CPU per operation."""
+    if pid is None:
+        return time.process_time()
+    with open(f"/proc/{pid}/stat") as stat:
+        # the command may contain spaces: fields count from after its closing parenthesis
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+
+
+@dataclass
+class CpuMeter:
+    """CPU time of one process over a measured phase: ``start()``, the work, ``stop()``, then
+    ``per(n)`` milliseconds per operation (and ``seconds``, the phase's wall time)."""
+
+    pid: int | None = None
+    used: float = 0.0
+    seconds: float = 0.0
+    _started: tuple[float, float] | None = None
+
+    def start(self) -> CpuMeter:
+        self._started = (cpu_seconds(self.pid), time.monotonic())
+        return self
+
+    def stop(self) -> float:
+        if self._started is None:
+            raise RuntimeError("not started")
+        cpu, wall = self._started
+        self.used += cpu_seconds(self.pid) - cpu
+        self.seconds += time.monotonic() - wall
+        self._started = None
+        return self.used
+
+    def per(self, operations: int) -> float:
+        """Milliseconds of CPU per operation."""
+        return self.used * 1000 / operations
+
+    def per_less_idle(self, operations: int, idle_ms_per_s: float) -> float:
+        """Milliseconds of CPU per operation once the process's idle cost over the phase's
+        wall time (``idle_ms_per_s`` times ``seconds``) is taken out: what the operations
+        themselves cost."""
+        return max(0.0, self.used * 1000 - idle_ms_per_s * self.seconds) / operations
+
+
+#: Shortest idle interval measured (the kernel counts CPU time in ticks of 10 ms), and the
+#: longest (a rate: it need not last as long as a long phase).
+MIN_IDLE_SECONDS, MAX_IDLE_SECONDS = 10.0, 30.0
+
+
+async def idle_cpu_ms_per_s(pid: int, seconds: float) -> float:
+    """Milliseconds of CPU per second a service process uses while it has nothing to do
+    (polling, heartbeats, metrics, lease renewals), over ``seconds`` (the phase's wall time,
+    within :data:`MIN_IDLE_SECONDS` and :data:`MAX_IDLE_SECONDS`): measure it after the phase."""
+    seconds = min(max(seconds, MIN_IDLE_SECONDS), MAX_IDLE_SECONDS)
+    meter = CpuMeter(pid).start()
+    await asyncio.sleep(seconds)
+    meter.stop()
+    return meter.used * 1000 / meter.seconds
+
+
+def cpu_metrics(
+    operation: str,
+    meter: CpuMeter,
+    operations: int,
+    idle_ms_per_s: float,
+    target: float | None = None,
+) -> dict[str, Metric]:
+    """``cpu_ms_per_<operation>`` (all the process used over the phase: the target applies to
+    it) and ``cpu_ms_per_<operation>_less_idle`` (without the idle cost over the phase)."""
+    return {
+        f"cpu_ms_per_{operation}": Metric(meter.per(operations), "ms", target=target),
+        f"cpu_ms_per_{operation}_less_idle": Metric(
+            meter.per_less_idle(operations, idle_ms_per_s), "ms"
+        ),
+    }
 
 
 def percentile(values: list[float], pct: float) -> float:

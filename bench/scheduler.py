@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import sys
 import time
@@ -15,16 +14,34 @@ from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from callback_scheduler.dispatcher import Dispatcher
+from callback_dev.infra import Infrastructure, free_port
+from callback_scheduler.dispatcher import DUE_FIELDS, Dispatcher
+from callback_scheduler.settings import SchedulerSettings
 from callback_shared.documents import due_callback_event
-from callback_shared.infra import Infrastructure, free_port
 from callback_shared.kafka import make_broker
 from callback_shared.models import DueCallback, utcnow
 from callback_shared.mongo import CALLBACKS
-from callback_shared.settings import SchedulerSettings
 
-from bench.common import callback_documents, insert, isolated_settings, prepare
-from bench.harness import Metric, Result, backend, percentile
+from bench.common import (
+    callback_documents,
+    consume,
+    insert,
+    isolated_settings,
+    prepare,
+    produce,
+    service_env,
+    start_service,
+    stop_service,
+)
+from bench.harness import (
+    CpuMeter,
+    Metric,
+    Result,
+    backend,
+    cpu_metrics,
+    idle_cpu_ms_per_s,
+    percentile,
+)
 
 PENDING = 100_000
 DUE_IN_THE_MINUTE = 10_000
@@ -41,14 +58,8 @@ async def lateness(infra: Infrastructure) -> dict[str, Metric]:
     ]
     await insert(db, callback_documents(later))
     port = free_port()
-    env = {
-        **os.environ,
-        **{name.upper(): str(value) for name, value in settings.model_dump().items()},
-        "HTTP_PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-        # no routing runs here to take the callbacks: never emit them again
-        "SCHEDULER_REDISPATCH_AFTER_SECONDS": "3600",
-    }
+    # no routing runs here to take the callbacks: never emit them again
+    env = service_env(settings, port, SCHEDULER_REDISPATCH_AFTER_SECONDS="3600")
     scheduler = await asyncio.create_subprocess_exec(
         str(Path(sys.executable).parent / "callback-scheduler"), env=env
     )
@@ -169,8 +180,49 @@ async def throughput(infra: Infrastructure) -> dict[str, Metric]:
     }
 
 
+async def cpu(infra: Infrastructure) -> dict[str, Metric]:
+    """CPU time of the scheduler process per dispatch: a backlog of 10k callbacks all due at one
+    instant while it leads, measured from a second before that instant until the last one is on
+    Kafka; beside the raw drivers' CPU for the same work in this process (a ``find`` of the same
+    documents, a plain producer sending the same messages). Then its idle CPU (leading, nothing
+    due) over as long, apart."""
+    # no routing runs here to take the callbacks: never emit them again
+    settings = isolated_settings(SchedulerSettings, infra, scheduler_redispatch_after_seconds=3600)
+    db = await prepare(settings)
+    scheduler, _ = await start_service("callback-scheduler", settings)
+    try:
+        due = utcnow() + timedelta(seconds=20)
+        await insert(db, callback_documents([due] * BACKLOG))
+        wait = (due - utcnow()).total_seconds() - 1
+        if wait < 1:
+            raise RuntimeError("seeding took too long: the callbacks would be due already")
+        await asyncio.sleep(wait)
+        meter = CpuMeter(scheduler.pid).start()
+        records = await consume(settings, settings.topic_due_callbacks, BACKLOG)
+        meter.stop()
+        # leading with nothing due: polls, lease renewals, looks for what routing lost
+        idle = await idle_cpu_ms_per_s(scheduler.pid, meter.seconds)
+    finally:
+        await stop_service(scheduler)
+    messages = [(record.key, record.value) for record in records]
+    raw = CpuMeter().start()
+    found = await db[CALLBACKS].find({"dispatch_at": {"$lte": utcnow()}}, DUE_FIELDS).to_list()
+    await produce(settings, settings.topic_due_callbacks, messages)
+    raw.stop()
+    if len(found) != BACKLOG:
+        raise RuntimeError(f"the raw find read {len(found)} of {BACKLOG} documents")
+    await db.client.drop_database(settings.mongodb_database)
+    return {
+        **cpu_metrics("dispatch", meter, BACKLOG, idle, target=0.05),
+        "raw_cpu_ms_per_dispatch": Metric(raw.per(BACKLOG), "ms"),
+        "idle_cpu_ms_per_s": Metric(idle, "ms/s"),
+        "cpu_phase_s": Metric(meter.seconds, "s"),
+    }
+
+
 async def run(infra: Infrastructure) -> Result:
     result = Result("scheduler", backend=backend(infra))
     result.metrics.update(await lateness(infra))
     result.metrics.update(await throughput(infra))
+    result.metrics.update(await cpu(infra))
     return result

@@ -1,25 +1,35 @@
-"""State-tracker: routing events applied per second (the tracker's own batch path: parse,
-conditional bulk write, read-back, lifecycle announcements) beside raw PyMongo bulk updates of
-the same documents on the same server in the same run: plain ``$set``s of the state (the
-target's baseline), and the very writes the tracker makes, as plain update operators by id on
-fresh documents (the same work without the tracker's conditions, read-back and announcements)."""
+"""State-tracker: routing events applied per second by the real ``callback-state-tracker``
+process (its batch path: parse, conditional bulk write, read-back, lifecycle announcements) and
+its CPU time per event (from the first event sent until every callback is completed), beside raw
+PyMongo bulk updates of the same documents on the same server in the same run: plain ``$set``s
+of the state (the target's baseline), and the very writes the tracker makes, as plain update
+operators by id on fresh documents (the same work without the tracker's conditions, read-back
+and announcements), whose CPU, with a plain aiokafka consumer reading the same records, is the
+raw drivers' CPU."""
 
 from __future__ import annotations
 
 import time
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from callback_shared.infra import Infrastructure
-from callback_shared.kafka import make_broker
+from aiokafka import AIOKafkaConsumer
+from callback_dev.infra import Infrastructure
 from callback_shared.models import DialRetryPolicy, RoutingEvent, RoutingEventKind, utcnow
-from callback_shared.mongo import CALLBACKS, SERVICES
-from callback_shared.settings import StateTrackerSettings
+from callback_shared.mongo import CALLBACKS
 from callback_state_tracker.changes import plan_change
-from callback_state_tracker.tracker import StateTracker
+from callback_state_tracker.settings import StateTrackerSettings
 from pymongo import UpdateOne
 
-from bench.common import callback_documents, insert, isolated_settings, prepare
-from bench.harness import Metric, Result, backend
+from bench.common import (
+    callback_documents,
+    consume,
+    insert,
+    isolated_settings,
+    prepare,
+    produce,
+    start_service,
+    stop_service,
+)
+from bench.harness import CpuMeter, Metric, Result, backend, cpu_metrics, idle_cpu_ms_per_s
 
 CALLBACKS_COUNT = 5_000
 KINDS = [
@@ -49,48 +59,37 @@ async def run(infra: Infrastructure) -> Result:
         for sequence, kind in enumerate(KINDS)
         for doc in ours_docs
     ]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=5)
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(
-                settings.topic_routing_events, event.model_dump_json().encode(), key=event.key
-            )
-            for event in events
-        ]
-        for future in sent:
-            await future
-    finally:
-        await producer.stop()
+    messages = [(event.key, event.model_dump_json().encode()) for event in events]
 
-    # ours: consume and apply exactly as the subscriber does, batch by batch
-    broker = make_broker(settings, "bench-state-tracker")
-    await broker.start()
-    consumer = AIOKafkaConsumer(
-        settings.topic_routing_events,
+    # ours: the real state-tracker process applies them as they come, batch by batch
+    # done when every callback's completion is announced: watched on Kafka, not by asking the
+    # server (whose every query would slow the tracker down)
+    watcher = AIOKafkaConsumer(
+        settings.topic_lifecycle_events,
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id="bench",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        max_poll_records=BATCH,
     )
-    await consumer.start()
-    tracker = StateTracker(db[CALLBACKS], db[SERVICES], broker, settings)
-    applied = 0
+    await watcher.start()
+    tracker, _ = await start_service("callback-state-tracker", settings)
     try:
+        meter = CpuMeter(tracker.pid).start()
         started = time.perf_counter()
-        while applied < len(events):
-            # as the subscriber gets them: one batch across partitions
-            fetched = await consumer.getmany(timeout_ms=1000, max_records=BATCH)
-            records = [record for part in fetched.values() for record in part]
-            if records:
-                await tracker.handle_batch(records)
-                applied += len(records)
-                await consumer.commit()
+        await produce(settings, settings.topic_routing_events, messages)
+        deadline = time.monotonic() + 900
+        announced = 0
+        while announced < CALLBACKS_COUNT:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {announced} of {CALLBACKS_COUNT} callbacks completed")
+            for records in (await watcher.getmany(timeout_ms=1000)).values():
+                announced += sum(b'"state":"COMPLETED"' in record.value for record in records)
         ours = time.perf_counter() - started
+        meter.stop()
+        # nothing to apply: consumer polls and heartbeats, over as long, apart
+        idle = await idle_cpu_ms_per_s(tracker.pid, meter.seconds)
     finally:
-        await consumer.stop()
-        await broker.stop()
+        await watcher.stop()
+        await stop_service(tracker)
     completed = await db[CALLBACKS].count_documents({"state": "COMPLETED", "result": "AGENT"})
     if completed != CALLBACKS_COUNT:
         raise RuntimeError(f"only {completed} of {CALLBACKS_COUNT} callbacks completed")
@@ -128,10 +127,15 @@ async def run(infra: Infrastructure) -> Result:
         )
         for event in events
     ]
+    raw_cpu = CpuMeter().start()  # the raw drivers: the same records read, the same writes
+    records = await consume(settings, settings.topic_routing_events, len(events))
     started = time.perf_counter()
     for start in range(0, len(same_ops), BATCH):
         await db[CALLBACKS].bulk_write(same_ops[start : start + BATCH], ordered=True)
     raw_same = time.perf_counter() - started
+    raw_cpu.stop()
+    if len(records) != len(events):
+        raise RuntimeError("the raw consumer did not read every routing event")
     same_done = await db[CALLBACKS].count_documents(
         {"_id": {"$in": [doc["_id"] for doc in fresh[:50]]}, "state": "COMPLETED"}
     )
@@ -146,5 +150,8 @@ async def run(infra: Infrastructure) -> Result:
         "apply_ratio_vs_raw": Metric(raw / ours, "ratio", target=0.8, better="higher"),
         "raw_same_writes_per_s": Metric(len(same_ops) / raw_same, "1/s", better="higher"),
         "apply_ratio_vs_raw_same_writes": Metric(raw_same / ours, "ratio", better="higher"),
+        **cpu_metrics("event", meter, len(events), idle, target=0.3),
+        "raw_cpu_ms_per_event": Metric(raw_cpu.per(len(events)), "ms"),
+        "idle_cpu_ms_per_s": Metric(idle, "ms/s"),
     }
     return result
