@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "callback-platform"
 PRODUCTION_VALUES = REPO / "deploy" / "helm" / "values-production.yaml"
 MANIFESTS_SCRIPT = Path(__file__).with_name("manifests.py")
+#: every service's image, the service its SERVICE build argument
+DOCKERFILE = REPO / "Dockerfile"
 
 #: the services, as their directories under services/ (admin-api, scheduler, ...)
 SERVICES = sorted(p.parent.name for p in (REPO / "services").glob("*/pyproject.toml"))

@@ -1,7 +1,8 @@
-"""services/*/Dockerfile: hadolint (pinned, from PyPI), the rules the issue sets (multi-stage,
-pinned base, non-root, exec form, healthcheck, nothing but the venv in the final image), and the
-build stage replayed without Docker: its COPY steps (through .dockerignore) and its uv steps,
-then the installed entry point run with the source tree gone."""
+"""The one Dockerfile, built per service (its SERVICE build argument and its target): hadolint
+(pinned, from PyPI), the rules the issue sets (multi-stage, pinned base, non-root, exec form,
+healthcheck, nothing but the venv in the final image, no stage a service does not need), and the
+build stage replayed without Docker: its COPY steps (through .dockerignore) and its uv steps, then
+the image's entry point run with the source tree gone."""
 
 from __future__ import annotations
 
@@ -16,14 +17,56 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from callback_shared import healthcheck
 
-from tests.deploy.conftest import REPO, SERVICES, Tools, console_script, settings_class
+from tests.deploy.conftest import (
+    DOCKERFILE,
+    REPO,
+    SERVICES,
+    Tools,
+    console_script,
+    settings_class,
+)
 
 HADOLINT_CONFIG = REPO / "deploy" / "tools" / "hadolint.yaml"
-#: admin-api's Node stage building the admin console, and what the final stage takes of it
+#: admin-api's Node stage building the admin console, and what admin-api's image takes of it
 CONSOLE_STAGE = "console"
 CONSOLE_COPY = f"--from={CONSOLE_STAGE} /console/dist /app/console"
 PINNED_IMAGE = re.compile(r"^[\w./-]+(:\d+\.\d+\.\d+[\w.-]*|@sha256:[0-9a-f]{64})$")
+#: the instructions whose arguments Docker itself expands ($VAR, ${VAR}, ${VAR:?message}); RUN's
+#: are expanded by the shell, with the build arguments in its environment. Never ENTRYPOINT, CMD
+#: or HEALTHCHECK: their exec form is taken literally.
+EXPANDED = {
+    "ADD",
+    "COPY",
+    "ENV",
+    "EXPOSE",
+    "LABEL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+    "RUN",
+}
+VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\?([^}]*))?\}|(\w+))")
+
+
+def image_target(service: str) -> str:
+    """The stage a service's image is: admin-api's adds the admin console."""
+    return "admin-api" if service == "admin-api" else "service"
+
+
+def expand(text: str, variables: dict[str, str]) -> str:
+    """``text`` with the known variables replaced; ``${VAR:?message}`` fails on an unset one."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match[1] or match[3]
+        if name in variables:
+            return variables[name]
+        assert match[2] is None, f"${{{name}}} is not set: {match[2]}"
+        return match[0]
+
+    return VARIABLE.sub(value, text)
 
 
 @dataclass
@@ -43,16 +86,25 @@ class Stage:
                 values[key] = value
         return values
 
-    def expanded(self, instruction: str) -> list[str]:
-        """The instruction's arguments with ``$VAR``/``${VAR}`` replaced by the stage's ENV."""
-        env = self.env()
-        return [
-            re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m[1], m[0]), args)
-            for args in self.all(instruction)
-        ]
+    def with_build_args(self, build_args: dict[str, str]) -> Stage:
+        """The stage as Docker builds it with ``build_args``: each ARG declared in the stage
+        gets its value from there on, in the instructions Docker (or RUN's shell) expands."""
+        declared: dict[str, str] = {}
+        instructions = []
+        for instruction, args in self.instructions:
+            if instruction == "ARG":
+                name, _, default = args.partition("=")
+                if name in build_args or default:
+                    declared[name] = build_args.get(name, default)
+            elif instruction in EXPANDED:
+                args = expand(args, declared)
+            else:
+                assert "$" not in args, f"{instruction} {args}: taken literally, never expanded"
+            instructions.append((instruction, args))
+        return Stage(self.image, self.name, instructions)
 
 
-def parse(dockerfile: Path) -> list[Stage]:
+def parse(dockerfile: Path = DOCKERFILE) -> list[Stage]:
     """Instructions per stage, continuation lines joined, comments dropped."""
     lines: list[str] = []
     pending = ""
@@ -80,8 +132,45 @@ def parse(dockerfile: Path) -> list[Stage]:
     return stages
 
 
-def dockerfile(service: str) -> Path:
-    return REPO / "services" / service / "Dockerfile"
+@dataclass
+class Image:
+    """One service's image: the stages its target needs, with its build arguments applied."""
+
+    stages: dict[str, Stage]
+    #: the target's stage with the stages it is FROM folded in: the image's configuration
+    final: Stage
+
+    @property
+    def build(self) -> Stage:
+        return self.stages["build"]
+
+
+def image(service: str) -> Image:
+    stages = {
+        s.name: s.with_build_args({"SERVICE": service}) for s in parse() if s.name is not None
+    }
+    needed: dict[str, Stage] = {}
+    todo = [image_target(service)]
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        assert name in stages, f"no stage {name}"
+        stage = needed[name] = stages[name]
+        if stage.image in stages:
+            todo.append(stage.image)
+        for args in stage.all("COPY") + stage.all("RUN"):
+            todo.extend(re.findall(r"--from=([\w.-]+)", args))
+    # the final image: its base stages' instructions, then its own
+    chain = [needed[image_target(service)]]
+    while chain[0].image in stages:
+        chain.insert(0, needed[chain[0].image])
+    final = Stage(
+        chain[0].image,
+        image_target(service),
+        [instruction for stage in chain for instruction in stage.instructions],
+    )
+    return Image(needed, final)
 
 
 def exec_form(args: str) -> list[str]:
@@ -91,12 +180,20 @@ def exec_form(args: str) -> list[str]:
     return value
 
 
+def entry_point_link(build: Stage) -> tuple[str, str]:
+    """The build stage's ``ln -s <script> /app/.venv/bin/<name>``: (name, script)."""
+    links = [shlex.split(r) for r in build.all("RUN") if r.startswith("ln ")]
+    assert len(links) == 1, links
+    (ln, option, script, link) = links[0]
+    assert (ln, option) == ("ln", "-s") and link.startswith("/app/.venv/bin/"), links[0]
+    return link.removeprefix("/app/.venv/bin/"), script
+
+
 # --- hadolint ---------------------------------------------------------------------------------
 
 
-def test_hadolint_passes_every_dockerfile(tools: Tools):
-    files = [dockerfile(s) for s in SERVICES]
-    tools.run(tools.hadolint, "--config", HADOLINT_CONFIG, "--no-color", *files)
+def test_hadolint_passes_the_dockerfile(tools: Tools):
+    tools.run(tools.hadolint, "--config", HADOLINT_CONFIG, "--no-color", DOCKERFILE)
 
 
 def test_hadolint_catches_what_it_should(tools: Tools, tmp_path):
@@ -110,76 +207,110 @@ def test_hadolint_catches_what_it_should(tools: Tools, tmp_path):
 # --- the rules --------------------------------------------------------------------------------
 
 
+def test_one_dockerfile_no_other():
+    assert DOCKERFILE.is_file()
+    assert not sorted(REPO.glob("services/*/Dockerfile")), "one template, no per-service copy"
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_multi_stage_from_one_pinned_slim_base(service):
-    stages = parse(dockerfile(service))
-    assert len(stages) >= 2, "multi-stage: a build stage and a slim final stage"
-    for stage in stages:
-        assert PINNED_IMAGE.match(stage.image), f"base image not pinned: {stage.image}"
-    final = stages[-1]
+    built = image(service)
+    assert len(built.stages) >= 2, "multi-stage: a build stage and a slim final stage"
+    bases = {name: s.image for name, s in built.stages.items() if s.image not in built.stages}
+    for base in bases.values():
+        assert PINNED_IMAGE.match(base), f"base image not pinned: {base}"
+    final = built.final
     assert "slim" in final.image
     # the venv's interpreter links to the build stage's python: the same base image (the
     # admin console's static files come from a Node stage of their own)
-    assert {s.image for s in stages if s.name != CONSOLE_STAGE} == {final.image}
+    assert {b for name, b in bases.items() if name != CONSOLE_STAGE} == {final.image}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_builds_only_the_stages_it_needs(service):
+    built = image(service)
+    # BuildKit builds the target's stages only: the Node stage for admin-api alone
+    assert (CONSOLE_STAGE in built.stages) == (service == "admin-api")
+    # the last stage (a build without --target) is the plain service
+    assert parse()[-1].name == "service"
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_final_stage_runs_the_service_as_non_root_in_exec_form(service):
-    final = parse(dockerfile(service))[-1]
+    built = image(service)
+    final = built.final
     user = final.all("USER")[-1]
     uid, _, gid = user.partition(":")
     assert uid.isdigit() and int(uid) > 0, f"USER {user}: a numeric non-root uid"
     assert not gid or (gid.isdigit() and int(gid) > 0)
-    assert [exec_form(a) for a in final.all("ENTRYPOINT")] == [[console_script(service)]]
+    # an exec form ENTRYPOINT cannot read SERVICE: one name, linked to the service's script
+    (entrypoint,) = [exec_form(a) for a in final.all("ENTRYPOINT")]
+    assert [entry_point_link(built.build)] == [(entrypoint[0], console_script(service))]
+    assert len(entrypoint) == 1
     for args in final.all("CMD"):
         exec_form(args)
     assert final.all("STOPSIGNAL") in ([], ["SIGTERM"])
+    labels = shlex.split(" ".join(final.all("LABEL")))
+    assert f"org.opencontainers.image.title={console_script(service)}" in labels
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_healthcheck_port_and_host(service):
-    final = parse(dockerfile(service))[-1]
+def test_healthcheck_port_and_host(service, monkeypatch):
+    final = image(service).final
     port = settings_class(service).model_fields["http_port"].default
-    (healthcheck,) = final.all("HEALTHCHECK")
-    options, _, command = healthcheck.partition(" CMD ")
+    (check,) = final.all("HEALTHCHECK")
+    options, _, command = check.partition(" CMD ")
     assert re.search(r"--interval=\d+s", options) and re.search(r"--timeout=\d+s", options)
-    argv = exec_form(command)
-    assert argv[:2] == ["python", "-c"]
-    assert "/healthz" in argv[2] and "HTTP_PORT" in argv[2]
+    timeout = int(re.search(r"--timeout=(\d+)s", options)[1])  # type: ignore[index]
+    assert healthcheck.TIMEOUT_SECONDS < timeout
+    assert exec_form(command) == ["python", "-m", "callback_shared.healthcheck"]
     env = final.env()
     assert env["HTTP_HOST"] == "0.0.0.0"
-    assert env["HTTP_PORT"] == str(port)
-    assert final.expanded("EXPOSE") == [str(port)]
+    # the image names its service; the port is the service's settings' default, written nowhere
+    # in the image (no HTTP_PORT, no EXPOSE)
+    assert "HTTP_PORT" not in env and not final.all("EXPOSE")
+    monkeypatch.delenv("HTTP_PORT", raising=False)
+    service_settings = healthcheck.settings_class(env[healthcheck.SERVICE_VARIABLE])
+    assert service_settings is settings_class(service)
+    assert healthcheck.http_port(service_settings) == port
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_final_stage_holds_the_venv_and_no_build_tools(service):
-    stages = parse(dockerfile(service))
-    build, final = stages[0], stages[-1]
-    assert build.name, "the build stage is named"
+    built = image(service)
+    build, final = built.build, built.final
     copies = final.all("COPY")
     console = [CONSOLE_COPY] if service == "admin-api" else []
-    assert copies == [f"--from={build.name} /app/.venv /app/.venv", *console]
+    assert copies == ["--from=build /app/.venv /app/.venv", *console]
     assert final.env()["PATH"].startswith("/app/.venv/bin:")
+    assert ("ADMIN_CONSOLE_DIR" in final.env()) == (service == "admin-api")
     for command in final.all("RUN"):
         assert not re.search(r"\b(uv|apt-get|apk|gcc)\b|pip install", command), command
         assert "pip uninstall" in command  # the base image's pip goes too
-    assert any("uv sync --frozen" in run for run in build.all("RUN")), "dependencies from uv.lock"
+    syncs = [r for r in build.all("RUN") if "uv sync" in r]
+    assert syncs and all("uv sync --frozen --no-dev" in r for r in syncs), "from uv.lock"
+    assert all(f'--package "callback-{service}"' in r for r in syncs), "this service only"
 
 
 def test_admin_api_image_serves_the_console_built_from_its_lockfile():
-    stages = parse(dockerfile("admin-api"))
-    (console,) = [s for s in stages if s.name == CONSOLE_STAGE]
+    built = image("admin-api")
+    console = built.stages[CONSOLE_STAGE]
     assert re.match(r"^node:20\.\d+\.\d+-bookworm-slim$", console.image), console.image
-    assert stages[0].name != CONSOLE_STAGE, "the Python build stage comes first"
+    assert parse()[0].name == "build", "the Python build stage comes first"
     copies = " ".join(console.all("COPY"))
     assert "services/admin-console/package-lock.json" in copies
     runs = console.all("RUN")
     assert any(r.startswith("npm ci") for r in runs) and "npm run build" in runs
     assert not any(re.search(r"npm (install|i)\b", r) for r in runs), "only npm ci: the lockfile"
-    final = stages[-1]
+    final = built.final
     assert CONSOLE_COPY in final.all("COPY")
     assert final.env()["ADMIN_CONSOLE_DIR"] == "/app/console"
+
+
+def test_a_build_without_service_fails_early():
+    (build,) = [s for s in parse() if s.name == "build"]
+    with pytest.raises(AssertionError, match="SERVICE"):
+        build.with_build_args({})
 
 
 # --- the build stage, replayed ----------------------------------------------------------------
@@ -219,7 +350,8 @@ def copy_into(source: str, destination: Path, patterns: list[tuple[str, bool]]) 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_build_stage_replayed_without_docker(service, tmp_path):
-    build = parse(dockerfile(service))[0]
+    built = image(service)
+    build = built.build
     patterns = dockerignore()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV"))}
     env.update(build.env(), UV_COMPILE_BYTECODE="0", UV_LINK_MODE="hardlink")  # speed only
@@ -236,6 +368,10 @@ def test_build_stage_replayed_without_docker(service, tmp_path):
                 copy_into(source, workdir / target, patterns)
         elif instruction == "RUN":
             command = [w for w in shlex.split(args) if not w.startswith("--mount=")]
+            if command[0] == "ln":
+                link, script = entry_point_link(build)
+                (workdir / ".venv" / "bin" / link).symlink_to(script)
+                continue
             if command[:2] == ["pip", "install"]:
                 pinned = re.fullmatch(
                     r"pip install --no-cache-dir uv==(\d+\.\d+\.\d+)", " ".join(command)
@@ -250,7 +386,7 @@ def test_build_stage_replayed_without_docker(service, tmp_path):
             )
             assert run.returncode == 0, f"{args}\n{run.stderr}"
         else:
-            assert instruction == "ENV", f"no replay for {instruction}"
+            assert instruction in {"ARG", "ENV"}, f"no replay for {instruction}"
     assert workdir is not None
     venv = workdir / ".venv"
     # the final image holds the venv only: the entry point must run with the sources gone
@@ -258,7 +394,9 @@ def test_build_stage_replayed_without_docker(service, tmp_path):
         if copied != venv:
             shutil.rmtree(copied) if copied.is_dir() else copied.unlink()
     clean = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "MONGODB_URL": "mongodb://db:27017"}
-    for script in (console_script(service), "callback-bootstrap"):
+    (entrypoint,) = [exec_form(a)[0] for a in built.final.all("ENTRYPOINT")]
+    assert (venv / "bin" / entrypoint).resolve() == (venv / "bin" / console_script(service))
+    for script in (entrypoint, "callback-bootstrap"):
         run = subprocess.run(
             [str(venv / "bin" / script)], env=clean, capture_output=True, text=True, timeout=60
         )
@@ -266,6 +404,22 @@ def test_build_stage_replayed_without_docker(service, tmp_path):
         assert (
             run.stderr.strip() == "invalid configuration: KAFKA_BOOTSTRAP_SERVERS: Field required"
         )
+    # the health check, in the image's environment: the service's port from its settings
+    image_env = {k: v for k, v in built.final.env().items() if k != "PATH"}
+    run = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "from callback_shared.healthcheck import *; import os; "
+            "print(http_port(settings_class(os.environ[SERVICE_VARIABLE])))",
+        ],
+        env={**clean, **image_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) == settings_class(service).model_fields["http_port"].default
     site = next((venv / "lib").glob("python3.*/site-packages"))
     editable = [
         p.name for p in site.glob("*.pth") if "_editable" in p.name or "__editable__" in p.name

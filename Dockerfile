@@ -1,9 +1,14 @@
 # syntax=docker/dockerfile:1
-# callback-admin-api. Build from the repository root (the uv workspace):
-#   docker build -f services/admin-api/Dockerfile -t callback-platform/admin-api:dev .
+# Every service's image, from one template: the service is the build argument SERVICE (its
+# directory under services/), the target is `admin-api` for the admin API (the service plus the
+# admin console) and `service` for the others. Build from the repository root (the uv workspace):
+#   docker build --build-arg SERVICE=scheduler --target service -t callback-platform/scheduler:dev .
+#   docker build --build-arg SERVICE=admin-api --target admin-api -t callback-platform/admin-api:dev .
+# BuildKit builds only the stages a target needs: the console stage for the admin-api target only.
 
 # --- build: a virtual environment from uv.lock, the project installed into it as wheels -------
 FROM python:3.11.14-slim-bookworm AS build
+ARG SERVICE
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never
@@ -22,12 +27,16 @@ COPY services/routing-sim/pyproject.toml services/routing-sim/
 # leaves it out (only the development group asks for it)
 COPY dev/pyproject.toml dev/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-workspace --package callback-admin-api
+    uv sync --frozen --no-dev --no-install-workspace \
+       --package "callback-${SERVICE:?--build-arg SERVICE=<a directory of services/> is needed}"
 # then the code: the shared package and this service, as wheels (no source tree at run time)
 COPY shared/src shared/src
-COPY services/admin-api/src services/admin-api/src
+COPY services/${SERVICE}/src services/${SERVICE}/src
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable --package callback-admin-api
+    uv sync --frozen --no-dev --no-editable --package "callback-${SERVICE}"
+# the image's entry point: one name for every service's console script (an exec-form ENTRYPOINT
+# cannot read a build argument)
+RUN ln -s "callback-${SERVICE}" /app/.venv/bin/callback-service
 
 # --- console: the admin console's static files (Vite), built from its lockfile -----------------
 FROM node:20.20.2-bookworm-slim AS console
@@ -38,28 +47,37 @@ COPY services/admin-console/index.html services/admin-console/tsconfig.json serv
 COPY services/admin-console/src src
 RUN npm run build
 
-# --- run: the slim base, the virtual environment, a non-root user; no uv, no pip, no compiler --
-FROM python:3.11.14-slim-bookworm
-LABEL org.opencontainers.image.title="callback-admin-api" \
-      org.opencontainers.image.description="Callback platform: admin-api"
+# --- runtime: the slim base, the virtual environment, a non-root user; no uv, no pip, no compiler
+FROM python:3.11.14-slim-bookworm AS runtime
+ARG SERVICE
+LABEL org.opencontainers.image.title="callback-${SERVICE}" \
+      org.opencontainers.image.description="Callback platform: ${SERVICE}"
 RUN python -m pip uninstall --yes pip setuptools wheel \
     && groupadd --system --gid 10001 callback \
     && useradd --system --uid 10001 --gid callback --no-create-home --home-dir /app \
        --shell /usr/sbin/nologin callback
 COPY --from=build /app/.venv /app/.venv
-COPY --from=console /console/dist /app/console
+# no HTTP_PORT and no EXPOSE: the service listens on its settings' default port (the chart and
+# docker-compose.yml set HTTP_PORT where they name it), which the health check asks the
+# service's settings for (CALLBACK_SERVICE names them)
 ENV PATH="/app/.venv/bin:$PATH" \
-    ADMIN_CONSOLE_DIR=/app/console \
+    CALLBACK_SERVICE=${SERVICE} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HTTP_HOST=0.0.0.0 \
-    HTTP_PORT=8080 \
     LOG_FORMAT=json
 WORKDIR /app
 USER 10001:10001
-EXPOSE ${HTTP_PORT}
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['HTTP_PORT'] + '/healthz', timeout=4)"]
+    CMD ["python", "-m", "callback_shared.healthcheck"]
 # exec form: the service is PID 1 and gets SIGTERM itself (it stops cleanly, exit code 0)
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["callback-admin-api"]
+ENTRYPOINT ["callback-service"]
+
+# --- admin-api: the runtime plus the admin console it serves -----------------------------------
+FROM runtime AS admin-api
+COPY --from=console /console/dist /app/console
+ENV ADMIN_CONSOLE_DIR=/app/console
+
+# --- service: every other service (the last stage, so also what a build without --target gives)
+FROM runtime AS service
