@@ -15,15 +15,7 @@ import { loadPrefs, savePrefs, type Prefs } from "../lib/storage";
 import { CallbackTab } from "./CallbackTab";
 import { SignIn } from "./SignIn";
 import { Tools } from "./Tools";
-
-export interface Ctx {
-  session: Session;
-  api: ReturnType<typeof makeApi>;
-  prefs: Prefs;
-  setPrefs: (p: Prefs) => void;
-  services: string[];
-  operator: boolean;
-}
+import type { Ctx } from "./context";
 
 type Tab = "callback" | "tools";
 

@@ -19,7 +19,7 @@ import type { ListFilters } from "../lib/filters";
 import { problemView } from "../lib/problems";
 import { can } from "../lib/roles";
 import { browserTimeZone, formatTime } from "../lib/time";
-import type { Ctx } from "./App";
+import type { Ctx } from "./context";
 import { Modal } from "./Modal";
 import { OverdueWarning } from "./Overdue";
 import "./screens.css";

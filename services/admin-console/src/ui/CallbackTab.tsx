@@ -13,7 +13,7 @@ import {
 import { applyLiveEvent, pollInterval } from "../lib/live";
 import { COLUMNS, loadDraft } from "../lib/storage";
 import { browserTimeZone, displayZone, formatDuration, formatTime, wallTimeToIso } from "../lib/time";
-import type { Ctx } from "./App";
+import type { Ctx } from "./context";
 import { BulkActions } from "./BulkCancel";
 import { CreateDialog, EditDialog, RecreateDialog, type DialogDraft } from "./Dialogs";
 import { CalendarIcon, ChevronIcon, PencilIcon, RecreateIcon } from "./icons";

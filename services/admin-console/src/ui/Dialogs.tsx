@@ -4,7 +4,7 @@ import { problemView, type ProblemView } from "../lib/problems";
 import { keepSlot, noSlotsReason, slotOptions } from "../lib/slots";
 import { clearDraft, loadDraft, saveDraft } from "../lib/storage";
 import { browserTimeZone, dateInZone, formatTime } from "../lib/time";
-import type { Ctx } from "./App";
+import type { Ctx } from "./context";
 import { Modal } from "./Modal";
 
 export interface DialogDraft {

@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { LiveCallbackEvent } from "../api/client";
 import { connectLive, type LiveStatus } from "../lib/live";
-import type { Ctx } from "./App";
+import type { Ctx } from "./context";
 
 export interface LiveCallbacks {
   onCallback: (event: LiveCallbackEvent) => void;

@@ -1,6 +1,6 @@
 import { COLUMNS, type Prefs } from "../lib/storage";
 import { browserTimeZone } from "../lib/time";
-import type { Ctx } from "./App";
+import type { Ctx } from "./context";
 import { Modal } from "./Modal";
 
 /** Advanced Options: clock, time zone and columns, kept per user in localStorage. */

@@ -13,7 +13,7 @@ import {
   type Weekday,
 } from "../lib/serviceForm";
 import { clearDraft, loadDraft, saveDraft } from "../lib/storage";
-import type { Ctx } from "./App";
+import type { Ctx } from "./context";
 import "./screens.css";
 
 interface ServiceDraft {

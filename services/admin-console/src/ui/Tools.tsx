@@ -3,7 +3,7 @@ import type { SearchRow, ServiceView } from "../api/client";
 import { problemView } from "../lib/problems";
 import { can } from "../lib/roles";
 import { formatTime } from "../lib/time";
-import type { Ctx } from "./App";
+import type { Ctx } from "./context";
 import { OverdueWarning } from "./Overdue";
 import { ServicesPage } from "./Services";
 
