@@ -9,7 +9,8 @@ import pytest
 from callback_shared.documents import lifecycle_event
 from callback_shared.models import LifecycleEventKind, utcnow
 from callback_shared.mongo import CALLBACKS, make_mongo_client
-from callback_shared.outbox import OUTBOX, OUTBOX_SINCE, outbox_entry
+from callback_shared.outbox import outbox_entry
+from callback_shared.record import F
 from callback_shared.settings import PlatformSettings
 
 from tests.admin_api.support import (
@@ -32,8 +33,8 @@ async def test_create_and_cancel_reach_the_lifecycle_topic(env, tmp_path):
     client = make_mongo_client(settings)
     left = stored_callback("e2e-billing", customer_number=number(1))
     event = lifecycle_event(left, LifecycleEventKind.CREATED, occurred_at=utcnow(), actor="ghost")
-    left[OUTBOX] = [outbox_entry(settings.topic_lifecycle_events, event)]
-    left[OUTBOX_SINCE] = utcnow() - timedelta(minutes=1)
+    left[F.OUTBOX] = [outbox_entry(settings.topic_lifecycle_events, event)]
+    left[F.OUTBOX_SINCE] = utcnow() - timedelta(minutes=1)
     await client[settings.mongodb_database][CALLBACKS].insert_one(left)
 
     process = start_service("admin-api", env, tmp_path)

@@ -7,7 +7,8 @@ from callback_shared.documents import lifecycle_event, new_callback_document
 from callback_shared.kafka import ensure_topics, make_broker
 from callback_shared.models import CallbackType, LifecycleEventKind, utcnow
 from callback_shared.mongo import CALLBACKS
-from callback_shared.outbox import OUTBOX, OUTBOX_SINCE, OutboxRelay, outbox_entry, with_outbox
+from callback_shared.outbox import OutboxRelay, outbox_entry, with_outbox
+from callback_shared.record import F
 
 from tests.pipeline.helpers import TopicReader, eventually
 
@@ -33,8 +34,8 @@ async def test_flush_publishes_and_empties_outboxes_keeping_what_others_added(se
     alone, raced = callback(), callback()
     written = []
     for doc in (alone, raced):
-        doc[OUTBOX] = [entry(settings, doc, LifecycleEventKind.CREATED)]
-        doc[OUTBOX_SINCE] = utcnow()
+        doc[F.OUTBOX] = [entry(settings, doc, LifecycleEventKind.CREATED)]
+        doc[F.OUTBOX_SINCE] = utcnow()
         written.append(dict(doc))
     await db[CALLBACKS].insert_many([alone, raced])
     # another writer adds an event to ``raced`` after our write, before our flush
@@ -55,10 +56,10 @@ async def test_flush_publishes_and_empties_outboxes_keeping_what_others_added(se
     finally:
         await broker.stop()
     assert {m["event_id"] for m in reader.messages} == {
-        str(doc[OUTBOX][0]["event_id"]) for doc in written
+        str(doc[F.OUTBOX][0]["event_id"]) for doc in written
     }
     after = {doc["_id"]: doc for doc in await db[CALLBACKS].find().to_list()}
-    assert OUTBOX not in after[alone["_id"]] and OUTBOX_SINCE not in after[alone["_id"]]
+    assert F.OUTBOX not in after[alone["_id"]] and F.OUTBOX_SINCE not in after[alone["_id"]]
     # the other writer's event stays for its own flush (or the relay)
-    assert [e["event_id"] for e in after[raced["_id"]][OUTBOX]] == [later["event_id"]]
-    assert after[raced["_id"]][OUTBOX_SINCE] is not None
+    assert [e["event_id"] for e in after[raced["_id"]][F.OUTBOX]] == [later["event_id"]]
+    assert after[raced["_id"]][F.OUTBOX_SINCE] is not None

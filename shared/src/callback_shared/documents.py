@@ -6,10 +6,11 @@ carries: ``expire_at`` (TTL: desired time + 14 days), ``attempt`` (current dial 
 the scheduler's dispatcher),
 ``routing_sequence`` (the last routing event applied within the attempt, -1 before the
 first), ``applied_events`` (ids of the last routing events applied, for idempotency),
-``routing_seen_at`` (while routing holds the attempt: when the platform last heard of it; see
-:data:`ROUTING_SEEN_AT`), ``cancel_pending_since`` (while a cancel waits for routing's answer;
+``routing_seen_at`` (while routing holds the attempt: when the platform last heard of it),
+``cancel_pending_since`` (while a cancel waits for routing's answer;
 the record's ``cancel_request`` says who asked and how routing answered) and ``outbox`` (see
-:mod:`callback_shared.outbox`).
+:mod:`callback_shared.outbox`). The fields are declared in :mod:`callback_shared.record`, and
+named through its constants (:class:`~callback_shared.record.F`).
 
 Invariant the scheduler relies on: only a SCHEDULED callback has ``dispatch_at``. Whatever moves
 a callback out of SCHEDULED (a cancel; routing's first event of an attempt) unsets
@@ -36,6 +37,7 @@ from callback_shared.models import (
     expire_at,
 )
 from callback_shared.mongo import Document
+from callback_shared.record import CancelRequestF, F
 from callback_shared.states import CallbackResult, CallbackState
 
 #: Namespace of event ids derived from what they announce (the same change, the same id).
@@ -47,25 +49,14 @@ OVERDUE_MESSAGE = "Still SCHEDULED after its desired callback window: it has not
 #: between processes, and the time a command's write takes): only one due later than that is
 #: "not yet due" and may be rescheduled, or cancelled without asking routing.
 DISPATCH_MARGIN = timedelta(seconds=2)
-#: While routing holds an attempt (QUEUED, ROUTING, PROCESSING): when the platform last heard of
-#: it (any routing event of the attempt applied); the scheduler reclaims a silent one.
-ROUTING_SEEN_AT = "routing_seen_at"
-#: While a cancel waits for routing's answer: when it was (last) sent to routing.
-CANCEL_PENDING_SINCE = "cancel_pending_since"
-#: The record's account of a cancel asked of routing (a :class:`~.models.CancelRequest`).
-CANCEL_REQUEST = "cancel_request"
-
 #: The scheduler's fields: unset them when a command takes a callback out of SCHEDULED.
-DISPATCH_FIELDS = ("dispatch_at",)
-#: The bulk cancel batch that cancelled the callback (how the batch tells its own cancellations
-#: from anyone else's when it reads the callbacks back).
-CANCELLED_IN_BATCH = "cancelled_in_batch"
+DISPATCH_FIELDS = (F.DISPATCH_AT,)
 
 #: Fields of the document that the API never shows.
 INTERNAL_FIELDS = (
-    "_id", "expire_at", "attempt", "dispatch_at", "cancelled_in_batch",
-    "routing_sequence", "applied_events", "outbox", "outbox_since", "completed_at",
-    ROUTING_SEEN_AT, CANCEL_PENDING_SINCE,
+    F.ID, F.EXPIRE_AT, F.ATTEMPT, F.DISPATCH_AT, F.CANCELLED_IN_BATCH,
+    F.ROUTING_SEQUENCE, F.APPLIED_EVENTS, F.OUTBOX, F.OUTBOX_SINCE, F.COMPLETED_AT,
+    F.ROUTING_SEEN_AT, F.CANCEL_PENDING_SINCE,
 )  # fmt: skip
 
 
@@ -73,9 +64,9 @@ def not_yet_due(doc: Document, now: datetime) -> bool:
     """Whether the scheduler has certainly not emitted the callback yet (due later than
     :data:`DISPATCH_MARGIN` from now): only then may it be rescheduled, or cancelled without
     asking routing."""
-    dispatch_at = doc.get("dispatch_at")
+    dispatch_at = doc.get(F.DISPATCH_AT)
     return (
-        doc["state"] == CallbackState.SCHEDULED
+        doc[F.STATE] == CallbackState.SCHEDULED
         and dispatch_at is not None
         and dispatch_at > now + DISPATCH_MARGIN
     )
@@ -83,8 +74,8 @@ def not_yet_due(doc: Document, now: datetime) -> bool:
 
 def cancel_pending(doc: Document) -> bool:
     """Whether a cancel of the callback waits for routing's answer."""
-    request = doc.get(CANCEL_REQUEST)
-    return bool(request and request.get("status") == CancelRequestStatus.PENDING)
+    request = doc.get(F.CANCEL_REQUEST)
+    return bool(request and request.get(CancelRequestF.STATUS) == CancelRequestStatus.PENDING)
 
 
 def routing_command(
@@ -93,17 +84,17 @@ def routing_command(
     """A command to routing about the callback's current attempt. Its id is derived from the
     callback (a cancel: one per callback) or the attempt (a withdraw), so sending it again is
     recognisable."""
-    callback_id = doc["_id"]
+    callback_id = doc[F.ID]
     if kind is RoutingCommandKind.CANCEL:
         key = f"cancel:{callback_id}"
     else:
-        key = f"{kind.value.lower()}:{callback_id}:{doc['attempt']}"
+        key = f"{kind.value.lower()}:{callback_id}:{doc[F.ATTEMPT]}"
     return RoutingCommand(
         event_id=uuid5(EVENT_NAMESPACE, key),
         callback_id=callback_id,
         kind=kind,
-        service_name=doc["service_name"],
-        attempt=doc["attempt"],
+        service_name=doc[F.SERVICE_NAME],
+        attempt=doc[F.ATTEMPT],
         reason=reason,
     )
 
@@ -139,37 +130,37 @@ def new_callback_document(
 ) -> Document:
     """A new SCHEDULED callback, waiting for the scheduler to emit it at its desired time."""
     return {
-        "_id": callback_id,
-        "service_name": service_name,
-        "customer_number": customer_number,
-        "type": type.value,
-        "desired_time": desired_time,
-        "state": CallbackState.SCHEDULED.value,
-        "result": None,
-        "priority": priority,
-        "name_recording_uri": name_recording_uri,
-        "created_at": now,
-        "updated_at": now,
-        "created_by": created_by,
-        "recreated_from": recreated_from,
-        "dial_attempts": 0,
-        "diagnostic_data": {},
-        "timeline": [
+        F.ID: callback_id,
+        F.SERVICE_NAME: service_name,
+        F.CUSTOMER_NUMBER: customer_number,
+        F.TYPE: type.value,
+        F.DESIRED_TIME: desired_time,
+        F.STATE: CallbackState.SCHEDULED.value,
+        F.RESULT: None,
+        F.PRIORITY: priority,
+        F.NAME_RECORDING_URI: name_recording_uri,
+        F.CREATED_AT: now,
+        F.UPDATED_AT: now,
+        F.CREATED_BY: created_by,
+        F.RECREATED_FROM: recreated_from,
+        F.DIAL_ATTEMPTS: 0,
+        F.DIAGNOSTIC_DATA: {},
+        F.TIMELINE: [
             timeline_entry(
                 now, CallbackState.SCHEDULED, "admin-api", actor=created_by, note="created"
             )
         ],
-        "expire_at": expire_at(desired_time),
-        "attempt": 1,
-        "routing_sequence": -1,
-        "applied_events": [],
-        "dispatch_at": desired_time,
+        F.EXPIRE_AT: expire_at(desired_time),
+        F.ATTEMPT: 1,
+        F.ROUTING_SEQUENCE: -1,
+        F.APPLIED_EVENTS: [],
+        F.DISPATCH_AT: desired_time,
     }
 
 
 def callback_from_document(doc: Document) -> Callback:
     fields: dict[str, Any] = {k: v for k, v in doc.items() if k not in INTERNAL_FIELDS}
-    return Callback(id=doc["_id"], **fields)
+    return Callback(id=doc[F.ID], **fields)
 
 
 def overdue_message(doc: Document, config: ServiceConfig, now: datetime) -> str | None:
@@ -177,18 +168,18 @@ def overdue_message(doc: Document, config: ServiceConfig, now: datetime) -> str 
     SCHEDULED after its desired window (waiting for its retry, or not dispatched), QUEUED or
     ROUTING with routing silent past the service's bound (to be reclaimed), PROCESSING without
     completion past the stall bound. ``None`` when it is not late."""
-    state = doc["state"]
+    state = doc[F.STATE]
     if state == CallbackState.SCHEDULED:
-        if doc["desired_time"] + config.desired_window >= now:
+        if doc[F.DESIRED_TIME] + config.desired_window >= now:
             return None
-        retry_at = doc.get("dispatch_at")
-        if doc.get("attempt", 1) > 1 and retry_at is not None and retry_at > now:
+        retry_at = doc.get(F.DISPATCH_AT)
+        if doc.get(F.ATTEMPT, 1) > 1 and retry_at is not None and retry_at > now:
             return (
-                f"Waiting for dial attempt {doc['attempt']} at {retry_at.isoformat()} after a "
+                f"Waiting for dial attempt {doc[F.ATTEMPT]} at {retry_at.isoformat()} after a "
                 "failed or lost attempt."
             )
         return OVERDUE_MESSAGE
-    seen = doc.get(ROUTING_SEEN_AT)
+    seen = doc.get(F.ROUTING_SEEN_AT)
     if seen is None:
         return None
     silent = now - seen
@@ -211,16 +202,16 @@ def overdue_message(doc: Document, config: ServiceConfig, now: datetime) -> str 
 def due_callback_event(doc: Document) -> DueCallback:
     """The due-callback event of the document's current attempt: re-emitting it after a crash
     gives the same ``event_id``, so a duplicate is recognisable downstream."""
-    callback_id = doc["_id"]
+    callback_id = doc[F.ID]
     return DueCallback(
-        event_id=uuid5(EVENT_NAMESPACE, f"due:{callback_id}:{doc['attempt']}"),
+        event_id=uuid5(EVENT_NAMESPACE, f"due:{callback_id}:{doc[F.ATTEMPT]}"),
         callback_id=callback_id,
-        service_name=doc["service_name"],
-        customer_number=doc["customer_number"],
-        type=CallbackType(doc["type"]),
-        desired_time=doc["desired_time"],
-        priority=doc.get("priority", 0),
-        attempt=doc["attempt"],
+        service_name=doc[F.SERVICE_NAME],
+        customer_number=doc[F.CUSTOMER_NUMBER],
+        type=CallbackType(doc[F.TYPE]),
+        desired_time=doc[F.DESIRED_TIME],
+        priority=doc.get(F.PRIORITY, 0),
+        attempt=doc[F.ATTEMPT],
     )
 
 
@@ -245,14 +236,14 @@ def lifecycle_event(
         extra["event_id"] = uuid5(EVENT_NAMESPACE, f"lifecycle:{caused_by}")
     return LifecycleEvent(
         **extra,
-        callback_id=doc["_id"],
+        callback_id=doc[F.ID],
         kind=kind,
         occurred_at=occurred_at,
-        service_name=doc["service_name"],
-        customer_number=doc["customer_number"],
-        desired_time=doc["desired_time"],
-        state=CallbackState(doc["state"]),
-        result=CallbackResult(doc["result"]) if doc.get("result") else None,
+        service_name=doc[F.SERVICE_NAME],
+        customer_number=doc[F.CUSTOMER_NUMBER],
+        desired_time=doc[F.DESIRED_TIME],
+        state=CallbackState(doc[F.STATE]),
+        result=CallbackResult(doc[F.RESULT]) if doc.get(F.RESULT) else None,
         previous_state=previous_state,
         actor=actor,
         batch_id=batch_id,

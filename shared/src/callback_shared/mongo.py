@@ -9,6 +9,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
+from callback_shared.record import F
 from callback_shared.settings import PlatformSettings
 
 CALLBACKS = "callbacks"
@@ -24,39 +25,39 @@ CollectionIndexes = Mapping[str, Sequence[IndexModel]]
 #: Indexes of the ``callbacks`` collection, by name. ``expire_at`` = desired time + 14 days and
 #: ``expireAfterSeconds=0``: the server deletes each record 14 days after its desired time.
 CALLBACK_INDEXES: list[IndexModel] = [
-    IndexModel([("expire_at", ASCENDING)], name="retention_ttl", expireAfterSeconds=0),
+    IndexModel([(F.EXPIRE_AT, ASCENDING)], name="retention_ttl", expireAfterSeconds=0),
     # list: time range on desired time, sorted by desired time, cursor on (desired_time, _id)
-    IndexModel([("desired_time", ASCENDING), ("_id", ASCENDING)], name="by_desired_time"),
+    IndexModel([(F.DESIRED_TIME, ASCENDING), ("_id", ASCENDING)], name="by_desired_time"),
     IndexModel(
-        [("service_name", ASCENDING), ("desired_time", ASCENDING), ("_id", ASCENDING)],
+        [(F.SERVICE_NAME, ASCENDING), (F.DESIRED_TIME, ASCENDING), ("_id", ASCENDING)],
         name="by_service_desired_time",
     ),
     IndexModel(
-        [("state", ASCENDING), ("desired_time", ASCENDING), ("_id", ASCENDING)],
+        [(F.STATE, ASCENDING), (F.DESIRED_TIME, ASCENDING), ("_id", ASCENDING)],
         name="by_state_desired_time",
     ),
     # Callback Search and the search box by number; duplicate checks and throttling
     IndexModel(
-        [("customer_number", ASCENDING), ("desired_time", DESCENDING)], name="by_customer_number"
+        [(F.CUSTOMER_NUMBER, ASCENDING), (F.DESIRED_TIME, DESCENDING)], name="by_customer_number"
     ),
     IndexModel(
-        [("service_name", ASCENDING), ("customer_number", ASCENDING), ("state", ASCENDING)],
+        [(F.SERVICE_NAME, ASCENDING), (F.CUSTOMER_NUMBER, ASCENDING), (F.STATE, ASCENDING)],
         name="open_by_service_number",
     ),
     # scheduler: what is due, and what is still waiting for routing
-    IndexModel([("dispatch_at", ASCENDING)], name="dispatch_due", sparse=True),
+    IndexModel([(F.DISPATCH_AT, ASCENDING)], name="dispatch_due", sparse=True),
     # outbox relay: documents whose events are not yet published
-    IndexModel([("outbox_since", ASCENDING)], name="outbox_pending", sparse=True),
+    IndexModel([(F.OUTBOX_SINCE, ASCENDING)], name="outbox_pending", sparse=True),
     # scheduler: attempts routing holds, by last sign of life (lost ones are reclaimed); cancels
     # waiting for routing's answer (sent again)
-    IndexModel([("routing_seen_at", ASCENDING)], name="routing_seen", sparse=True),
-    IndexModel([("cancel_pending_since", ASCENDING)], name="cancel_pending", sparse=True),
+    IndexModel([(F.ROUTING_SEEN_AT, ASCENDING)], name="routing_seen", sparse=True),
+    IndexModel([(F.CANCEL_PENDING_SINCE, ASCENDING)], name="cancel_pending", sparse=True),
     # admin-api: list by service and state; open callbacks of a service (request guard)
     IndexModel(
         [
-            ("service_name", ASCENDING),
-            ("state", ASCENDING),
-            ("desired_time", ASCENDING),
+            (F.SERVICE_NAME, ASCENDING),
+            (F.STATE, ASCENDING),
+            (F.DESIRED_TIME, ASCENDING),
             ("_id", ASCENDING),
         ],
         name="by_service_state_desired_time",

@@ -8,7 +8,8 @@ in the document and the relay loop (:meth:`OutboxRelay.run`) publishes them late
 therefore be published twice, never lost and never without its change; consumers de-duplicate
 by ``event_id``.
 
-One relay serves one collection's outbox: the callbacks' (``outbox``), or another collection's
+One relay serves one collection's outbox: the callbacks' (``outbox``, with ``outbox_since`` set
+while it holds events: the relay's sparse index key), or another collection's
 outbox field (admin-api's bulk cancel jobs), whose events may need a check that their change
 was made before they are published (``happened``).
 """
@@ -26,11 +27,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from callback_shared.kafka import publish_all
 from callback_shared.models import Event, utcnow
 from callback_shared.mongo import Document
+from callback_shared.record import F, OutboxF
 from callback_shared.runtime import keep_running
-
-OUTBOX = "outbox"
-#: Set while a document's outbox holds events: the relay's (sparse) index key.
-OUTBOX_SINCE = "outbox_since"
 
 #: How old an unpublished outbox entry must be before the relay takes it over from its writer
 #: (a bulk cancel flushes a whole batch of 500 at once, which can take many seconds here).
@@ -46,10 +44,10 @@ log = structlog.get_logger(__name__)
 
 def outbox_entry(topic: str, event: Event) -> Document:
     return {
-        "event_id": event.event_id,
-        "topic": topic,
-        "key": str(event.callback_id),
-        "payload": event.model_dump_json(),
+        OutboxF.EVENT_ID: event.event_id,
+        OutboxF.TOPIC: topic,
+        OutboxF.KEY: str(event.callback_id),
+        OutboxF.PAYLOAD: event.model_dump_json(),
     }
 
 
@@ -57,8 +55,8 @@ def with_outbox(
     update: Document,
     entries: Iterable[Document],
     *,
-    field: str = OUTBOX,
-    since: str = OUTBOX_SINCE,
+    field: str = F.OUTBOX,
+    since: str = F.OUTBOX_SINCE,
 ) -> Document:
     """``update`` plus pushing ``entries`` to the document's outbox (``field``, and ``since``
     set when it first holds events), in one update document."""
@@ -81,8 +79,8 @@ class OutboxRelay:
         collection: AsyncCollection[Document],
         broker: KafkaBroker,
         *,
-        field: str = OUTBOX,
-        since: str = OUTBOX_SINCE,
+        field: str = F.OUTBOX,
+        since: str = F.OUTBOX_SINCE,
         happened: Happened | None = None,
     ) -> None:
         self.collection = collection
@@ -96,7 +94,7 @@ class OutboxRelay:
         await publish_all(
             self.broker,
             (
-                (entry["topic"], entry["payload"].encode(), entry["key"].encode())
+                (entry[OutboxF.TOPIC], entry[OutboxF.PAYLOAD].encode(), entry[OutboxF.KEY].encode())
                 for entry in entries
             ),
         )
@@ -127,7 +125,13 @@ class OutboxRelay:
         published = [
             UpdateOne(
                 {"_id": doc["_id"]},
-                {"$pull": {field: {"event_id": {"$in": [e["event_id"] for e in doc[field]]}}}},
+                {
+                    "$pull": {
+                        field: {
+                            OutboxF.EVENT_ID: {"$in": [e[OutboxF.EVENT_ID] for e in doc[field]]}
+                        }
+                    }
+                },
             )
             for doc in documents
         ]

@@ -29,6 +29,7 @@ from uuid import UUID
 
 import jwt
 from callback_shared.mongo import Document
+from callback_shared.record import F
 from jwt import PyJWK, PyJWKClient, PyJWKClientConnectionError, PyJWKClientError, PyJWKSetError
 
 from callback_admin_api.problems import Forbidden, NotFound
@@ -91,7 +92,7 @@ async def load_callback(
     """The callback, if it exists in a service granted to the caller: otherwise the same 404,
     so nobody learns whether a record exists in a service they do not see."""
     doc = await repository.get(callback_id)
-    if doc is None or not principal.grants(doc["service_name"]):
+    if doc is None or not principal.grants(doc[F.SERVICE_NAME]):
         raise NotFound("no such callback among your services")
     return doc
 

@@ -42,10 +42,10 @@ from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import structlog
-from callback_shared.documents import CANCELLED_IN_BATCH
 from callback_shared.models import RETENTION, ServiceConfig
 from callback_shared.mongo import Document
 from callback_shared.outbox import OutboxRelay, with_outbox
+from callback_shared.record import F, OutboxF
 from callback_shared.runtime import keep_running
 from callback_shared.states import CANCELLABLE_STATES, OPEN_STATES, CallbackState
 from faststream.kafka import KafkaBroker
@@ -126,7 +126,7 @@ async def batches(
             ids = chosen[start : start + BATCH_SIZE]
             found = await repo.find_ids(ids)
             yield [
-                (callback_id, doc if doc and principal.grants(doc["service_name"]) else None)
+                (callback_id, doc if doc and principal.grants(doc[F.SERVICE_NAME]) else None)
                 for callback_id in ids
                 for doc in [found.get(callback_id)]
             ]
@@ -142,7 +142,7 @@ async def batches(
         if len(docs) < BATCH_SIZE:
             return
         last = docs[-1]
-        after = PageCursor(last["desired_time"], last["_id"], window.total_seconds())
+        after = PageCursor(last[F.DESIRED_TIME], last["_id"], window.total_seconds())
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class Shown:
 
     @classmethod
     async def of(cls, api: AdminApi, docs: Iterable[Document | None]) -> Shown:
-        names = {doc["service_name"] for doc in docs if doc is not None}
+        names = {doc[F.SERVICE_NAME] for doc in docs if doc is not None}
         return cls(await api.repository.service_configs(names), api.clock())
 
     def item(
@@ -174,17 +174,17 @@ class Shown:
         now_doc = after or seen
         view = None
         if self.configs is not None:
-            name = now_doc["service_name"]
+            name = now_doc[F.SERVICE_NAME]
             config = self.configs.get(name) or ServiceConfig(name=name)
             view = Derived.model_validate(derived(now_doc, config, self.now))
         return BulkItem(
             id=callback_id,
             outcome=outcome,
             reason=reason,
-            state=seen["state"],
-            service_name=seen["service_name"],
-            customer_number=seen["customer_number"],
-            desired_time=seen["desired_time"],
+            state=seen[F.STATE],
+            service_name=seen[F.SERVICE_NAME],
+            customer_number=seen[F.CUSTOMER_NUMBER],
+            desired_time=seen[F.DESIRED_TIME],
             derived=view,
         )
 
@@ -209,11 +209,11 @@ async def preview(
         shown = await Shown.of(api, (doc for _, doc in batch)) if listing else None
         for callback_id, doc in batch:
             total += 1
-            if doc is not None and doc["state"] in CANCELLABLE_STATES:
+            if doc is not None and doc[F.STATE] in CANCELLABLE_STATES:
                 if shown and len(items) < MAX_BULK_ITEMS:
                     items.append(shown.item(callback_id, doc, BulkOutcome.WOULD_CANCEL, None))
                 continue
-            reason = _reason(doc["state"] if doc else None)
+            reason = _reason(doc[F.STATE] if doc else None)
             reasons[reason] += 1
             if shown and len(excluded) < MAX_BULK_ITEMS:
                 excluded.append(shown.item(callback_id, doc, BulkOutcome.EXCLUDED, reason))
@@ -355,7 +355,7 @@ async def cancel_batch(
     rest: list[tuple[UUID, Document | None]] = []
     for callback_id, read in batch:
         done = after.get(callback_id)
-        if done is not None and done.get(CANCELLED_IN_BATCH) == batch_id:
+        if done is not None and done.get(F.CANCELLED_IN_BATCH) == batch_id:
             seen = outright[callback_id]
             results.append(CancelResult(CancelOutcome.CANCELLED, done, seen.state, written=True))
             progress.add(shown.item(callback_id, seen.seen, BulkOutcome.CANCELLED, None, done))
@@ -493,15 +493,16 @@ def job_outbox_relay(repository: Repository, broker: KafkaBroker) -> OutboxRelay
     (their ``cancelled_in_batch`` is the job); the others never happened."""
 
     async def cancelled_by_their_job(jobs: list[Document]) -> list[Document]:
-        keys = {UUID(entry["key"]) for job in jobs for entry in job[ANNOUNCING]}
-        cancelled = await repository.find_ids(keys, projection={CANCELLED_IN_BATCH: 1})
+        keys = {UUID(entry[OutboxF.KEY]) for job in jobs for entry in job[ANNOUNCING]}
+        cancelled = await repository.find_ids(keys, projection={F.CANCELLED_IN_BATCH: 1})
         return [
             {
                 **job,
                 ANNOUNCING: [
                     entry
                     for entry in job[ANNOUNCING]
-                    if cancelled.get(UUID(entry["key"]), {}).get(CANCELLED_IN_BATCH) == job["_id"]
+                    if cancelled.get(UUID(entry[OutboxF.KEY]), {}).get(F.CANCELLED_IN_BATCH)
+                    == job["_id"]
                 ],
             }
             for job in jobs

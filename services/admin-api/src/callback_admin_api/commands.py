@@ -25,9 +25,6 @@ from uuid import UUID, uuid4
 
 import structlog
 from callback_shared.documents import (
-    CANCEL_PENDING_SINCE,
-    CANCEL_REQUEST,
-    CANCELLED_IN_BATCH,
     DISPATCH_FIELDS,
     DISPATCH_MARGIN,
     cancel_pending,
@@ -49,7 +46,8 @@ from callback_shared.models import (
     expire_at,
 )
 from callback_shared.mongo import Document
-from callback_shared.outbox import OUTBOX, OUTBOX_SINCE, outbox_entry, with_outbox
+from callback_shared.outbox import outbox_entry, with_outbox
+from callback_shared.record import CancelRequestF, F, path
 from callback_shared.states import CANCELLABLE_STATES, CallbackResult, CallbackState
 
 from callback_admin_api.auth import Principal, load_callback, require_service
@@ -122,21 +120,21 @@ async def recreate_callback(
     api: AdminApi, principal: Principal, callback_id: UUID, body: RecreateCallback
 ) -> Document:
     original = await load_callback(api.repository, principal, callback_id)
-    if original["state"] != CallbackState.COMPLETED:
+    if original[F.STATE] != CallbackState.COMPLETED:
         raise Conflict(
-            f"only a COMPLETED callback can be recreated; this one is {original['state']}",
-            state=original["state"],
+            f"only a COMPLETED callback can be recreated; this one is {original[F.STATE]}",
+            state=original[F.STATE],
         )
-    config, _ = await api.repository.service_config(original["service_name"])
+    config, _ = await api.repository.service_config(original[F.SERVICE_NAME])
     now = api.clock()
     kept = keeps_name_recording(original, now)
     new = NewCallback(
-        service_name=original["service_name"],
-        customer_number=original["customer_number"],
+        service_name=original[F.SERVICE_NAME],
+        customer_number=original[F.CUSTOMER_NUMBER],
         type=body.type,
         desired_time=body.desired_time,
-        priority=original.get("priority", 0) if body.priority is None else body.priority,
-        name_recording_uri=original.get("name_recording_uri") if kept else None,
+        priority=original.get(F.PRIORITY, 0) if body.priority is None else body.priority,
+        name_recording_uri=original.get(F.NAME_RECORDING_URI) if kept else None,
         recreated_from=original["_id"],
     )
     return await _admit(api, principal, config, new)
@@ -191,8 +189,8 @@ async def _admit(
         else:
             kind, reason = LifecycleEventKind.CREATED, None
         event = lifecycle_event(doc, kind, occurred_at=now, actor=principal.username, reason=reason)
-        doc[OUTBOX] = [outbox_entry(api.lifecycle_topic, event)]
-        doc[OUTBOX_SINCE] = now
+        doc[F.OUTBOX] = [outbox_entry(api.lifecycle_topic, event)]
+        doc[F.OUTBOX_SINCE] = now
         await repo.insert(doc)
     except BaseException:
         if slot_taken:
@@ -275,19 +273,19 @@ async def reschedule_callback(
     if not not_yet_due(doc, now):
         raise Conflict(
             "only a SCHEDULED callback not yet due (dispatched) can be rescheduled; this one is "
-            f"{doc['state']}",
-            state=doc["state"],
+            f"{doc[F.STATE]}",
+            state=doc[F.STATE],
         )
-    if desired == doc["desired_time"]:
+    if desired == doc[F.DESIRED_TIME]:
         raise InvalidField("desired_time", "is already the callback's desired time")
-    config, _ = await repo.service_config(doc["service_name"])
+    config, _ = await repo.service_config(doc[F.SERVICE_NAME])
     check_scheduled_time(config, desired, now)
     if not await repo.take_slot(config.name, desired, config.slot_capacity, callback_id):
         raise Conflict(f"desired_time: the slot at {desired.isoformat()} is full")
-    previous = doc["desired_time"]
+    previous = doc[F.DESIRED_TIME]
     note = f"rescheduled from {previous.isoformat()} to {desired.isoformat()}"
     event = lifecycle_event(
-        {**doc, "desired_time": desired},
+        {**doc, F.DESIRED_TIME: desired},
         LifecycleEventKind.RESCHEDULED,
         occurred_at=now,
         previous_state=CallbackState.SCHEDULED,
@@ -296,13 +294,13 @@ async def reschedule_callback(
     )
     update = {
         "$set": {
-            "desired_time": desired,
-            "dispatch_at": desired,
-            "expire_at": expire_at(desired),
-            "updated_at": now,
+            F.DESIRED_TIME: desired,
+            F.DISPATCH_AT: desired,
+            F.EXPIRE_AT: expire_at(desired),
+            F.UPDATED_AT: now,
         },
         "$push": {
-            "timeline": timeline_entry(
+            F.TIMELINE: timeline_entry(
                 now, CallbackState.SCHEDULED, SOURCE, actor=principal.username, note=note
             )
         },
@@ -310,9 +308,9 @@ async def reschedule_callback(
     updated = await repo.update(
         {
             "_id": callback_id,
-            "state": CallbackState.SCHEDULED.value,
-            "dispatch_at": {"$gt": now + DISPATCH_MARGIN},
-            "desired_time": previous,
+            F.STATE: CallbackState.SCHEDULED.value,
+            F.DISPATCH_AT: {"$gt": now + DISPATCH_MARGIN},
+            F.DESIRED_TIME: previous,
         },
         with_outbox(update, [outbox_entry(api.lifecycle_topic, event)]),
     )
@@ -369,7 +367,7 @@ class Cancellation:
 
     @property
     def state(self) -> CallbackState:
-        return CallbackState(self.seen["state"])
+        return CallbackState(self.seen[F.STATE])
 
     @property
     def outcome(self) -> CancelOutcome:
@@ -391,15 +389,17 @@ class Cancellation:
         if outcome is CancelOutcome.CANCELLED:
             # the scheduler cannot have emitted it yet
             return {
-                "state": CallbackState.SCHEDULED.value,
-                "dispatch_at": {"$gt": self.now + DISPATCH_MARGIN},
+                F.STATE: CallbackState.SCHEDULED.value,
+                F.DISPATCH_AT: {"$gt": self.now + DISPATCH_MARGIN},
             }
         if outcome is CancelOutcome.REQUESTED:
             return {
-                "state": self.state.value,
-                f"{CANCEL_REQUEST}.status": {"$ne": CancelRequestStatus.PENDING.value},
+                F.STATE: self.state.value,
+                path(F.CANCEL_REQUEST, CancelRequestF.STATUS): {
+                    "$ne": CancelRequestStatus.PENDING.value
+                },
             }
-        return {"state": self.state.value}
+        return {F.STATE: self.state.value}
 
     @property
     def filter(self) -> Document:
@@ -415,13 +415,13 @@ class Cancellation:
         if outcome is CancelOutcome.CANCELLED:
             note = "cancelled" if batch_id is None else f"cancelled in batch {batch_id}"
             set_: Document = {
-                "state": CallbackState.COMPLETED.value,
-                "result": CallbackResult.CANCELLED_BY_ADMIN.value,
-                "updated_at": now,
-                "completed_at": now,
+                F.STATE: CallbackState.COMPLETED.value,
+                F.RESULT: CallbackResult.CANCELLED_BY_ADMIN.value,
+                F.UPDATED_AT: now,
+                F.COMPLETED_AT: now,
             }
             if batch_id is not None:
-                set_[CANCELLED_IN_BATCH] = batch_id
+                set_[F.CANCELLED_IN_BATCH] = batch_id
             entry = timeline_entry(
                 now,
                 CallbackState.COMPLETED,
@@ -440,9 +440,9 @@ class Cancellation:
                 status=CancelRequestStatus.PENDING,
             )
             set_ = {
-                CANCEL_REQUEST: request.model_dump(mode="python"),
-                CANCEL_PENDING_SINCE: now,
-                "updated_at": now,
+                F.CANCEL_REQUEST: request.model_dump(mode="python"),
+                F.CANCEL_PENDING_SINCE: now,
+                F.UPDATED_AT: now,
             }
             entry = timeline_entry(now, self.state, SOURCE, actor=actor, note=note)
         return {
@@ -450,7 +450,7 @@ class Cancellation:
             # the scheduler must never emit it (again): a cancelled callback, or one whose
             # cancel routing is asked for
             "$unset": dict.fromkeys(DISPATCH_FIELDS, ""),
-            "$push": {"timeline": entry},
+            "$push": {F.TIMELINE: entry},
         }
 
     def outbox(self, api: AdminApi) -> list[Document]:
@@ -462,11 +462,11 @@ class Cancellation:
             kind = LifecycleEventKind.CANCELLED
             announced = {
                 **seen,
-                "state": CallbackState.COMPLETED,
-                "result": CallbackResult.CANCELLED_BY_ADMIN,
+                F.STATE: CallbackState.COMPLETED,
+                F.RESULT: CallbackResult.CANCELLED_BY_ADMIN,
             }
         elif outcome is CancelOutcome.REFUSED:
-            kind, reason = LifecycleEventKind.CANCELLATION_REFUSED, str(seen["state"])
+            kind, reason = LifecycleEventKind.CANCELLATION_REFUSED, str(seen[F.STATE])
         else:
             kind = LifecycleEventKind.CANCEL_REQUESTED
         event = lifecycle_event(
@@ -545,7 +545,7 @@ async def apply_cancellation(
         if fresh is None:
             return CancelResult(CancelOutcome.NOT_FOUND, None, None)
         doc = fresh
-    return CancelResult(CancelOutcome.CHANGING, doc, CallbackState(doc["state"]))
+    return CancelResult(CancelOutcome.CHANGING, doc, CallbackState(doc[F.STATE]))
 
 
 async def announce_cancellations(api: AdminApi, results: Sequence[CancelResult]) -> None:
@@ -555,7 +555,7 @@ async def announce_cancellations(api: AdminApi, results: Sequence[CancelResult])
     written = [(result.outcome, result.doc) for result in results if result.written and result.doc]
     await api.repository.release_slots(
         [
-            (doc["service_name"], doc["desired_time"], doc["_id"])
+            (doc[F.SERVICE_NAME], doc[F.DESIRED_TIME], doc["_id"])
             for outcome, doc in written
             if outcome in GIVES_BACK_PLACE
         ]

@@ -26,6 +26,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from callback_shared.mongo import Document
+from callback_shared.record import F
 from callback_shared.states import CallbackState
 
 #: Above this many (service, state) pairs, a page is one query with ``$in`` clauses.
@@ -140,9 +141,9 @@ def search_clause(search_field: SearchField, q: str) -> Document:
         if not digits.isdigit() or not digits.isascii():
             raise InvalidCriteria("q", "a phone number prefix holds digits only")
         prefix = "+" + digits
-        return {"customer_number": {"$gte": prefix, "$lt": prefix + PREFIX_END}}
+        return {F.CUSTOMER_NUMBER: {"$gte": prefix, "$lt": prefix + PREFIX_END}}
     if search_field is SearchField.SERVICE_NAME:
-        return {"service_name": {"$gte": q, "$lt": q + PREFIX_END}}
+        return {F.SERVICE_NAME: {"$gte": q, "$lt": q + PREFIX_END}}
     if search_field is SearchField.ID:
         hex_digits = q.strip().lower().replace("-", "")
         if not re.fullmatch(r"[0-9a-f]{1,32}", hex_digits):
@@ -163,11 +164,11 @@ def _one_or_in(values: frozenset[str] | frozenset[CallbackState]) -> Any:
 
 def list_filter(criteria: ListCriteria) -> Document:
     """The one MongoDB filter selecting every callback the criteria show."""
-    filter_: Document = {"desired_time": {"$gte": criteria.start, "$lt": criteria.end}}
+    filter_: Document = {F.DESIRED_TIME: {"$gte": criteria.start, "$lt": criteria.end}}
     if criteria.services is not None:
-        filter_["service_name"] = _one_or_in(criteria.services)
+        filter_[F.SERVICE_NAME] = _one_or_in(criteria.services)
     if criteria.states is not None:
-        filter_["state"] = _one_or_in(criteria.states)
+        filter_[F.STATE] = _one_or_in(criteria.states)
     filter_.update(criteria.search)
     return filter_
 
@@ -188,28 +189,28 @@ def query_plan(criteria: ListCriteria) -> QueryPlan:
     the range; otherwise windows of desired time, one query per (service, state) pair."""
     search = criteria.search
     if search:
-        stream: Document = {k: v for k, v in list_filter(criteria).items() if k != "desired_time"}
+        stream: Document = {k: v for k, v in list_filter(criteria).items() if k != F.DESIRED_TIME}
         field_ = criteria.search_field
         if field_ is SearchField.ID and not isinstance(search["_id"], dict):
             return QueryPlan([_lead("_id", stream)], driver="_id", windowed=False)
         if field_ is SearchField.PHONE_NUMBER:
-            digits = len(search["customer_number"]["$gte"]) - 1
+            digits = len(search[F.CUSTOMER_NUMBER]["$gte"]) - 1
             if digits >= SELECTIVE_NUMBER_DIGITS:
-                lead = _lead("customer_number", stream)
-                return QueryPlan([lead], driver="customer_number", windowed=False)
+                lead = _lead(F.CUSTOMER_NUMBER, stream)
+                return QueryPlan([lead], driver=F.CUSTOMER_NUMBER, windowed=False)
         return QueryPlan([stream], driver="time", windowed=True)
     services = sorted(criteria.services) if criteria.services is not None else [None]
     states = sorted(criteria.states) if criteria.states is not None else [None]
     if len(services) * len(states) > MAX_STREAMS:
-        stream = {k: v for k, v in list_filter(criteria).items() if k != "desired_time"}
+        stream = {k: v for k, v in list_filter(criteria).items() if k != F.DESIRED_TIME}
         return QueryPlan([stream], driver="time", windowed=True)
     streams = []
     for service, state in itertools.product(services, states):
         stream = {}
         if service is not None:
-            stream["service_name"] = service
+            stream[F.SERVICE_NAME] = service
         if state is not None:
-            stream["state"] = str(state)
+            stream[F.STATE] = str(state)
         streams.append(stream)
     return QueryPlan(streams, driver="time", windowed=True)
 

@@ -27,6 +27,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from callback_shared.kafka import kafka_client_options, make_admin_client
 from callback_shared.models import LifecycleEvent, LifecycleEventKind, UtcDateTime
+from callback_shared.record import F
 from callback_shared.states import CallbackResult, CallbackState
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
@@ -355,12 +356,12 @@ class LifecycleFeed:
         try:
             async with asyncio.timeout(VIEW_READ_TIMEOUT_SECONDS):
                 docs = await self.repository.get_many(callback_ids)
-                configs = await self.repository.service_configs(doc["service_name"] for doc in docs)
+                configs = await self.repository.service_configs(doc[F.SERVICE_NAME] for doc in docs)
         except Exception as exc:
             log.warning("live updates: callbacks not read; events sent without", error=repr(exc))
             return {}
         now = self.clock()
-        return {doc["_id"]: callback_view(doc, configs[doc["service_name"]], now) for doc in docs}
+        return {doc["_id"]: callback_view(doc, configs[doc[F.SERVICE_NAME]], now) for doc in docs}
 
     # --- a client's catch-up -------------------------------------------------------------------
 

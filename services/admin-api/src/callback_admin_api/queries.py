@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callback_shared.models import RETENTION, ServiceConfig
 from callback_shared.mongo import Document
+from callback_shared.record import F
 
 from callback_admin_api.auth import Principal, load_callback, require_service
 from callback_admin_api.context import AdminApi
@@ -98,12 +99,12 @@ async def list_callbacks(api: AdminApi, principal: Principal, request: ListQuery
     custom = request.from_ is not None or request.to is not None
     more = len(docs) > request.page_size
     docs = docs[: request.page_size]
-    configs = await api.repository.service_configs(doc["service_name"] for doc in docs)
-    items = [callback_view(doc, configs[doc["service_name"]], now) for doc in docs]
+    configs = await api.repository.service_configs(doc[F.SERVICE_NAME] for doc in docs)
+    items = [callback_view(doc, configs[doc[F.SERVICE_NAME]], now) for doc in docs]
     next_cursor = None
     if more:
         last = docs[-1]
-        next_cursor = PageCursor(last["desired_time"], last["_id"], window.total_seconds()).encode()
+        next_cursor = PageCursor(last[F.DESIRED_TIME], last["_id"], window.total_seconds()).encode()
     return CallbackPage(
         items=items,
         next_cursor=next_cursor,
@@ -118,7 +119,7 @@ async def get_callback(
     api: AdminApi, principal: Principal, callback_id: UUID, *, advanced: bool
 ) -> CallbackView:
     doc = await load_callback(api.repository, principal, callback_id)
-    config, _ = await api.repository.service_config(doc["service_name"])
+    config, _ = await api.repository.service_config(doc[F.SERVICE_NAME])
     return callback_view(doc, config, api.clock(), advanced=advanced)
 
 
@@ -132,17 +133,17 @@ def search_filter(q: str) -> Document:
     digits = re.sub(r"[\s().-]", "", text).removeprefix("+")
     if not digits.isdigit() or not digits.isascii() or len(digits) > 15:
         raise InvalidField("q", "a callback id or a customer phone number", location="query")
-    return {"customer_number": "+" + digits}
+    return {F.CUSTOMER_NUMBER: "+" + digits}
 
 
 async def search_callbacks(api: AdminApi, principal: Principal, q: str) -> SearchResults:
     filter_ = search_filter(q)
     if not principal.all_services:
-        filter_["service_name"] = {"$in": sorted(principal.services)}
+        filter_[F.SERVICE_NAME] = {"$in": sorted(principal.services)}
     docs = await api.repository.search(filter_, SEARCH_LIMIT)
-    configs = await api.repository.service_configs(doc["service_name"] for doc in docs)
+    configs = await api.repository.service_configs(doc[F.SERVICE_NAME] for doc in docs)
     now = api.clock()
-    return SearchResults(items=[search_row(doc, configs[doc["service_name"]], now) for doc in docs])
+    return SearchResults(items=[search_row(doc, configs[doc[F.SERVICE_NAME]], now) for doc in docs])
 
 
 async def availability(
@@ -218,5 +219,5 @@ async def cancellation_report(api: AdminApi, principal: Principal) -> list[Repor
 
 async def view(api: AdminApi, doc: Document) -> CallbackView:
     """The view of a callback a command just wrote."""
-    config, _ = await api.repository.service_config(doc["service_name"])
+    config, _ = await api.repository.service_config(doc[F.SERVICE_NAME])
     return callback_view(doc, config, api.clock())

@@ -20,6 +20,7 @@ from uuid import UUID
 
 from callback_shared.models import RETENTION, ServiceConfig
 from callback_shared.mongo import CALLBACKS, SERVICES, Document
+from callback_shared.record import F
 from callback_shared.states import OPEN_STATES
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -35,8 +36,8 @@ from callback_admin_api.listing import ListCriteria, PageCursor, QueryPlan, list
 
 #: Fields a list page never needs (the timeline is shown by the detail view only).
 READ_CHUNK = 50
-LIST_PROJECTION = {"timeline": 0, "outbox": 0, "applied_events": 0}
-PAGE_SORT = [("desired_time", ASCENDING), ("_id", ASCENDING)]
+LIST_PROJECTION = {F.TIMELINE: 0, F.OUTBOX: 0, F.APPLIED_EVENTS: 0}
+PAGE_SORT = [(F.DESIRED_TIME, ASCENDING), ("_id", ASCENDING)]
 #: First window of desired time read for a page, unless the cursor carries a better one.
 INITIAL_WINDOW = timedelta(hours=1)
 MIN_WINDOW = timedelta(seconds=1)
@@ -44,7 +45,7 @@ MIN_WINDOW = timedelta(seconds=1)
 
 def page_order(doc: Document) -> tuple[datetime, bytes]:
     """The list's order in Python: desired time, then id (a UUID's bytes order as in BSON)."""
-    return doc["desired_time"], doc["_id"].bytes
+    return doc[F.DESIRED_TIME], doc["_id"].bytes
 
 
 def next_window(window: timedelta, found: int, needed: int) -> timedelta:
@@ -59,8 +60,8 @@ def window_filter(plan: QueryPlan, stream: Document, desired_time: Any) -> Docum
     """The query of one stream over one window. The leading clause is the one an index should
     drive (servers that pick an index by the first usable clause then pick that one)."""
     if plan.driver == "time":
-        return {"desired_time": desired_time, **stream}
-    return {**stream, "desired_time": desired_time}
+        return {F.DESIRED_TIME: desired_time, **stream}
+    return {**stream, F.DESIRED_TIME: desired_time}
 
 
 def slot_id(service_name: str, start: datetime) -> str:
@@ -123,7 +124,7 @@ class Repository:
         """The callbacks of these ids that exist, without their timeline (live updates)."""
         wanted = list(set(callback_ids))
         cursor = self.callbacks.find(
-            {"_id": {"$in": wanted}}, {"timeline": 0, "outbox": 0, "applied_events": 0}
+            {"_id": {"$in": wanted}}, {F.TIMELINE: 0, F.OUTBOX: 0, F.APPLIED_EVENTS: 0}
         )
         return await cursor.to_list()
 
@@ -141,9 +142,9 @@ class Repository:
     ) -> list[UUID]:
         cursor = self.callbacks.find(
             {
-                "service_name": service_name,
-                "customer_number": customer_number,
-                "state": {"$in": sorted(OPEN_STATES)},
+                F.SERVICE_NAME: service_name,
+                F.CUSTOMER_NUMBER: customer_number,
+                F.STATE: {"$in": sorted(OPEN_STATES)},
             },
             {"_id": 1},
         ).limit(limit)
@@ -152,7 +153,7 @@ class Repository:
     async def count_open(self, service_name: str, up_to: int) -> int:
         """Open callbacks of the service, counted up to ``up_to``."""
         cursor = self.callbacks.find(
-            {"service_name": service_name, "state": {"$in": sorted(OPEN_STATES)}}, {"_id": 1}
+            {F.SERVICE_NAME: service_name, F.STATE: {"$in": sorted(OPEN_STATES)}}, {"_id": 1}
         ).limit(up_to)
         return len(await cursor.to_list())
 
@@ -195,7 +196,7 @@ class Repository:
                 break
             window = next_window(window, len(batch), needed)
             lower, inclusive = upper, True
-        took = found[-1]["desired_time"] - found[0]["desired_time"] if found else timedelta(0)
+        took = found[-1][F.DESIRED_TIME] - found[0][F.DESIRED_TIME] if found else timedelta(0)
         if took > timedelta(0):
             # the next page likely needs about the stretch of desired time this one took
             window = max(MIN_WINDOW, took * 1.25)
@@ -216,7 +217,7 @@ class Repository:
                 docs = await self._read(plan, stream, after.desired_time, 0)
                 found += [doc for doc in docs if doc["_id"].bytes > after.callback_id.bytes]
             else:
-                filter_ = {"desired_time": after.desired_time, **stream}
+                filter_ = {F.DESIRED_TIME: after.desired_time, **stream}
                 filter_["_id"] = {"$gt": after.callback_id}
                 cursor = self.callbacks.find(filter_, LIST_PROJECTION).sort(PAGE_SORT)
                 found += await cursor.limit(limit).to_list()
@@ -254,9 +255,9 @@ class Repository:
 
     async def search(self, filter_: Document, limit: int) -> list[Document]:
         """Callback Search: every retained record matching, latest desired time first."""
-        cursor = self.callbacks.find(filter_, {"timeline": 0, "outbox": 0, "applied_events": 0})
+        cursor = self.callbacks.find(filter_, {F.TIMELINE: 0, F.OUTBOX: 0, F.APPLIED_EVENTS: 0})
         return (
-            await cursor.sort([("desired_time", DESCENDING), ("_id", ASCENDING)])
+            await cursor.sort([(F.DESIRED_TIME, DESCENDING), ("_id", ASCENDING)])
             .limit(limit)
             .to_list()
         )

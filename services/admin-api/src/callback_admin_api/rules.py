@@ -6,6 +6,7 @@ from datetime import datetime
 
 from callback_shared.models import NAME_RECORDING_KEPT_FOR, DuplicateCheck
 from callback_shared.mongo import Document
+from callback_shared.record import F, TimelineF
 from callback_shared.states import CallbackState
 
 #: The Callback tab's page size, and the most a list page may hold (``page_size``).
@@ -27,12 +28,12 @@ def completion_time(doc: Document) -> datetime:
     """When the callback was completed: its COMPLETED timeline entry, else its last update."""
     completed: list[datetime] = [
         entry["at"]
-        for entry in doc.get("timeline", [])
-        if entry["state"] == CallbackState.COMPLETED
+        for entry in doc.get(F.TIMELINE, [])
+        if entry[TimelineF.STATE] == CallbackState.COMPLETED
     ]
     if completed:
         return max(completed)
-    at: datetime = doc.get("completed_at") or doc["updated_at"]
+    at: datetime = doc.get(F.COMPLETED_AT) or doc[F.UPDATED_AT]
     return at
 
 

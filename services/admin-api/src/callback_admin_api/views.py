@@ -19,6 +19,7 @@ from callback_shared.models import (
     UtcDateTime,
 )
 from callback_shared.mongo import Document
+from callback_shared.record import F
 from callback_shared.states import CANCELLABLE_STATES, CallbackResult, CallbackState
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -48,12 +49,12 @@ def derived(doc: Document, config: ServiceConfig, now: datetime) -> dict[str, An
     """The :class:`Derived` fields of a callback document."""
     late = overdue_message(doc, config, now)
     pending = cancel_pending(doc)
-    state = doc["state"]
+    state = doc[F.STATE]
     return {
         "overdue": late is not None,
         "overdue_message": late,
         "cancel_pending": pending,
-        "originated_as_scheduled": doc["type"] == CallbackType.SCHEDULED,
+        "originated_as_scheduled": doc[F.TYPE] == CallbackType.SCHEDULED,
         "can_cancel": state in CANCELLABLE_STATES and not pending,
         "can_reschedule": not_yet_due(doc, now),
         "can_recreate": state == CallbackState.COMPLETED,
@@ -80,7 +81,7 @@ def callback_view(
     # internal fields, and any another service may add, are not shown
     record = {key: value for key, value in doc.items() if key in RECORD_FIELDS}
     if not advanced:
-        record.pop("timeline", None)
+        record.pop(F.TIMELINE, None)
     return CallbackView.model_validate({**record, "id": doc["_id"], **derived(doc, config, now)})
 
 
@@ -117,18 +118,18 @@ class SearchResults(BaseModel):
 def search_row(doc: Document, config: ServiceConfig, now: datetime) -> SearchRow:
     return SearchRow(
         **derived(doc, config, now),
-        from_number=doc.get("from_number"),
-        state=doc["state"],
-        result=doc.get("result"),
-        route_point=doc.get("route_point"),
-        last_updated_time=doc["updated_at"],
-        queue=doc.get("queue"),
-        to_number=doc.get("to_number"),
+        from_number=doc.get(F.FROM_NUMBER),
+        state=doc[F.STATE],
+        result=doc.get(F.RESULT),
+        route_point=doc.get(F.ROUTE_POINT),
+        last_updated_time=doc[F.UPDATED_AT],
+        queue=doc.get(F.QUEUE),
+        to_number=doc.get(F.TO_NUMBER),
         callback_id=doc["_id"],
-        scheduled_time=doc["desired_time"],
-        diagnostic_data=doc.get("diagnostic_data") or {},
-        service_name=doc["service_name"],
-        customer_number=doc["customer_number"],
+        scheduled_time=doc[F.DESIRED_TIME],
+        diagnostic_data=doc.get(F.DIAGNOSTIC_DATA) or {},
+        service_name=doc[F.SERVICE_NAME],
+        customer_number=doc[F.CUSTOMER_NUMBER],
     )
 
 

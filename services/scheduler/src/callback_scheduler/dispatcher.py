@@ -50,6 +50,7 @@ from callback_shared.documents import due_callback_event
 from callback_shared.kafka import send_keyed
 from callback_shared.models import utcnow
 from callback_shared.mongo import CALLBACKS, Document
+from callback_shared.record import F
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo import ReturnDocument
@@ -80,12 +81,12 @@ LATE_WRITE_EVERY = 1.0
 DUE_FIELDS = {
     name: 1
     for name in (
-        "service_name", "customer_number", "type", "desired_time", "priority", "attempt",
-        "dispatch_at",
+        F.SERVICE_NAME, F.CUSTOMER_NUMBER, F.TYPE, F.DESIRED_TIME, F.PRIORITY, F.ATTEMPT,
+        F.DISPATCH_AT,
     )
 }  # fmt: skip
 #: Only what tells whether a waiting callback was emitted.
-KEY_FIELDS = {"attempt": 1, "dispatch_at": 1}
+KEY_FIELDS = {F.ATTEMPT: 1, F.DISPATCH_AT: 1}
 ID_CHUNK = 50  # long $in lists are slow on the test server
 
 Key = tuple[Any, int, datetime]
@@ -106,7 +107,7 @@ async def read_ahead(cursor: Any, size: int) -> AsyncIterator[list[Document]]:
 
 
 def key_of(doc: Document) -> Key:
-    return doc["_id"], doc["attempt"], doc["dispatch_at"]
+    return doc["_id"], doc[F.ATTEMPT], doc[F.DISPATCH_AT]
 
 
 class Dispatcher:
@@ -204,7 +205,7 @@ class Dispatcher:
         now = self.clock()
         window = {"$lte": now} if self.watermark is None else {"$gt": self.watermark, "$lte": now}
         cursor = self.callbacks.find(
-            {"dispatch_at": window}, DUE_FIELDS, batch_size=self.settings.scheduler_batch
+            {F.DISPATCH_AT: window}, DUE_FIELDS, batch_size=self.settings.scheduler_batch
         )
         emitted = await self._emit(cursor, redispatch=False)
         if self.leading:  # else it stopped half-way: the next leader goes on from the lease
@@ -219,7 +220,7 @@ class Dispatcher:
         if self.inherited_watermark is not None:  # the previous leader's are not ours to redo
             since = max(since, self.inherited_watermark)
         window = {"$gt": since, "$lte": self.watermark}
-        waiting = await self.callbacks.find({"dispatch_at": window}, KEY_FIELDS).to_list()
+        waiting = await self.callbacks.find({F.DISPATCH_AT: window}, KEY_FIELDS).to_list()
         late = [doc["_id"] for doc in waiting if key_of(doc) not in self.emitted]
         return await self._emit_ids(late, redispatch=False)
 
@@ -234,7 +235,7 @@ class Dispatcher:
         if self.leader_since is None or self.leader_since > expired:
             return 0  # what is unknown may have been emitted by the previous leader lately
         upto = self.watermark - LATE_WRITE_LOOKBACK
-        waiting = await self.callbacks.find({"dispatch_at": {"$lte": upto}}, KEY_FIELDS).to_list()
+        waiting = await self.callbacks.find({F.DISPATCH_AT: {"$lte": upto}}, KEY_FIELDS).to_list()
         stalled = [doc["_id"] for doc in waiting if key_of(doc) not in self.emitted]
         if stalled:
             log.warning("emitting again callbacks routing has not taken", count=len(stalled))
@@ -244,7 +245,7 @@ class Dispatcher:
         emitted = 0
         for start in range(0, len(ids), ID_CHUNK):
             cursor = self.callbacks.find(
-                {"_id": {"$in": ids[start : start + ID_CHUNK]}, "dispatch_at": {"$exists": True}},
+                {"_id": {"$in": ids[start : start + ID_CHUNK]}, F.DISPATCH_AT: {"$exists": True}},
                 DUE_FIELDS,
             )
             emitted += await self._emit(cursor, redispatch=redispatch)
@@ -290,7 +291,7 @@ class Dispatcher:
             count += 1
             self.emitted[key_of(doc)] = now
             if not redispatch:
-                LATENESS.observe(max(0.0, (now - doc["dispatch_at"]).total_seconds()))
+                LATENESS.observe(max(0.0, (now - doc[F.DISPATCH_AT]).total_seconds()))
         if count:
             DISPATCHED.labels(str(redispatch).lower()).inc(count)
             log.info("callbacks dispatched", count=count, redispatch=redispatch)
@@ -299,11 +300,11 @@ class Dispatcher:
         """The earliest dispatch time after the watermark within ``within`` from now, if any."""
         after = {"$gt": self.watermark} if self.watermark is not None else {}
         doc = await self.callbacks.find_one(
-            {"dispatch_at": {**after, "$lte": self.clock() + within}},
-            {"dispatch_at": 1},
-            sort=[("dispatch_at", 1)],
+            {F.DISPATCH_AT: {**after, "$lte": self.clock() + within}},
+            {F.DISPATCH_AT: 1},
+            sort=[(F.DISPATCH_AT, 1)],
         )
-        return doc["dispatch_at"] if doc else None
+        return doc[F.DISPATCH_AT] if doc else None
 
     # --- the loop ----------------------------------------------------------------------------
 

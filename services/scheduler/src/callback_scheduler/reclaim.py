@@ -31,11 +31,7 @@ from uuid import uuid5
 
 import structlog
 from callback_shared.documents import (
-    CANCEL_PENDING_SINCE,
-    CANCEL_REQUEST,
-    DISPATCH_FIELDS,
     EVENT_NAMESPACE,
-    ROUTING_SEEN_AT,
     cancel_pending,
     lifecycle_event,
     routing_command,
@@ -51,6 +47,7 @@ from callback_shared.models import (
 )
 from callback_shared.mongo import CALLBACKS, SERVICES, Document
 from callback_shared.outbox import OutboxRelay, outbox_entry, with_outbox
+from callback_shared.record import CancelRequestF, F, path
 from callback_shared.states import CallbackResult, CallbackState, check_transition
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Gauge
@@ -85,8 +82,8 @@ SOURCE = "scheduler"
 FIELDS = {
     name: 1
     for name in (
-        "state", "attempt", "service_name", "customer_number", "desired_time", "type",
-        ROUTING_SEEN_AT, CANCEL_REQUEST,
+        F.STATE, F.ATTEMPT, F.SERVICE_NAME, F.CUSTOMER_NUMBER, F.DESIRED_TIME, F.TYPE,
+        F.ROUTING_SEEN_AT, F.CANCEL_REQUEST,
     )
 }  # fmt: skip
 
@@ -143,15 +140,15 @@ class Reclaimer:
         now = self.clock()
         shortest = await self.configs.shortest(lambda c: c.routing_silence_seconds)
         silent = await self.callbacks.find(
-            {ROUTING_SEEN_AT: {"$lte": now - shortest}, "state": {"$in": [S.QUEUED, S.ROUTING]}},
+            {F.ROUTING_SEEN_AT: {"$lte": now - shortest}, F.STATE: {"$in": [S.QUEUED, S.ROUTING]}},
             FIELDS,
             limit=LOOK_LIMIT,
         ).to_list()
         reclaimed = []
         for doc in silent:
-            config = await self.configs.of(doc["service_name"])
+            config = await self.configs.of(doc[F.SERVICE_NAME])
             bound = timedelta(seconds=config.routing_silence_seconds)
-            if now - doc[ROUTING_SEEN_AT] <= bound:
+            if now - doc[F.ROUTING_SEEN_AT] <= bound:
                 continue
             if (updated := await self._reclaim(doc, config, now)) is not None:
                 reclaimed.append(updated)
@@ -163,45 +160,49 @@ class Reclaimer:
     ) -> Document | None:
         """Close the attempt as lost and start the next one, or end the callback (see the
         module docstring); None when the callback changed meanwhile (routing spoke first)."""
-        state, attempt = CallbackState(doc["state"]), doc["attempt"]
-        silent_for = (now - doc[ROUTING_SEEN_AT]).total_seconds()
+        state, attempt = CallbackState(doc[F.STATE]), doc[F.ATTEMPT]
+        silent_for = (now - doc[F.ROUTING_SEEN_AT]).total_seconds()
         lost = f"attempt {attempt} lost: no sign of life from routing for {silent_for:.0f} s"
         update: Document = {
-            "$set": {"updated_at": now},
+            "$set": {F.UPDATED_AT: now},
             "$unset": dict.fromkeys(
-                (ROUTING_SEEN_AT, "agent", "position_in_queue", "estimated_wait_seconds"), ""
+                (F.ROUTING_SEEN_AT, F.AGENT, F.POSITION_IN_QUEUE, F.ESTIMATED_WAIT_SECONDS), ""
             ),
         }
         kind, caused_by = LifecycleEventKind.STATE_CHANGED, f"reclaim:{doc['_id']}:{attempt}"
         actor = batch_id = None
         if cancel_pending(doc):
             target, result, note = S.COMPLETED, R.CANCELLED_BY_ADMIN, f"{lost}; cancelled"
-            request = doc[CANCEL_REQUEST]
-            kind, actor = LifecycleEventKind.CANCELLED, request.get("actor")
-            batch_id = request.get("batch_id")
+            request = doc[F.CANCEL_REQUEST]
+            kind, actor = LifecycleEventKind.CANCELLED, request.get(CancelRequestF.ACTOR)
+            batch_id = request.get(CancelRequestF.BATCH_ID)
             update["$set"].update(
                 {
-                    f"{CANCEL_REQUEST}.status": CancelRequestStatus.CANCELLED.value,
-                    f"{CANCEL_REQUEST}.answered_at": now,
-                    f"{CANCEL_REQUEST}.reason": "routing lost the attempt: nothing to dial",
+                    path(
+                        F.CANCEL_REQUEST, CancelRequestF.STATUS
+                    ): CancelRequestStatus.CANCELLED.value,
+                    path(F.CANCEL_REQUEST, CancelRequestF.ANSWERED_AT): now,
+                    path(
+                        F.CANCEL_REQUEST, CancelRequestF.REASON
+                    ): "routing lost the attempt: nothing to dial",
                 }
             )
-            update["$unset"][CANCEL_PENDING_SINCE] = ""
+            update["$unset"][F.CANCEL_PENDING_SINCE] = ""
         elif attempt >= config.dial_retry.max_attempts:
             target, result, note = S.COMPLETED, R.FAILED, f"{lost}; attempts exhausted"
         else:
             target, result, note = S.SCHEDULED, None, f"{lost}; attempt {attempt + 1} starts now"
             update["$set"].update(
-                {"attempt": attempt + 1, "routing_sequence": -1, DISPATCH_FIELDS[0]: now}
+                {F.ATTEMPT: attempt + 1, F.ROUTING_SEQUENCE: -1, F.DISPATCH_AT: now}
             )
         check_transition(state, target, result)
-        update["$set"].update({"state": target.value, "result": result.value if result else None})
+        update["$set"].update({F.STATE: target.value, F.RESULT: result.value if result else None})
         if target is S.COMPLETED:
-            update["$set"]["completed_at"] = now
+            update["$set"][F.COMPLETED_AT] = now
         update["$push"] = {
-            "timeline": timeline_entry(now, target, SOURCE, result=result, note=note)
+            F.TIMELINE: timeline_entry(now, target, SOURCE, result=result, note=note)
         }
-        after = {**doc, "state": target, "result": result}
+        after = {**doc, F.STATE: target, F.RESULT: result}
         announced = lifecycle_event(
             after,
             kind,
@@ -220,9 +221,9 @@ class Reclaimer:
         updated: Document | None = await self.callbacks.find_one_and_update(
             {
                 "_id": doc["_id"],
-                "state": state.value,
-                "attempt": attempt,
-                ROUTING_SEEN_AT: doc[ROUTING_SEEN_AT],
+                F.STATE: state.value,
+                F.ATTEMPT: attempt,
+                F.ROUTING_SEEN_AT: doc[F.ROUTING_SEEN_AT],
             },
             with_outbox(update, entries),
             return_document=ReturnDocument.AFTER,
@@ -244,8 +245,8 @@ class Reclaimer:
         now = self.clock()
         due = now - timedelta(seconds=self.settings.scheduler_cancel_resend_seconds)
         waiting = await self.callbacks.find(
-            {CANCEL_PENDING_SINCE: {"$lte": due}},
-            {"service_name": 1, "attempt": 1, CANCEL_PENDING_SINCE: 1},
+            {F.CANCEL_PENDING_SINCE: {"$lte": due}},
+            {F.SERVICE_NAME: 1, F.ATTEMPT: 1, F.CANCEL_PENDING_SINCE: 1},
             limit=LOOK_LIMIT,
         ).to_list()
         if not waiting:
@@ -259,8 +260,8 @@ class Reclaimer:
         )
         for doc in waiting:
             await self.callbacks.update_one(
-                {"_id": doc["_id"], CANCEL_PENDING_SINCE: doc[CANCEL_PENDING_SINCE]},
-                {"$set": {CANCEL_PENDING_SINCE: now}},
+                {"_id": doc["_id"], F.CANCEL_PENDING_SINCE: doc[F.CANCEL_PENDING_SINCE]},
+                {"$set": {F.CANCEL_PENDING_SINCE: now}},
             )
         CANCELS_RESENT.inc(len(waiting))
         log.warning("cancels sent to routing again: no answer yet", count=len(waiting))
@@ -271,19 +272,19 @@ class Reclaimer:
         now = self.clock()
         shortest = await self.configs.shortest(lambda c: c.processing_stall_seconds)
         long_calls = await self.callbacks.find(
-            {ROUTING_SEEN_AT: {"$lte": now - shortest}, "state": S.PROCESSING},
-            {"service_name": 1, ROUTING_SEEN_AT: 1},
+            {F.ROUTING_SEEN_AT: {"$lte": now - shortest}, F.STATE: S.PROCESSING},
+            {F.SERVICE_NAME: 1, F.ROUTING_SEEN_AT: 1},
         ).to_list()
         stalled = set()
         for doc in long_calls:
-            config = await self.configs.of(doc["service_name"])
-            if now - doc[ROUTING_SEEN_AT] > timedelta(seconds=config.processing_stall_seconds):
+            config = await self.configs.of(doc[F.SERVICE_NAME])
+            if now - doc[F.ROUTING_SEEN_AT] > timedelta(seconds=config.processing_stall_seconds):
                 stalled.add(doc["_id"])
                 if doc["_id"] not in self._stalled_seen:
                     log.warning(
                         "call stalled: routing has not reported its end",
                         callback_id=str(doc["_id"]),
-                        since=doc[ROUTING_SEEN_AT].isoformat(),
+                        since=doc[F.ROUTING_SEEN_AT].isoformat(),
                     )
         self._stalled_seen = stalled
         STALLED.set(len(stalled))

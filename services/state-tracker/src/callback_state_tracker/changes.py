@@ -22,13 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from callback_shared.documents import (
-    CANCEL_PENDING_SINCE,
-    CANCEL_REQUEST,
-    DISPATCH_FIELDS,
-    ROUTING_SEEN_AT,
-    timeline_entry,
-)
+from callback_shared.documents import DISPATCH_FIELDS, timeline_entry
 from callback_shared.models import (
     CancelRequestStatus,
     DialRetryPolicy,
@@ -36,6 +30,7 @@ from callback_shared.models import (
     RoutingEventKind,
 )
 from callback_shared.mongo import Document
+from callback_shared.record import CancelRequestF, F, TimelineF, path
 from callback_shared.states import (
     CANCELLABLE_STATES,
     CallbackResult,
@@ -52,8 +47,15 @@ SIGNS_OF_LIFE: dict[RoutingEventKind, frozenset[CallbackState]] = {
     K.POSITION_UPDATED: frozenset({S.QUEUED}),
     K.HELD: frozenset({S.QUEUED, S.ROUTING}),
 }
+_CANCEL_STATUS = path(F.CANCEL_REQUEST, CancelRequestF.STATUS)
+_CANCEL_REASON = path(F.CANCEL_REQUEST, CancelRequestF.REASON)
+_CANCEL_ANSWERED_AT = path(F.CANCEL_REQUEST, CancelRequestF.ANSWERED_AT)
 #: An aggregation expression: whether the record's cancel waits for routing's answer.
-CANCEL_IS_PENDING: Document = {"$eq": [f"${CANCEL_REQUEST}.status", CancelRequestStatus.PENDING]}
+CANCEL_IS_PENDING: Document = {"$eq": [f"${_CANCEL_STATUS}", CancelRequestStatus.PENDING]}
+#: The fields whether an event applies depends on, as aggregation expressions.
+_STATE, _ATTEMPT, _ROUTING_SEQUENCE = (
+    f"${name}" for name in (F.STATE, F.ATTEMPT, F.ROUTING_SEQUENCE)
+)
 
 #: How many applied routing event ids a document remembers (state changes only).
 APPLIED_EVENTS_KEPT = 64
@@ -71,13 +73,13 @@ MOVES: dict[RoutingEventKind, tuple[CallbackState, CallbackState, CallbackResult
 
 #: Routing details copied onto the record when an event carries them.
 ROUTING_FIELDS = (
-    "position_in_queue",
-    "estimated_wait_seconds",
-    "agent",
-    "route_point",
-    "queue",
-    "from_number",
-    "to_number",
+    F.POSITION_IN_QUEUE,
+    F.ESTIMATED_WAIT_SECONDS,
+    F.AGENT,
+    F.ROUTE_POINT,
+    F.QUEUE,
+    F.FROM_NUMBER,
+    F.TO_NUMBER,
 )
 
 
@@ -200,11 +202,11 @@ def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> C
         name: getattr(event, name) for name in ROUTING_FIELDS if getattr(event, name) is not None
     }
     if event.diagnostic_data:
-        details.update({f"diagnostic_data.{k}": v for k, v in event.diagnostic_data.items()})
-    set_fields: Document = {"routing_sequence": event.sequence, "updated_at": now, **details}
+        details.update({f"{F.DIAGNOSTIC_DATA}.{k}": v for k, v in event.diagnostic_data.items()})
+    set_fields: Document = {F.ROUTING_SEQUENCE: event.sequence, F.UPDATED_AT: now, **details}
     move = move_of(event, retry)
     if move is None:
-        set_fields[ROUTING_SEEN_AT] = now
+        set_fields[F.ROUTING_SEEN_AT] = now
         condition = applicable(event, *SIGNS_OF_LIFE[event.kind])
         return Change(event.callback_id, condition, Writes(set_fields), None)
 
@@ -213,29 +215,33 @@ def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> C
     # routing has the attempt: the scheduler no longer waits for it (a retry sets it again)
     unset: dict[str, str] = {} if target is S.SCHEDULED else dict.fromkeys(DISPATCH_FIELDS, "")
     if target in (S.SCHEDULED, S.COMPLETED):
-        unset[ROUTING_SEEN_AT] = ""
+        unset[F.ROUTING_SEEN_AT] = ""
     else:
-        set_fields[ROUTING_SEEN_AT] = now
+        set_fields[F.ROUTING_SEEN_AT] = now
     note = None
     if event.kind is K.DIAL_FAILED:
-        inc["dial_attempts"] = 1
+        inc[F.DIAL_ATTEMPTS] = 1
         if target is S.COMPLETED:
             note = f"dial failed ({event.dial_failure}); attempts exhausted"
         else:
             retry_at = now + timedelta(seconds=retry.min_interval_seconds)
             note = f"dial failed ({event.dial_failure}); retry at {retry_at.isoformat()}"
-            inc["attempt"] = 1
+            inc[F.ATTEMPT] = 1
             # no next attempt while a cancel waits for routing's answer
             next_dispatch = {"$cond": [CANCEL_IS_PENDING, "$$REMOVE", {"$literal": retry_at}]}
-            set_fields.update(routing_sequence=-1, dispatch_at=Expr(next_dispatch, retry_at))
-            unset.update(agent="", position_in_queue="", estimated_wait_seconds="")
+            set_fields.update(
+                {F.ROUTING_SEQUENCE: -1, F.DISPATCH_AT: Expr(next_dispatch, retry_at)}
+            )
+            unset.update(
+                dict.fromkeys((F.AGENT, F.POSITION_IN_QUEUE, F.ESTIMATED_WAIT_SECONDS), "")
+            )
     elif event.kind is K.PROCESSING:
-        inc["dial_attempts"] = 1
-    set_fields["state"] = target.value
-    set_fields["result"] = result.value if result else None
+        inc[F.DIAL_ATTEMPTS] = 1
+    set_fields[F.STATE] = target.value
+    set_fields[F.RESULT] = result.value if result else None
     if target is S.COMPLETED:
-        set_fields["completed_at"] = now
-        unset.update(position_in_queue="", estimated_wait_seconds="")
+        set_fields[F.COMPLETED_AT] = now
+        unset.update(dict.fromkeys((F.POSITION_IN_QUEUE, F.ESTIMATED_WAIT_SECONDS), ""))
     for name in unset:
         set_fields.pop(name, None)
     entry = timeline_entry(
@@ -245,7 +251,7 @@ def plan_change(event: RoutingEvent, retry: DialRetryPolicy, now: datetime) -> C
         set_fields,
         unset=tuple(unset),
         inc=inc,
-        append={"timeline": (entry, None), "applied_events": (event.event_id, APPLIED_EVENTS_KEPT)},
+        append={F.TIMELINE: (entry, None), F.APPLIED_EVENTS: (event.event_id, APPLIED_EVENTS_KEPT)},
     )
     return Change(event.callback_id, applicable(event, source), writes, move)
 
@@ -256,30 +262,29 @@ def plan_cancel_answer(event: RoutingEvent, now: datetime) -> Change:
     it again, whatever the attempt); otherwise (CANCEL_REFUSED, or the callback reached an agent
     or ended meanwhile) the cancel is answered REFUSED and the callback goes on as routing
     reports. No pending cancel: nothing applies (a repeated answer)."""
-    request = f"{CANCEL_REQUEST}."
-    resolved: Document = {f"{request}answered_at": now, "updated_at": now}
-    unset = (CANCEL_PENDING_SINCE,)
-    applied = {"applied_events": (event.event_id, APPLIED_EVENTS_KEPT)}
+    resolved: Document = {_CANCEL_ANSWERED_AT: now, F.UPDATED_AT: now}
+    unset = (F.CANCEL_PENDING_SINCE,)
+    applied = {F.APPLIED_EVENTS: (event.event_id, APPLIED_EVENTS_KEPT)}
     refused_reason = event.diagnostic_data.get("reason") or "already connected to an agent"
     refusal = Writes(
         {
             **resolved,
-            f"{request}status": CancelRequestStatus.REFUSED.value,
-            f"{request}reason": Expr(
+            _CANCEL_STATUS: CancelRequestStatus.REFUSED.value,
+            _CANCEL_REASON: Expr(
                 {"$literal": f"routing: {refused_reason}"}
                 if event.kind is K.CANCEL_REFUSED
-                else {"$concat": ["the callback was already ", "$state"]}
+                else {"$concat": ["the callback was already ", _STATE]}
             ),
         },
         unset=unset,
         append={
             **applied,
-            "timeline": (
+            F.TIMELINE: (
                 Expr(
                     {
                         "$mergeObjects": [
                             {"$literal": _answer_entry(event, S.COMPLETED, None, "refused")},
-                            {"state": "$state", "result": "$result"},
+                            {TimelineF.STATE: _STATE, TimelineF.RESULT: f"${F.RESULT}"},
                         ]
                     }
                 ),
@@ -293,25 +298,25 @@ def plan_cancel_answer(event: RoutingEvent, now: datetime) -> Change:
     cancelled = Writes(
         {
             **resolved,
-            f"{request}status": CancelRequestStatus.CANCELLED.value,
-            f"{request}reason": "routing removed it: nothing dialled",
-            "state": S.COMPLETED.value,
-            "result": R.CANCELLED_BY_ADMIN.value,
-            "completed_at": now,
+            _CANCEL_STATUS: CancelRequestStatus.CANCELLED.value,
+            _CANCEL_REASON: "routing removed it: nothing dialled",
+            F.STATE: S.COMPLETED.value,
+            F.RESULT: R.CANCELLED_BY_ADMIN.value,
+            F.COMPLETED_AT: now,
         },
         unset=(
             *unset,
             *DISPATCH_FIELDS,
-            ROUTING_SEEN_AT,
-            "position_in_queue",
-            "estimated_wait_seconds",
+            F.ROUTING_SEEN_AT,
+            F.POSITION_IN_QUEUE,
+            F.ESTIMATED_WAIT_SECONDS,
         ),
         append={
             **applied,
-            "timeline": (_answer_entry(event, S.COMPLETED, R.CANCELLED_BY_ADMIN, "done"), None),
+            F.TIMELINE: (_answer_entry(event, S.COMPLETED, R.CANCELLED_BY_ADMIN, "done"), None),
         },
     )
-    still_cancellable = {"$in": ["$state", sorted(CANCELLABLE_STATES)]}
+    still_cancellable = {"$in": [_STATE, sorted(CANCELLABLE_STATES)]}
     return Change(
         event.callback_id,
         {"$and": [CANCEL_IS_PENDING, still_cancellable]},
@@ -338,15 +343,15 @@ def applicable(event: RoutingEvent, *sources: CallbackState) -> Document:
     """Whether ``event`` may be applied to a document (an aggregation expression): it is in
     one of ``sources``, at the event's attempt, and has not seen this event or a later one."""
     in_source = (
-        {"$eq": ["$state", sources[0].value]}
+        {"$eq": [_STATE, sources[0].value]}
         if len(sources) == 1
-        else {"$in": ["$state", sorted(source.value for source in sources)]}
+        else {"$in": [_STATE, sorted(source.value for source in sources)]}
     )
     return {
         "$and": [
             in_source,
-            {"$eq": ["$attempt", event.attempt]},
-            {"$lt": ["$routing_sequence", event.sequence]},
+            {"$eq": [_ATTEMPT, event.attempt]},
+            {"$lt": [_ROUTING_SEQUENCE, event.sequence]},
         ]
     }
 
@@ -354,14 +359,14 @@ def applicable(event: RoutingEvent, *sources: CallbackState) -> Document:
 #: What the state-tracker reads back after a batch: enough to tell what was applied and to
 #: announce it, not the timeline.
 READ_BACK: Document = {
-    "state": 1,
-    "attempt": 1,
-    "routing_sequence": 1,
-    "applied_events": 1,
-    "service_name": 1,
-    "customer_number": 1,
-    "desired_time": 1,
-    CANCEL_REQUEST: 1,
+    F.STATE: 1,
+    F.ATTEMPT: 1,
+    F.ROUTING_SEQUENCE: 1,
+    F.APPLIED_EVENTS: 1,
+    F.SERVICE_NAME: 1,
+    F.CUSTOMER_NUMBER: 1,
+    F.DESIRED_TIME: 1,
+    F.CANCEL_REQUEST: 1,
 }
 
 
@@ -370,8 +375,8 @@ def was_applied(event: RoutingEvent, doc: Document | None) -> bool:
     if doc is None:
         return False
     if event.kind in SIGNS_OF_LIFE:
-        return bool(doc["attempt"] == event.attempt and doc["routing_sequence"] >= event.sequence)
-    return event.event_id in doc.get("applied_events", [])
+        return bool(doc[F.ATTEMPT] == event.attempt and doc[F.ROUTING_SEQUENCE] >= event.sequence)
+    return event.event_id in doc.get(F.APPLIED_EVENTS, [])
 
 
 def rejection_reason(event: RoutingEvent, change: Change, doc: Document | None) -> str:
@@ -380,12 +385,12 @@ def rejection_reason(event: RoutingEvent, change: Change, doc: Document | None) 
         return "unknown callback"
     if event.kind in CANCEL_ANSWERS:
         return "stale or duplicate cancel answer: no cancel pending"
-    if event.attempt < doc["attempt"] or (
-        event.attempt == doc["attempt"] and event.sequence <= doc["routing_sequence"]
+    if event.attempt < doc[F.ATTEMPT] or (
+        event.attempt == doc[F.ATTEMPT] and event.sequence <= doc[F.ROUTING_SEQUENCE]
     ):
         return "stale or duplicate"
-    if event.attempt > doc["attempt"]:
+    if event.attempt > doc[F.ATTEMPT]:
         return "attempt not dispatched yet"
     if change.move is None:
-        return f"{event.kind} does not apply in {doc['state']}"
-    return f"forbidden transition {doc['state']} -> {change.move[1]}"
+        return f"{event.kind} does not apply in {doc[F.STATE]}"
+    return f"forbidden transition {doc[F.STATE]} -> {change.move[1]}"

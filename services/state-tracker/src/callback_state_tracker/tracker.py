@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 from aiokafka import ConsumerRecord
-from callback_shared.documents import CANCEL_REQUEST, lifecycle_event, routing_command
+from callback_shared.documents import lifecycle_event, routing_command
 from callback_shared.kafka import dead_letter, event_messages, park, publish_all
 from callback_shared.models import (
     CancelRequestStatus,
@@ -40,6 +40,7 @@ from callback_shared.models import (
     utcnow,
 )
 from callback_shared.mongo import Document
+from callback_shared.record import CancelRequestF, F
 from callback_shared.states import CallbackResult, CallbackState
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Histogram
@@ -158,9 +159,9 @@ class StateTracker:
                 WITHDRAWN.inc()
                 withdrawals.append(
                     routing_command(
-                        {**doc, "attempt": event.attempt},
+                        {**doc, F.ATTEMPT: event.attempt},
                         RoutingCommandKind.WITHDRAW,
-                        reason=f"the platform closed this attempt ({doc['state']})",
+                        reason=f"the platform closed this attempt ({doc[F.STATE]})",
                     )
                 )
         return announcements
@@ -193,7 +194,7 @@ def taken_after_close(event: RoutingEvent, doc: Document) -> bool:
     """Routing took (QUEUED) an attempt the platform has closed: the callback is COMPLETED, or
     that attempt was reclaimed as lost. Routing must drop it."""
     return event.kind is RoutingEventKind.QUEUED and (
-        doc["state"] == CallbackState.COMPLETED or event.attempt < doc["attempt"]
+        doc[F.STATE] == CallbackState.COMPLETED or event.attempt < doc[F.ATTEMPT]
     )
 
 
@@ -207,7 +208,7 @@ def announcement(doc: Document, event: RoutingEvent, change: Change) -> Event | 
         return None
     previous, state, result = change.move
     return lifecycle_event(
-        {**doc, "state": state, "result": result},
+        {**doc, F.STATE: state, F.RESULT: result},
         LifecycleEventKind.STATE_CHANGED,
         occurred_at=event.occurred_at,
         previous_state=previous,
@@ -219,13 +220,15 @@ def settled_cancellation(doc: Document, event: RoutingEvent) -> Event:
     """CANCELLED or CANCELLATION_REFUSED, as routing's answer settled the record's cancel: with
     the actor and batch of the request and the state it was asked in (the report's columns).
     Not before the request (clocks of other machines may lag)."""
-    request = doc[CANCEL_REQUEST]
-    occurred_at = max(event.occurred_at, request["requested_at"] + timedelta(milliseconds=1))
-    if request["status"] == CancelRequestStatus.CANCELLED:
+    request = doc[F.CANCEL_REQUEST]
+    occurred_at = max(
+        event.occurred_at, request[CancelRequestF.REQUESTED_AT] + timedelta(milliseconds=1)
+    )
+    if request[CancelRequestF.STATUS] == CancelRequestStatus.CANCELLED:
         settled = {
             **doc,
-            "state": CallbackState.COMPLETED,
-            "result": CallbackResult.CANCELLED_BY_ADMIN,
+            F.STATE: CallbackState.COMPLETED,
+            F.RESULT: CallbackResult.CANCELLED_BY_ADMIN,
         }
         kind = LifecycleEventKind.CANCELLED
     else:
@@ -234,9 +237,9 @@ def settled_cancellation(doc: Document, event: RoutingEvent) -> Event:
         settled,
         kind,
         occurred_at=occurred_at,
-        previous_state=CallbackState(request["state"]),
-        actor=request.get("actor"),
-        batch_id=request.get("batch_id"),
-        reason=request.get("reason"),
+        previous_state=CallbackState(request[CancelRequestF.STATE]),
+        actor=request.get(CancelRequestF.ACTOR),
+        batch_id=request.get(CancelRequestF.BATCH_ID),
+        reason=request.get(CancelRequestF.REASON),
         caused_by=event.event_id,
     )
