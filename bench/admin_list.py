@@ -432,6 +432,11 @@ async def _cpu(
             creates.stop()
         # no request: background loops (outbox relays), over as long as both phases, apart
         idle = await idle_cpu_ms_per_s(api.pid, meter.seconds + creates.seconds)
+        print(
+            f"CPU of the API: {meter.per(len(full) * CPU_ROUNDS):.2f} ms per page, "
+            f"{creates.per(CREATES):.2f} ms per create, idle {idle:.1f} ms/s",
+            flush=True,
+        )
     finally:
         await stop_service(api)
 
@@ -450,7 +455,7 @@ async def _cpu(
         await ensure_indexes(raw_db)
         raw_creates = CpuMeter().start()
         for _, command in create_commands:
-            await raw_db.command(command)
+            await raw_db.command(command, codec_options=raw_db.codec_options)
         await produce(
             settings, settings.topic_lifecycle_events, [(r.key, r.value) for r in lifecycle]
         )

@@ -5,14 +5,12 @@ same messages in the same run."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from callback_dev.infra import Infrastructure, free_port
 from callback_scheduler.dispatcher import DUE_FIELDS, Dispatcher
@@ -29,6 +27,7 @@ from bench.common import (
     isolated_settings,
     prepare,
     produce,
+    ready,
     service_env,
     start_service,
     stop_service,
@@ -106,17 +105,6 @@ async def lateness(infra: Infrastructure) -> dict[str, Metric]:
         # when the late ones were due: one burst points at a server stall, not at the design
         "late_over_100ms_span_s": Metric(late_span_seconds(late_ms, due_at), "s"),
     }
-
-
-async def ready(port: int, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient() as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"the scheduler was not ready after {within}s")
 
 
 def late_span_seconds(late_ms: dict[str, float], due_at: dict[str, datetime]) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -302,4 +303,13 @@ def run_service(
     configure_logging(name, settings)
     runtime = ServiceRuntime(name, settings)
     build(runtime)
+    runtime.on_ready(freeze_start_up)
     serve(runtime)
+
+
+async def freeze_start_up(runtime: ServiceRuntime) -> None:
+    """Keep what start-up made (modules, schemas, clients: it lives as long as the process) out
+    of the garbage collector's full collections, which would otherwise walk it all again and
+    again while messages flow (measured: README.md, CPU per operation)."""
+    gc.collect()
+    gc.freeze()
