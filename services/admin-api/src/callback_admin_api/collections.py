@@ -20,6 +20,11 @@ SLOTS = "slots"
 REQUEST_COUNTERS = "request_counters"
 #: Bulk cancel jobs (``_id`` = batch id): progress of a large cancel.
 BULK_CANCEL_JOBS = "bulk_cancel_jobs"
+#: The create guards' counts of open callbacks, one document per service and one per service and
+#: customer number (``_id`` = :func:`~callback_admin_api.repository.open_count_id`): ``open``,
+#: never below the open callbacks it counts, the creates ``admitting`` (recent, not yet stored
+#: perhaps) and a version ``v`` for the recount (see ``Repository.admit_open``).
+OPEN_COUNTS = "open_counts"
 
 #: Indexes of the ``slots`` collection: availability of a service's day; slots expire with the
 #: callbacks they held.
@@ -31,6 +36,14 @@ SLOT_INDEXES: list[IndexModel] = [
 #: Indexes of the ``request_counters`` collection: a counter lives until its day is over.
 REQUEST_COUNTER_INDEXES: list[IndexModel] = [
     IndexModel([("expire_at", ASCENDING)], name="counter_retention_ttl", expireAfterSeconds=0),
+]
+
+
+#: Indexes of the ``open_counts`` collection: a count lives as long as the callbacks it counted.
+#: ``service`` finds a service's counts when its settings change.
+OPEN_COUNT_INDEXES: list[IndexModel] = [
+    IndexModel([("expire_at", ASCENDING)], name="open_count_retention_ttl", expireAfterSeconds=0),
+    IndexModel([("service", ASCENDING)], name="open_count_by_service"),
 ]
 
 
@@ -53,6 +66,7 @@ BULK_CANCEL_JOB_INDEXES: list[IndexModel] = [
 ADMIN_INDEXES: CollectionIndexes = {
     SLOTS: SLOT_INDEXES,
     REQUEST_COUNTERS: REQUEST_COUNTER_INDEXES,
+    OPEN_COUNTS: OPEN_COUNT_INDEXES,
     BULK_CANCEL_JOBS: BULK_CANCEL_JOB_INDEXES,
     CANCELLATION_REPORT: CANCELLATION_REPORT_INDEXES,
 }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -35,6 +36,7 @@ from callback_shared.documents import (
     timeline_entry,
 )
 from callback_shared.models import (
+    RETENTION,
     CallbackType,
     CancelRequest,
     CancelRequestStatus,
@@ -54,6 +56,7 @@ from callback_admin_api.auth import Principal, load_callback, require_service
 from callback_admin_api.context import AdminApi, spawn_task
 from callback_admin_api.numbers import InvalidNumber, normalise_customer_number
 from callback_admin_api.problems import Conflict, InvalidField, NotFound, TooManyRequests
+from callback_admin_api.repository import OpenCount
 from callback_admin_api.rules import OPEN_CALLBACKS_ALLOWED, keeps_name_recording
 from callback_admin_api.schedule import is_open, is_slot_start, local_date, next_local_midnight
 from callback_admin_api.views import RecreateCallback
@@ -143,35 +146,32 @@ async def recreate_callback(
 async def _admit(
     api: AdminApi, principal: Principal, config: ServiceConfig, new: NewCallback
 ) -> Document:
-    """Every request guard, then the record: places and counters taken atomically, given back
+    """Every request guard, then the record: places and counts taken atomically, given back
     if a later step fails."""
     repo = api.repository
     now = api.clock()
     desired = _desired_time(config, new.type, new.desired_time, now)
-    await _check_duplicates(api, config, new.customer_number)
-    await _check_open_callbacks(api, config)
-    day = local_date(config, now)
-    daily_cap = config.guards.max_requests_per_number_per_day
-    if daily_cap is not None:
-        midnight = next_local_midnight(config, now)
-        counted = await repo.count_request(
-            config.name, new.customer_number, day, daily_cap, midnight + timedelta(days=1)
-        )
-        if not counted:
-            raise TooManyRequests(
-                f"customer number {new.customer_number} reached today's {daily_cap} requests "
-                f"in service {config.name!r}",
-                retry_after_seconds=int((midnight - now).total_seconds()),
-            )
     callback_id = uuid4()
-    slot_taken = False
-    try:
-        if new.type is CallbackType.SCHEDULED:
-            slot_taken = await repo.take_slot(
-                config.name, desired, config.slot_capacity, callback_id
+    async with AsyncExitStack() as taken:
+        await _count_open(api, config, new.customer_number, callback_id, desired, taken)
+        day = local_date(config, now)
+        daily_cap = config.guards.max_requests_per_number_per_day
+        if daily_cap is not None:
+            midnight = next_local_midnight(config, now)
+            counted = await repo.count_request(
+                config.name, new.customer_number, day, daily_cap, midnight + timedelta(days=1)
             )
-            if not slot_taken:
+            if not counted:
+                raise TooManyRequests(
+                    f"customer number {new.customer_number} reached today's {daily_cap} "
+                    f"requests in service {config.name!r}",
+                    retry_after_seconds=int((midnight - now).total_seconds()),
+                )
+            taken.push_async_callback(repo.uncount_request, config.name, new.customer_number, day)
+        if new.type is CallbackType.SCHEDULED:
+            if not await repo.take_slot(config.name, desired, config.slot_capacity, callback_id):
                 raise Conflict(f"desired_time: the slot at {desired.isoformat()} is full")
+            taken.push_async_callback(repo.release_slot, config.name, desired, callback_id)
         doc = new_callback_document(
             callback_id=callback_id,
             service_name=config.name,
@@ -192,14 +192,45 @@ async def _admit(
         doc[F.OUTBOX] = [outbox_entry(api.lifecycle_topic, event)]
         doc[F.OUTBOX_SINCE] = now
         await repo.insert(doc)
-    except BaseException:
-        if slot_taken:
-            await repo.release_slot(config.name, desired, callback_id)
-        if daily_cap is not None:
-            await repo.uncount_request(config.name, new.customer_number, day)
-        raise
+        taken.pop_all()  # stored: keep what it took
     await publish(api, doc)
     return doc
+
+
+async def _count_open(
+    api: AdminApi,
+    config: ServiceConfig,
+    customer_number: str,
+    callback_id: UUID,
+    desired: datetime,
+    taken: AsyncExitStack,
+) -> None:
+    """The duplicate check and the service's open-callbacks cap: the new callback counted as
+    open in each, or refused (409 naming the number's open callbacks; 429)."""
+    repo = api.repository
+    now = api.clock()
+    keep_until = desired + RETENTION  # the counts live as long as the callbacks they count
+    allowed = OPEN_CALLBACKS_ALLOWED[config.guards.duplicate_check]
+    if allowed is not None:
+        of_number = OpenCount(config.name, customer_number, allowed)
+        filling = await repo.admit_open(of_number, callback_id, now, keep_until)
+        if filling is not None:
+            shown = [str(open_id) for open_id in filling.callback_ids]
+            raise Conflict(
+                f"customer number {customer_number} already has {filling.total} open "
+                f"callback(s) in service {config.name!r}: {', '.join(shown)}",
+                open_callback_ids=shown,
+            )
+        taken.push_async_callback(repo.give_back_open, of_number, callback_id)
+    cap = config.guards.max_open_callbacks
+    if cap is not None:
+        of_service = OpenCount(config.name, None, cap)
+        if await repo.admit_open(of_service, callback_id, now, keep_until) is not None:
+            raise TooManyRequests(
+                f"service {config.name!r} already holds {cap} open callbacks, the most it accepts",
+                retry_after_seconds=60,
+            )
+        taken.push_async_callback(repo.give_back_open, of_service, callback_id)
 
 
 def _desired_time(
@@ -235,29 +266,6 @@ def check_scheduled_time(config: ServiceConfig, desired: datetime, now: datetime
             "desired_time",
             "is not the start of an open slot (outside office hours, a closed date, or not on "
             f"a slot boundary); see GET /api/v1/services/{config.name}/availability",
-        )
-
-
-async def _check_duplicates(api: AdminApi, config: ServiceConfig, customer_number: str) -> None:
-    allowed = OPEN_CALLBACKS_ALLOWED[config.guards.duplicate_check]
-    if allowed is None:
-        return
-    open_ids = await api.repository.open_callbacks_of_number(config.name, customer_number, allowed)
-    if len(open_ids) >= allowed:
-        shown = ", ".join(str(callback_id) for callback_id in open_ids)
-        raise Conflict(
-            f"customer number {customer_number} already has {len(open_ids)} open callback(s) "
-            f"in service {config.name!r}: {shown}",
-            open_callback_ids=[str(callback_id) for callback_id in open_ids],
-        )
-
-
-async def _check_open_callbacks(api: AdminApi, config: ServiceConfig) -> None:
-    cap = config.guards.max_open_callbacks
-    if cap is not None and await api.repository.count_open(config.name, cap) >= cap:
-        raise TooManyRequests(
-            f"service {config.name!r} already holds {cap} open callbacks, the most it accepts",
-            retry_after_seconds=60,
         )
 
 

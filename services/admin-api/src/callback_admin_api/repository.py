@@ -1,10 +1,11 @@
 """Every MongoDB query of the admin API.
 
 Collections: ``callbacks`` (the records), ``services`` (settings, ``_id`` = name), ``slots``
-(places taken per service and slot start) and ``request_counters`` (accepted requests per
-service, customer number and local day). There are no multi-document transactions: places and
-counters are taken with one conditional update each (``taken < capacity``), created race-safely
-through their unique ``_id``, and given back if a later step of the command fails.
+(places taken per service and slot start), ``request_counters`` (accepted requests per
+service, customer number and local day) and ``open_counts`` (open callbacks per service, and per
+service and customer number). There are no multi-document transactions: places and counters are
+taken with one conditional update each (``taken < capacity``), created race-safely through their
+unique ``_id``, and given back if a later step of the command fails.
 
 A list page is read in windows of desired time (see :meth:`Repository.page`): on a large
 collection each query then touches about one page of index entries instead of the whole range.
@@ -13,7 +14,9 @@ collection each query then touches about one page of index entries instead of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -29,6 +32,7 @@ from pymongo.errors import DuplicateKeyError
 from callback_admin_api.collections import (
     ANNOUNCING,
     BULK_CANCEL_JOBS,
+    OPEN_COUNTS,
     REQUEST_COUNTERS,
     SLOTS,
 )
@@ -72,6 +76,51 @@ def counter_id(service_name: str, customer_number: str, day: date) -> str:
     return f"{service_name}|{customer_number}|{day.isoformat()}"
 
 
+#: How long a create admitted by an open count may take to store its record: until then a
+#: recount still counts it; one that died in between frees its place after this.
+ADMISSION_GRACE = timedelta(minutes=2)
+#: The latest admissions an open count remembers (far more than creates in flight at once).
+ADMISSIONS_KEPT = 64
+#: An open count to recount before its next use (a guard was switched on: creates made while it
+#: was off were not counted).
+UNKNOWN = 2**62
+#: Admission attempts: a refusal is final only after a recount.
+ADMIT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Filling:
+    """What fills an open count at its limit: how many, and the ids of those it read (stored
+    open callbacks, then creates not stored yet)."""
+
+    total: int
+    callback_ids: list[UUID]
+
+
+@dataclass(frozen=True)
+class OpenCount:
+    """A create guard's count of open callbacks: of a service, or of one customer number in it."""
+
+    service_name: str
+    customer_number: str | None
+    limit: int
+
+    @property
+    def key(self) -> str:
+        if self.customer_number is None:
+            return f"service|{self.service_name}"
+        return f"number|{self.service_name}|{self.customer_number}"
+
+    @property
+    def open_filter(self) -> Document:
+        """The open callbacks it counts (read through the indexes ``open_by_service_number`` and
+        ``by_service_state_desired_time``)."""
+        filter_: Document = {F.SERVICE_NAME: self.service_name}
+        if self.customer_number is not None:
+            filter_[F.CUSTOMER_NUMBER] = self.customer_number
+        return {**filter_, F.STATE: {"$in": sorted(OPEN_STATES)}}
+
+
 class Repository:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.callbacks = db[CALLBACKS]
@@ -79,6 +128,7 @@ class Repository:
         self.slots = db[SLOTS]
         self.counters = db[REQUEST_COUNTERS]
         self.jobs = db[BULK_CANCEL_JOBS]
+        self.open_counts = db[OPEN_COUNTS]
         #: the database itself, for the shared report queries
         self.db = db
 
@@ -110,9 +160,11 @@ class Repository:
     async def save_service(self, config: ServiceConfig) -> None:
         body = config.model_dump(mode="json", exclude={"name"})
         await self.services.replace_one({"_id": config.name}, body, upsert=True)
+        await self._recount_before_use(config.name)
 
     async def delete_service(self, name: str) -> bool:
         result = await self.services.delete_one({"_id": name})
+        await self._recount_before_use(name)
         return result.deleted_count == 1
 
     # --- callbacks ------------------------------------------------------------------------------
@@ -136,26 +188,6 @@ class Repository:
         return await self.callbacks.find_one_and_update(
             filter_, update, return_document=ReturnDocument.AFTER
         )
-
-    async def open_callbacks_of_number(
-        self, service_name: str, customer_number: str, limit: int
-    ) -> list[UUID]:
-        cursor = self.callbacks.find(
-            {
-                F.SERVICE_NAME: service_name,
-                F.CUSTOMER_NUMBER: customer_number,
-                F.STATE: {"$in": sorted(OPEN_STATES)},
-            },
-            {"_id": 1},
-        ).limit(limit)
-        return [doc["_id"] async for doc in cursor]
-
-    async def count_open(self, service_name: str, up_to: int) -> int:
-        """Open callbacks of the service, counted up to ``up_to``."""
-        cursor = self.callbacks.find(
-            {F.SERVICE_NAME: service_name, F.STATE: {"$in": sorted(OPEN_STATES)}}, {"_id": 1}
-        ).limit(up_to)
-        return len(await cursor.to_list())
 
     async def page(
         self,
@@ -350,6 +382,88 @@ class Repository:
                     {"$set": {"taken": {"$size": "$holders"}}},
                 ],
             )
+
+    # --- open counts (create guards) ------------------------------------------------------------
+
+    async def admit_open(
+        self, count: OpenCount, callback_id: UUID, now: datetime, keep_until: datetime
+    ) -> Filling | None:
+        """Count ``callback_id`` as open in ``count`` unless that reaches its limit: None when
+        admitted, else what fills it.
+
+        One conditional update (``open < limit``) admits, so racing creates cannot both pass.
+        ``open`` never counts fewer than the open callbacks: callbacks that closed since are
+        found by a recount of the records when the limit is reached, so a create does no work
+        proportional to the stored callbacks, and no other writer keeps the count."""
+        filling = Filling(count.limit, [])
+        for _ in range(ADMIT_ATTEMPTS):
+            result = await self.open_counts.update_one(
+                {"_id": count.key, "open": {"$lt": count.limit}},
+                {
+                    "$inc": {"open": 1, "v": 1},
+                    "$push": {
+                        "admitting": {
+                            "$each": [{"id": callback_id, "at": now}],
+                            "$slice": -ADMISSIONS_KEPT,
+                        }
+                    },
+                    "$max": {"expire_at": keep_until},
+                },
+            )
+            if result.modified_count == 1:
+                return None
+            filling = await self._recount(count, now, keep_until)
+            if filling.total >= count.limit:
+                return filling
+        return filling
+
+    async def give_back_open(self, count: OpenCount, callback_id: UUID) -> None:
+        """Undo :meth:`admit_open` for a create that failed later (idempotent). An admission
+        already forgotten stays counted until the next recount."""
+        await self.open_counts.update_one(
+            {"_id": count.key, "admitting.id": callback_id},
+            {"$inc": {"open": -1, "v": 1}, "$pull": {"admitting": {"id": callback_id}}},
+        )
+
+    async def _recount(self, count: OpenCount, now: datetime, keep_until: datetime) -> Filling:
+        """Set the count to the open callbacks stored plus the admitted creates not stored yet,
+        unless it changed meanwhile (counted up to the limit; ids read for a customer number's
+        count only)."""
+        doc = await self.open_counts.find_one({"_id": count.key})
+        recent = [
+            entry["id"]
+            for entry in (doc or {}).get("admitting", [])
+            if entry["at"] > now - ADMISSION_GRACE
+        ]
+        # read before the count: a record stored in between is counted twice, never missed
+        stored = {d["_id"] async for d in self.callbacks.find({"_id": {"$in": recent}}, {"_id": 1})}
+        creating = [callback_id for callback_id in recent if callback_id not in stored]
+        open_ids: list[UUID] = []
+        if count.customer_number is None:
+            found = await self.callbacks.count_documents(count.open_filter, limit=count.limit)
+            total = found + len(creating)
+        else:
+            cursor = self.callbacks.find(count.open_filter, {"_id": 1}).limit(count.limit)
+            open_ids = [d["_id"] async for d in cursor]
+            creating = [callback_id for callback_id in creating if callback_id not in open_ids]
+            total = len(open_ids) + len(creating)
+        if doc is None:
+            seed = {"open": total, "v": 0, "admitting": [], "expire_at": keep_until}
+            with contextlib.suppress(DuplicateKeyError):  # a racing create seeded it
+                await self.open_counts.insert_one(
+                    {"_id": count.key, "service": count.service_name, **seed}
+                )
+        elif total != doc["open"]:
+            await self.open_counts.update_one(
+                {"_id": count.key, "v": doc["v"]}, {"$set": {"open": total}, "$inc": {"v": 1}}
+            )
+        return Filling(total, open_ids + creating)
+
+    async def _recount_before_use(self, service_name: str) -> None:
+        """A guard of the service may have been switched on: recount its counts before use."""
+        await self.open_counts.update_many(
+            {"service": service_name}, {"$set": {"open": UNKNOWN}, "$inc": {"v": 1}}
+        )
 
     # --- request counters -----------------------------------------------------------------------
 
