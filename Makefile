@@ -42,7 +42,7 @@ test-unit: install
 	$(UV) run --frozen pytest --unit --ignore=tests/deploy -q
 
 typecheck: install
-	$(UV) run --frozen mypy shared/src dev/src $(filter-out services/admin-console/src,$(wildcard services/*/src))
+	$(UV) run --frozen mypy shared/src dev/src $(filter-out services/admin-console/src,$(wildcard services/*/src)) tests bench soak
 
 test: lint typecheck deploy-tools console-test console-build
 	$(UV) run --frozen pytest

@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from aiokafka import ConsumerRecord
 from asgi_lifespan import LifespanManager
 from bson import SON
 from callback_admin_api.context import AdminApi
@@ -49,7 +50,7 @@ from callback_shared.mongo import (
 )
 from callback_shared.runtime import ServiceRuntime
 from callback_shared.states import CallbackResult, CallbackState
-from pymongo import monitoring
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 
 from bench.common import consume, isolated_settings, produce, start_service, stop_service
@@ -207,6 +208,9 @@ async def run(infra: Infrastructure) -> Result:
         "p50_ratio_vs_raw": Metric(median(api_ms) / median(raw_ms), "x", 1.5),
         "naive_single_query_p50_ms": Metric(median(naive_ms), "ms"),
         "creates_per_s": Metric(creates_per_s, "1/s", better="higher"),
+        "create_ratio_vs_raw": Metric(
+            creates_per_s / cpu["raw_creates_per_s"].value, "x", 0.5, better="higher"
+        ),
         "seed_inserts_per_s": Metric(RECORDS / seed_seconds, "1/s", better="higher"),
         **cpu,
     }
@@ -461,6 +465,9 @@ async def _cpu(
         )
         raw_creates.stop()
         await mongo.drop_database(raw_db.name)
+        raw_creates_per_s = await _raw_create_throughput(
+            settings, mongo, create_commands, lifecycle
+        )
     finally:
         await mongo.close()
     print(
@@ -474,4 +481,38 @@ async def _cpu(
         **cpu_metrics("create", creates, CREATES, idle, target=2),
         "raw_cpu_ms_per_create": Metric(raw_creates.per(CREATES), "ms"),
         "idle_cpu_ms_per_s": Metric(idle, "ms/s"),
+        "raw_creates_per_s": Metric(raw_creates_per_s, "1/s", better="higher"),
     }
+
+
+#: The MongoDB commands that write: what a create must do at the least.
+_WRITES = {"insert", "update", "findAndModify", "delete"}
+
+
+async def _raw_create_throughput(
+    settings: AdminApiSettings,
+    mongo: AsyncMongoClient[Document],
+    create_commands: list[tuple[str, SON[str, Any]]],
+    lifecycle: list[ConsumerRecord[bytes, bytes]],
+) -> float:
+    """Creates per second of the raw drivers making the creates' writes: the API's captured
+    write commands (record, guard counts, daily counters, slot places) replayed by as many
+    concurrent clients on a database of their own, while a plain producer sends the same
+    lifecycle events."""
+    raw_db = mongo[f"{settings.mongodb_database}_raw_writes"]
+    await ensure_indexes(raw_db)
+    writes = iter([command for name, command in create_commands if name in _WRITES])
+
+    async def worker() -> None:
+        for command in writes:
+            await raw_db.command(command, codec_options=raw_db.codec_options)
+
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(worker() for _ in range(CREATE_CONCURRENCY)),
+        produce(settings, settings.topic_lifecycle_events, [(r.key, r.value) for r in lifecycle]),
+    )
+    elapsed = time.perf_counter() - started
+    await mongo.drop_database(raw_db.name)
+    print(f"raw: the {CREATES} creates' writes in {elapsed:.1f}s", flush=True)
+    return CREATES / elapsed

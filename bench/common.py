@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -30,7 +31,7 @@ from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
 
-def isolated_settings(cls: type[SettingsT], infra: Infrastructure, **extra: object) -> SettingsT:
+def isolated_settings(cls: type[SettingsT], infra: Infrastructure, **extra: Any) -> SettingsT:
     tag = uuid.uuid4().hex[:8]
     return cls(
         kafka_bootstrap_servers=infra.kafka_bootstrap_servers,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from callback_dev.infra import Infrastructure, provide
@@ -29,7 +30,8 @@ def env(infra: Infrastructure) -> dict[str, str]:
 
 @pytest.fixture
 def settings(env: dict[str, str]) -> PlatformSettings:
-    return PlatformSettings(**{k.lower(): v for k, v in env.items()})
+    values: dict[str, Any] = {k.lower(): v for k, v in env.items()}
+    return PlatformSettings(**values)
 
 
 @pytest.fixture
@@ -53,7 +55,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ones that use no ``infra`` fixture (directly or through another fixture) and are not e2e."""
     if not config.getoption("--unit"):
         return
-    kept, left = [], []
+    kept: list[pytest.Item] = []
+    left: list[pytest.Item] = []
     for item in items:
         needs_infra = "infra" in getattr(item, "fixturenames", ())
         (left if needs_infra or item.get_closest_marker("e2e") else kept).append(item)

@@ -145,7 +145,8 @@ async def configure(client: Any, tokens: Tokens, service: str, **settings: Any) 
         headers=tokens.administrator(),
     )
     assert response.status_code == 200, response.text
-    return response.json()["settings"]
+    stored: dict[str, Any] = response.json()["settings"]
+    return stored
 
 
 def problem(response: Any, status: int) -> dict[str, Any]:

@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 from datetime import timedelta
+from typing import Any
 
+import httpx
 import jwt
 import pytest
 from callback_admin_api.auth import InvalidToken, Role, TokenVerifier
@@ -18,29 +20,32 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from tests.admin_api.support import SECRET, problem
+from tests.admin_api.support import SECRET, Tokens, problem
 from tests.support import BIN
 
 URL = "/api/v1/callbacks"
-BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "MONGODB_URL": "mongodb://127.0.0.1:27017"}
+BASE: dict[str, Any] = {
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    "MONGODB_URL": "mongodb://127.0.0.1:27017",
+}
 
 
-def _part(data):
+def _part(data: bytes | dict[str, Any]) -> str:
     raw = data if isinstance(data, bytes) else json.dumps(data).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _unsigned(claims):
+def _unsigned(claims: dict[str, Any]) -> str:
     return f"{_part({'alg': 'none', 'typ': 'JWT'})}.{_part(claims)}."
 
 
-def _hs256_signed_with(key: bytes, claims) -> str:
+def _hs256_signed_with(key: bytes, claims: dict[str, Any]) -> str:
     signing_input = f"{_part({'alg': 'HS256', 'typ': 'JWT'})}.{_part(claims)}"
     signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_part(signature)}"
 
 
-def _claims(**extra):
+def _claims(**extra: Any) -> dict[str, Any]:
     token = mint_token(SECRET, "eve", [Role.ADMINISTRATOR])
     return {**jwt.decode(token, options={"verify_signature": False}), **extra}
 
@@ -60,7 +65,7 @@ BAD_TOKENS = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_TOKENS))
-async def test_bad_tokens_are_401(client, name):
+async def test_bad_tokens_are_401(client: httpx.AsyncClient, name: str) -> None:
     response = await client.get(URL, headers={"Authorization": f"Bearer {BAD_TOKENS[name]}"})
     body = problem(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
@@ -69,17 +74,19 @@ async def test_bad_tokens_are_401(client, name):
 
 
 @pytest.mark.parametrize("header", [None, "Basic YWxpY2U6c2VjcmV0", "Bearer"])
-async def test_a_missing_bearer_token_is_401(client, header):
+async def test_a_missing_bearer_token_is_401(client: httpx.AsyncClient, header: str | None) -> None:
     headers = {} if header is None else {"Authorization": header}
     problem(await client.get(URL, headers=headers), 401)
     problem(await client.post(URL, json={}, headers=headers), 401)
 
 
-async def test_a_token_without_a_known_role_is_403(client, tokens):
+async def test_a_token_without_a_known_role_is_403(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
     problem(await client.get(URL, headers=tokens.header("callback_janitor")), 403)
 
 
-def _rsa_keys():
+def _rsa_keys() -> tuple[str, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(
         serialization.Encoding.PEM,
@@ -94,7 +101,7 @@ def _rsa_keys():
     return private, public
 
 
-def test_rs256_tokens_verify_with_the_public_key_and_confusion_is_refused():
+def test_rs256_tokens_verify_with_the_public_key_and_confusion_is_refused() -> None:
     private, public = _rsa_keys()
     verifier = TokenVerifier(
         AdminApiSettings(**{k.lower(): v for k, v in BASE.items()}, jwt_public_key=public)
@@ -108,7 +115,7 @@ def test_rs256_tokens_verify_with_the_public_key_and_confusion_is_refused():
         verifier.verify(_hs256_signed_with(public.encode(), _claims()))
 
 
-def test_without_a_key_every_token_is_refused():
+def test_without_a_key_every_token_is_refused() -> None:
     verifier = TokenVerifier(AdminApiSettings(**{k.lower(): v for k, v in BASE.items()}))
     assert not verifier.configured
     with pytest.raises(InvalidToken, match="no token verification key"):
@@ -119,13 +126,16 @@ def test_without_a_key_every_token_is_refused():
     ("setting", "value"),
     [("jwt_secret", "short"), ("jwt_public_key", "not a key")],
 )
-def test_weak_or_malformed_keys_stop_the_service_naming_the_setting(setting, value):
+def test_weak_or_malformed_keys_stop_the_service_naming_the_setting(
+    setting: str, value: str
+) -> None:
+    values: dict[str, Any] = {setting: value}
     with pytest.raises(ValidationError) as raised:
-        AdminApiSettings(**{k.lower(): v for k, v in BASE.items()}, **{setting: value})
+        AdminApiSettings(**{k.lower(): v for k, v in BASE.items()}, **values)
     assert describe_error(raised.value).startswith(f"invalid configuration: {setting.upper()}:")
 
 
-def test_the_cli_mints_a_token_the_api_accepts():
+def test_the_cli_mints_a_token_the_api_accepts() -> None:
     env = {**os.environ, "JWT_SECRET": SECRET}
     run = subprocess.run(
         [
@@ -154,7 +164,7 @@ def test_the_cli_mints_a_token_the_api_accepts():
     assert principal.services == {"billing", "sales"}
 
 
-def test_the_cli_needs_a_key():
+def test_the_cli_needs_a_key() -> None:
     env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
     run = subprocess.run(
         [str(BIN / "callback-admin-token"), "--sub", "dev", "--role", "callback_monitor"],

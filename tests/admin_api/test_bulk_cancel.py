@@ -3,18 +3,25 @@ lifecycle events with the batch, permissions, and a large range cancelled by a j
 
 import asyncio
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import cast
 from uuid import UUID
 
+import httpx
 import pytest
 from callback_admin_api.auth import Principal
 from callback_admin_api.commands import Cancellation
+from callback_admin_api.context import AdminApi
+from callback_admin_api.settings import AdminApiSettings
 from callback_shared.documents import new_callback_document
 from callback_shared.models import CallbackType
-from callback_shared.mongo import CALLBACKS
+from callback_shared.mongo import CALLBACKS, Document
 from callback_shared.states import CallbackResult, CallbackState
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import (
+    Tokens,
     fields,
     immediate,
     lifecycle_events,
@@ -34,7 +41,9 @@ def number(n: int) -> str:
     return f"+1650555{n:04d}"
 
 
-async def create(client, tokens, service, n, desired=None):
+async def create(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, n: int, desired: datetime | None = None
+) -> UUID:
     """An immediate callback (due at once), or one scheduled at ``desired``."""
     body = (
         immediate(service, number(n)) if desired is None else scheduled(service, desired, number(n))
@@ -44,7 +53,12 @@ async def create(client, tokens, service, n, desired=None):
     return UUID(response.json()["id"])
 
 
-async def move(mongo, callback_id, state, result=None):
+async def move(
+    mongo: AsyncDatabase[Document],
+    callback_id: UUID,
+    state: CallbackState,
+    result: CallbackResult | None = None,
+) -> None:
     """Routing moved the callback on (directly in the database)."""
     await mongo[CALLBACKS].update_one(
         {"_id": callback_id},
@@ -55,7 +69,9 @@ async def move(mongo, callback_id, state, result=None):
     )
 
 
-async def mixed_set(client, tokens, service, mongo):
+async def mixed_set(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> dict[CallbackState, UUID]:
     """One callback in each state, created through the API: {state: id}. The SCHEDULED one is
     not yet due (tomorrow); the others are due, and routing moved them on."""
     ids = {}
@@ -76,8 +92,12 @@ async def mixed_set(client, tokens, service, mongo):
 
 
 async def test_mixed_set_by_ids_cancels_exactly_the_cancellable_ones(
-    client, tokens, service, mongo, admin_settings
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    admin_settings: AdminApiSettings,
+) -> None:
     ids = await mixed_set(client, tokens, service, mongo)
     hidden = stored_callback(service + "-other", customer_number=number(150))
     await mongo[CALLBACKS].insert_one(hidden)
@@ -147,6 +167,7 @@ async def test_mixed_set_by_ids_cancels_exactly_the_cancellable_ones(
 
     for state, callback_id in ids.items():
         doc = await mongo[CALLBACKS].find_one({"_id": callback_id})
+        assert doc is not None
         if state is S.SCHEDULED:
             assert (doc["state"], doc["result"]) == ("COMPLETED", "CANCELLED_BY_ADMIN")
             assert doc["timeline"][-1]["actor"] == "bulky"
@@ -159,7 +180,10 @@ async def test_mixed_set_by_ids_cancels_exactly_the_cancellable_ones(
             assert doc["timeline"][-1]["actor"] == "bulky"
         else:
             assert doc["state"] == state.value and len(doc["timeline"]) == 1
-    assert (await mongo[CALLBACKS].find_one({"_id": hidden["_id"]}))["state"] == "SCHEDULED"
+    assert (
+        cast(Document, await mongo[CALLBACKS].find_one({"_id": hidden["_id"]}))["state"]
+        == "SCHEDULED"
+    )
 
     events = await lifecycle_events(
         admin_settings.kafka_bootstrap_servers,
@@ -188,8 +212,12 @@ async def test_mixed_set_by_ids_cancels_exactly_the_cancellable_ones(
 
 
 async def test_a_callback_reaching_processing_after_the_preview_is_refused(
-    client, tokens, service, mongo, admin_settings
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    admin_settings: AdminApiSettings,
+) -> None:
     first = await create(client, tokens, service, 200)
     second = await create(client, tokens, service, 201)
     body = {"ids": [str(first), str(second)]}
@@ -206,6 +234,7 @@ async def test_a_callback_reaching_processing_after_the_preview_is_refused(
     refused = next(item for item in done["items"] if item["id"] == str(second))
     assert (refused["outcome"], refused["reason"]) == ("REFUSED", "PROCESSING")
     after = await mongo[CALLBACKS].find_one({"_id": second})
+    assert after is not None
     assert (after["state"], after["result"]) == ("PROCESSING", None)
 
     events = await lifecycle_events(
@@ -220,8 +249,8 @@ async def test_a_callback_reaching_processing_after_the_preview_is_refused(
 
 
 async def test_all_in_range_cancels_the_open_callbacks_of_the_filters(
-    client, tokens, service, mongo
-):
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     docs = [
         stored_callback(service, customer_number=number(300 + n), desired=now + timedelta(hours=n))
@@ -267,7 +296,9 @@ async def test_all_in_range_cancels_the_open_callbacks_of_the_filters(
     assert again.json()["total"] == 1
 
 
-async def test_permissions_and_validation(client, tokens, service, mongo):
+async def test_permissions_and_validation(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     doc = stored_callback(service, customer_number=number(400))
     await mongo[CALLBACKS].insert_one(doc)
     ids = {"ids": [str(doc["_id"])]}
@@ -282,7 +313,9 @@ async def test_permissions_and_validation(client, tokens, service, mongo):
         CONFIRM, json={"all_in_range": {"range": "next_7_days"}}, headers=tokens.supervisor("x")
     )
     assert str(doc["_id"]) not in other.text
-    assert (await mongo[CALLBACKS].find_one({"_id": doc["_id"]}))["state"] == "SCHEDULED"
+    assert (
+        cast(Document, await mongo[CALLBACKS].find_one({"_id": doc["_id"]}))["state"] == "SCHEDULED"
+    )
 
     headers = tokens.supervisor(service)
     both = {**ids, "all_in_range": {}}
@@ -298,11 +331,15 @@ async def test_permissions_and_validation(client, tokens, service, mongo):
     assert named_field == {"all_in_range.tz"}
     bad_state = {"all_in_range": {"state": ["LOST"]}}
     problem(await client.post(PREVIEW, json=bad_state, headers=headers), 422)
-    assert (await mongo[CALLBACKS].find_one({"_id": doc["_id"]}))["state"] == "SCHEDULED"
+    assert (
+        cast(Document, await mongo[CALLBACKS].find_one({"_id": doc["_id"]}))["state"] == "SCHEDULED"
+    )
 
 
 @pytest.mark.timeout(120)
-async def test_a_large_range_is_cancelled_by_a_job(client, tokens, service, mongo):
+async def test_a_large_range_is_cancelled_by_a_job(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     docs = [
         new_callback_document(
@@ -351,12 +388,20 @@ async def test_a_large_range_is_cancelled_by_a_job(client, tokens, service, mong
         {"service_name": service, "result": "CANCELLED_BY_ADMIN"}
     )
     assert cancelled == 1500
-    assert (await mongo[CALLBACKS].find_one({"_id": processing["_id"]}))["state"] == "PROCESSING"
+    assert (
+        cast(Document, await mongo[CALLBACKS].find_one({"_id": processing["_id"]}))["state"]
+        == "PROCESSING"
+    )
 
 
 async def test_kafka_down_stops_a_job_and_the_relay_announces_what_it_cancelled(
-    client, tokens, service, api, mongo, admin_settings
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    api: AdminApi,
+    mongo: AsyncDatabase[Document],
+    admin_settings: AdminApiSettings,
+) -> None:
     """The first batch is cancelled but Kafka refuses its events: the job stops (failed) with
     the events in its outbox; the relay later publishes those of the callbacks the batch did
     cancel, and none for a callback it did not."""
@@ -377,11 +422,11 @@ async def test_kafka_down_stops_a_job_and_the_relay_announces_what_it_cancelled(
     body = {"all_in_range": {"range": "next_2_weeks", "service": [service]}}
     headers = tokens.supervisor(service, sub="jobber")
 
-    async def kafka_down(entries):
+    async def kafka_down(entries: Iterable[Document]) -> None:
         list(entries)
         raise ConnectionError("kafka down")
 
-    api.relay.publish = api.job_relay.publish = kafka_down
+    api.relay.publish = api.job_relay.publish = kafka_down  # type: ignore[method-assign]
     try:
         response = await client.post(CONFIRM, json=body, headers=headers)
         assert response.status_code == 202, response.text
@@ -402,6 +447,7 @@ async def test_kafka_down_stops_a_job_and_the_relay_announces_what_it_cancelled(
     )
     assert len(cancelled) == 500  # the first batch only
     stored = await mongo["bulk_cancel_jobs"].find_one({"_id": batch_id})
+    assert stored is not None
     assert len(stored["announcing"]) == 500 and stored["announcing_since"]
 
     # an event of a callback the batch did not cancel (it crashed before): never announced
@@ -415,6 +461,7 @@ async def test_kafka_down_stops_a_job_and_the_relay_announces_what_it_cancelled(
     # (the service's own relay loop waits 30 s before it takes over; here at once)
     assert await api.job_relay.relay_pending(older_than=timedelta(0)) == 1
     stored = await mongo["bulk_cancel_jobs"].find_one({"_id": batch_id})
+    assert stored is not None
     assert not stored.get("announcing") and "announcing_since" not in stored
     ids = {doc["_id"] for doc in cancelled}
     events = await lifecycle_events(
@@ -429,7 +476,9 @@ async def test_kafka_down_stops_a_job_and_the_relay_announces_what_it_cancelled(
     assert await api.job_relay.relay_pending(older_than=timedelta(0)) == 0  # nothing left
 
 
-async def test_a_job_whose_process_stopped_is_marked_failed(api, mongo):
+async def test_a_job_whose_process_stopped_is_marked_failed(
+    api: AdminApi, mongo: AsyncDatabase[Document]
+) -> None:
     now = datetime.now(UTC)
     stale, alive = uuid.uuid4(), uuid.uuid4()
     await mongo["bulk_cancel_jobs"].insert_many(
@@ -445,5 +494,11 @@ async def test_a_job_whose_process_stopped_is_marked_failed(api, mongo):
     )
     # the service's own relay loop reaps every second too: whichever comes first marks it
     await api.repository.reap_jobs(now - timedelta(minutes=10), now)
-    assert (await mongo["bulk_cancel_jobs"].find_one({"_id": stale}))["state"] == "failed"
-    assert (await mongo["bulk_cancel_jobs"].find_one({"_id": alive}))["state"] == "running"
+    assert (
+        cast(Document, await mongo["bulk_cancel_jobs"].find_one({"_id": stale}))["state"]
+        == "failed"
+    )
+    assert (
+        cast(Document, await mongo["bulk_cancel_jobs"].find_one({"_id": alive}))["state"]
+        == "running"
+    )

@@ -13,14 +13,17 @@ import csv
 import io
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
 from callback_admin_api.report import CSV_HEADER
 from callback_shared.documents import timeline_entry
 from callback_shared.kafka import ensure_topics
-from callback_shared.mongo import CALLBACKS, SHARED_INDEXES, ensure_indexes
+from callback_shared.mongo import CALLBACKS, SHARED_INDEXES, Document, ensure_indexes
+from callback_shared.settings import PlatformSettings
 from callback_shared.states import CallbackResult, CallbackState
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import SECRET, Tokens, scheduled, tomorrow_at
 from tests.support import ServiceProcess, start_service
@@ -61,7 +64,12 @@ def millis(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-async def move(db, callback_id: uuid.UUID, state: CallbackState, result: CallbackResult | None):
+async def move(
+    db: AsyncDatabase[Document],
+    callback_id: uuid.UUID,
+    state: CallbackState,
+    result: CallbackResult | None,
+) -> None:
     """Routing moved the callback on (directly in the database, as routing writes it)."""
     now = millis(datetime.now(UTC))
     done = await db[CALLBACKS].update_one(
@@ -89,7 +97,9 @@ def stopped(process: ServiceProcess) -> int | None:
 
 
 @pytest.mark.timeout(120)
-async def test_bulk_cancel_of_a_mixed_set_and_its_report(env, settings, db, tmp_path):
+async def test_bulk_cancel_of_a_mixed_set_and_its_report(
+    env: dict[str, str], settings: PlatformSettings, db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     env = {**env, "JWT_SECRET": SECRET}
     # topics and indexes exist before either process starts reading or writing
     await ensure_topics(settings, "tests")

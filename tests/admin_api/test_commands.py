@@ -1,14 +1,21 @@
 """Cancel, reschedule and recreate through HTTP: rules, actors, places, lifecycle events."""
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from callback_admin_api.collections import SLOTS
-from callback_shared.mongo import CALLBACKS
+from callback_admin_api.context import AdminApi
+from callback_admin_api.settings import AdminApiSettings
+from callback_shared.mongo import CALLBACKS, Document
 from callback_shared.states import CallbackResult, CallbackState
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import (
+    Tokens,
     configure,
     fields,
     immediate,
@@ -24,14 +31,18 @@ URL = "/api/v1/callbacks"
 S, R = CallbackState, CallbackResult
 
 
-async def slot_taken(mongo, service, start):
+async def slot_taken(mongo: AsyncDatabase[Document], service: str, start: datetime) -> int:
     slot = await mongo[SLOTS].find_one({"service_name": service, "start": start})
     return 0 if slot is None else slot["taken"]
 
 
 async def test_a_callback_not_yet_due_is_cancelled_outright(
-    client, tokens, service, mongo, admin_settings
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    admin_settings: AdminApiSettings,
+) -> None:
     desired = tomorrow_at(12)
     created = await client.post(
         URL, json=scheduled(service, desired), headers=tokens.supervisor(sub="sam")
@@ -45,6 +56,7 @@ async def test_a_callback_not_yet_due_is_cancelled_outright(
     assert body["can_cancel"] is False and body["can_recreate"] is True
     assert body["cancel_pending"] is False and body["cancel_request"] is None
     doc = await mongo[CALLBACKS].find_one({"_id": UUID(callback_id)})
+    assert doc is not None
     assert "dispatch_at" not in doc
     last = doc["timeline"][-1]
     assert (last["state"], last["result"], last["actor"]) == (
@@ -67,8 +79,12 @@ async def test_a_callback_not_yet_due_is_cancelled_outright(
 
 
 async def test_a_due_callback_is_cancelled_by_asking_routing(
-    client, tokens, service, mongo, admin_settings
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    admin_settings: AdminApiSettings,
+) -> None:
     """The scheduler may have emitted it: the cancel goes to routing, the record shows it
     pending, and the scheduler no longer emits it."""
     desired = tomorrow_at(13)
@@ -91,6 +107,7 @@ async def test_a_due_callback_is_cancelled_by_asking_routing(
         "SCHEDULED",
     )
     doc = await mongo[CALLBACKS].find_one({"_id": callback_id})
+    assert doc is not None
     assert "dispatch_at" not in doc and doc["cancel_pending_since"] is not None
     assert doc["timeline"][-1]["note"] == "cancel asked of routing"
     assert doc["timeline"][-1]["actor"] == "ada"
@@ -115,14 +132,19 @@ async def test_a_due_callback_is_cancelled_by_asking_routing(
     again = await client.post(f"{URL}/{callback_id}/cancel", headers=tokens.administrator())
     assert again.status_code == 202, again.text
     unchanged = await mongo[CALLBACKS].find_one({"_id": callback_id})
+    assert unchanged is not None
     assert len(unchanged["timeline"]) == len(doc["timeline"])
     assert unchanged["cancel_request"] == doc["cancel_request"]
 
 
 @pytest.mark.parametrize("state", [S.QUEUED, S.ROUTING])
 async def test_queued_and_routing_callbacks_are_cancelled_by_asking_routing(
-    client, tokens, service, mongo, state
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    state: CallbackState,
+) -> None:
     doc = stored_callback(service, state=state)
     await mongo[CALLBACKS].insert_one(doc)
     response = await client.post(f"{URL}/{doc['_id']}/cancel", headers=tokens.supervisor())
@@ -131,6 +153,7 @@ async def test_queued_and_routing_callbacks_are_cancelled_by_asking_routing(
     assert (body["state"], body["cancel_request"]["status"]) == (state.value, "PENDING")
     assert body["cancel_request"]["state"] == state.value
     after = await mongo[CALLBACKS].find_one({"_id": doc["_id"]})
+    assert after is not None
     assert after["state"] == state.value and after["result"] is None
 
 
@@ -138,13 +161,20 @@ async def test_queued_and_routing_callbacks_are_cancelled_by_asking_routing(
     ("state", "result"), [(S.PROCESSING, None), (S.COMPLETED, R.AGENT), (S.COMPLETED, R.CANCELLED)]
 )
 async def test_processing_and_completed_callbacks_cannot_be_cancelled(
-    client, tokens, service, mongo, admin_settings, state, result
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    admin_settings: AdminApiSettings,
+    state: CallbackState,
+    result: CallbackResult | None,
+) -> None:
     doc = stored_callback(service, state=state, result=result)
     await mongo[CALLBACKS].insert_one(doc)
     response = await client.post(f"{URL}/{doc['_id']}/cancel", headers=tokens.supervisor())
     assert problem(response, 409)["state"] == state
     after = await mongo[CALLBACKS].find_one({"_id": doc["_id"]})
+    assert after is not None
     assert (after["state"], after["result"]) == (state.value, result)
     assert len(after["timeline"]) == len(doc["timeline"])
     (refused,) = await lifecycle_events(
@@ -157,7 +187,9 @@ async def test_processing_and_completed_callbacks_cannot_be_cancelled(
     assert refused["actor"] == "sam"
 
 
-async def test_a_cancel_never_overwrites_a_change_it_did_not_see(client, tokens, service, api):
+async def test_a_cancel_never_overwrites_a_change_it_did_not_see(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, api: AdminApi
+) -> None:
     """Routing moves the callback to PROCESSING between the cancel's read and its write: the
     conditional update misses, the cancel decides again on PROCESSING and refuses."""
     doc = stored_callback(service, state=S.ROUTING)
@@ -165,7 +197,7 @@ async def test_a_cancel_never_overwrites_a_change_it_did_not_see(client, tokens,
     real_update = api.repository.update
     raced = False
 
-    async def update_after_routing(filter_, update):
+    async def update_after_routing(filter_: Document, update: Document) -> Document | None:
         nonlocal raced
         if not raced:
             raced = True
@@ -174,19 +206,24 @@ async def test_a_cancel_never_overwrites_a_change_it_did_not_see(client, tokens,
             )
         return await real_update(filter_, update)
 
-    api.repository.update = update_after_routing
+    api.repository.update = update_after_routing  # type: ignore[method-assign]
     try:
         response = await client.post(f"{URL}/{doc['_id']}/cancel", headers=tokens.supervisor())
     finally:
         del api.repository.update
     assert problem(response, 409)["state"] == "PROCESSING"
     after = await api.repository.get(doc["_id"])
+    assert after is not None
     assert after["state"] == "PROCESSING" and after["result"] is None
 
 
 async def test_reschedule_moves_the_place_and_the_retention(
-    client, tokens, service, mongo, admin_settings
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    admin_settings: AdminApiSettings,
+) -> None:
     await configure(client, tokens, service, slot_capacity=1)
     old, new = tomorrow_at(9), tomorrow_at(16)
     created = await client.post(
@@ -205,6 +242,7 @@ async def test_reschedule_moves_the_place_and_the_retention(
     assert datetime.fromisoformat(body["desired_time"]) == new
     assert body["name_recording_uri"] == "https://recordings.example.com/1.wav"
     doc = await mongo[CALLBACKS].find_one({"_id": UUID(callback_id)})
+    assert doc is not None
     assert doc["dispatch_at"] == new and doc["expire_at"] == new + timedelta(days=14)
     assert doc["timeline"][-1]["actor"] == "rita" and doc["state"] == "SCHEDULED"
     assert (await slot_taken(mongo, service, old), await slot_taken(mongo, service, new)) == (0, 1)
@@ -223,7 +261,9 @@ async def test_reschedule_moves_the_place_and_the_retention(
     assert datetime.fromisoformat(events[1]["desired_time"]) == new
 
 
-async def test_reschedule_needs_an_open_slot_with_capacity(client, tokens, service, mongo):
+async def test_reschedule_needs_an_open_slot_with_capacity(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     await configure(client, tokens, service, slot_capacity=1)
     first = await client.post(
         URL, json=scheduled(service, tomorrow_at(9)), headers=tokens.supervisor()
@@ -252,6 +292,7 @@ async def test_reschedule_needs_an_open_slot_with_capacity(client, tokens, servi
     )
     assert fields(problem(past, 422)) == {"desired_time"}
     doc = await mongo[CALLBACKS].find_one({"_id": UUID(callback_id)})
+    assert doc is not None
     assert doc["desired_time"] == tomorrow_at(9)
     assert await slot_taken(mongo, service, tomorrow_at(9)) == 1
 
@@ -267,8 +308,13 @@ async def test_reschedule_needs_an_open_slot_with_capacity(client, tokens, servi
     ],
 )
 async def test_only_a_scheduled_callback_not_yet_dispatched_can_be_rescheduled(
-    client, tokens, service, mongo, state, extra
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    state: CallbackState,
+    extra: dict[str, Any],
+) -> None:
     doc = stored_callback(service, state=state, **extra)
     await mongo[CALLBACKS].insert_one(doc)
     response = await client.post(
@@ -278,14 +324,21 @@ async def test_only_a_scheduled_callback_not_yet_dispatched_can_be_rescheduled(
     )
     problem(response, 409)
     after = await mongo[CALLBACKS].find_one({"_id": doc["_id"]})
+    assert after is not None
     assert after["desired_time"] == doc["desired_time"]
     assert await slot_taken(mongo, service, tomorrow_at(13)) == 0
 
 
 @pytest.mark.parametrize(("days_ago", "kept"), [(3, True), (5, False)])
 async def test_recreate_links_the_new_record_and_keeps_the_recording_within_four_days(
-    client, tokens, service, mongo, admin_settings, days_ago, kept
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    admin_settings: AdminApiSettings,
+    days_ago: int,
+    kept: bool,
+) -> None:
     completed_at = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days_ago)
     original = stored_callback(
         service,
@@ -320,7 +373,9 @@ async def test_recreate_links_the_new_record_and_keeps_the_recording_within_four
     assert str(original["_id"]) in event["reason"]
 
 
-async def test_recreate_can_schedule_into_a_slot(client, tokens, service, mongo):
+async def test_recreate_can_schedule_into_a_slot(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     original = stored_callback(service, state=S.COMPLETED, result=R.AGENT)
     await mongo[CALLBACKS].insert_one(original)
     desired = tomorrow_at(15, 15)
@@ -335,7 +390,13 @@ async def test_recreate_can_schedule_into_a_slot(client, tokens, service, mongo)
 
 
 @pytest.mark.parametrize("state", [S.SCHEDULED, S.QUEUED, S.ROUTING, S.PROCESSING])
-async def test_only_a_completed_callback_can_be_recreated(client, tokens, service, mongo, state):
+async def test_only_a_completed_callback_can_be_recreated(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    state: CallbackState,
+) -> None:
     doc = stored_callback(service, state=state)
     await mongo[CALLBACKS].insert_one(doc)
     response = await client.post(f"{URL}/{doc['_id']}/recreate", headers=tokens.supervisor())
@@ -343,7 +404,9 @@ async def test_only_a_completed_callback_can_be_recreated(client, tokens, servic
     assert await mongo[CALLBACKS].count_documents({"service_name": service}) == 1
 
 
-async def test_commands_on_a_missing_callback_are_404(client, tokens):
+async def test_commands_on_a_missing_callback_are_404(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
     missing = "00000000-0000-4000-8000-000000000000"
     for path, body in [
         ("cancel", None),
@@ -356,19 +419,26 @@ async def test_commands_on_a_missing_callback_are_404(client, tokens):
         problem(response, 404)
 
 
-async def test_the_outbox_keeps_an_event_kafka_did_not_take(client, tokens, service, api, mongo):
+async def test_the_outbox_keeps_an_event_kafka_did_not_take(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    api: AdminApi,
+    mongo: AsyncDatabase[Document],
+) -> None:
     """Kafka refuses the publish: the command still succeeds and its event stays in the
     document's outbox for the relay loop."""
 
-    async def kafka_down(entries):
+    async def kafka_down(entries: Iterable[Document]) -> None:
         raise ConnectionError("kafka down")
 
-    api.relay.publish = kafka_down
+    api.relay.publish = kafka_down  # type: ignore[method-assign]
     try:
         response = await client.post(URL, json=immediate(service), headers=tokens.supervisor())
     finally:
         del api.relay.publish
     assert response.status_code == 201
     doc = await mongo[CALLBACKS].find_one({"_id": UUID(response.json()["id"])})
+    assert doc is not None
     assert [entry["event_id"] for entry in doc["outbox"]]
     assert doc["outbox_since"] is not None

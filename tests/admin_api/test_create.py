@@ -2,14 +2,19 @@
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 from uuid import UUID
 
+import httpx
 import pytest
 from callback_admin_api.collections import SLOTS
-from callback_shared.mongo import CALLBACKS
+from callback_admin_api.settings import AdminApiSettings
+from callback_shared.mongo import CALLBACKS, Document
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import (
     NUMBER,
+    Tokens,
     configure,
     fields,
     immediate,
@@ -23,13 +28,17 @@ from tests.admin_api.support import (
 CALLBACKS_URL = "/api/v1/callbacks"
 
 
-async def count(mongo, service):
+async def count(mongo: AsyncDatabase[Document], service: str) -> int:
     return await mongo[CALLBACKS].count_documents({"service_name": service})
 
 
 async def test_immediate_create_records_the_actor_and_announces_it(
-    client, tokens, service, mongo, admin_settings
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    admin_settings: AdminApiSettings,
+) -> None:
     body = immediate(
         service, priority=7, name_recording_uri="https://recordings.example.com/ann.wav"
     )
@@ -42,6 +51,7 @@ async def test_immediate_create_records_the_actor_and_announces_it(
     assert created["priority"] == 7
     assert created["name_recording_uri"] == "https://recordings.example.com/ann.wav"
     doc = await mongo[CALLBACKS].find_one({"_id": UUID(created["id"])})
+    assert doc is not None
     # immediate: due at once
     assert doc["dispatch_at"] == doc["desired_time"] == doc["created_at"]
     assert doc["timeline"][0]["actor"] == "sam"
@@ -54,10 +64,12 @@ async def test_immediate_create_records_the_actor_and_announces_it(
     assert event["kind"] == "CREATED" and event["actor"] == "sam"
     assert event["callback_id"] == created["id"]
     # published: nothing left in the outbox
-    assert not (await mongo[CALLBACKS].find_one({"_id": doc["_id"]})).get("outbox")
+    assert not cast(Document, await mongo[CALLBACKS].find_one({"_id": doc["_id"]})).get("outbox")
 
 
-async def test_scheduled_create_lands_in_its_slot(client, tokens, service, mongo):
+async def test_scheduled_create_lands_in_its_slot(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     desired = tomorrow_at(10, 30)
     response = await client.post(
         CALLBACKS_URL, json=scheduled(service, desired), headers=tokens.administrator()
@@ -67,13 +79,17 @@ async def test_scheduled_create_lands_in_its_slot(client, tokens, service, mongo
     assert created["originated_as_scheduled"] is True
     assert datetime.fromisoformat(created["desired_time"]) == desired
     doc = await mongo[CALLBACKS].find_one({"_id": UUID(created["id"])})
+    assert doc is not None
     assert doc["dispatch_at"] == desired
     assert doc["expire_at"] == desired + timedelta(days=14)
     slot = await mongo[SLOTS].find_one({"service_name": service, "start": desired})
+    assert slot is not None
     assert slot["taken"] == 1 and slot["holders"] == [doc["_id"]]
 
 
-async def test_national_number_is_completed_with_the_service_country(client, tokens, service):
+async def test_national_number_is_completed_with_the_service_country(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     await configure(client, tokens, service, default_country="GB")
     response = await client.post(
         CALLBACKS_URL, json=immediate(service, "0121 234 5678"), headers=tokens.supervisor()
@@ -92,8 +108,13 @@ async def test_national_number_is_completed_with_the_service_country(client, tok
     ],
 )
 async def test_impossible_and_premium_numbers_are_refused(
-    client, tokens, service, mongo, customer_number, why
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    customer_number: str,
+    why: str,
+) -> None:
     response = await client.post(
         CALLBACKS_URL, json=immediate(service, customer_number), headers=tokens.supervisor()
     )
@@ -103,7 +124,9 @@ async def test_impossible_and_premium_numbers_are_refused(
     assert await count(mongo, service) == 0
 
 
-async def test_premium_numbers_pass_when_the_service_allows_them(client, tokens, service):
+async def test_premium_numbers_pass_when_the_service_allows_them(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     await configure(client, tokens, service, guards={"refuse_premium_rate": False})
     response = await client.post(
         CALLBACKS_URL, json=immediate(service, "+19002345678"), headers=tokens.supervisor()
@@ -111,7 +134,9 @@ async def test_premium_numbers_pass_when_the_service_allows_them(client, tokens,
     assert response.status_code == 201, response.text
 
 
-async def test_strict_duplicate_check_names_the_open_callback(client, tokens, service, mongo):
+async def test_strict_duplicate_check_names_the_open_callback(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     await configure(client, tokens, service, guards={"duplicate_check": "strict_1"})
     headers = tokens.supervisor()
     # scheduled for tomorrow: a cancel closes it at once (no routing to ask)
@@ -136,7 +161,9 @@ async def test_strict_duplicate_check_names_the_open_callback(client, tokens, se
     assert again.status_code == 201
 
 
-async def test_max_two_duplicate_check_allows_two_open_callbacks(client, tokens, service):
+async def test_max_two_duplicate_check_allows_two_open_callbacks(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     await configure(client, tokens, service, guards={"duplicate_check": "max_2"})
     headers = tokens.supervisor()
     ids = []
@@ -148,7 +175,9 @@ async def test_max_two_duplicate_check_allows_two_open_callbacks(client, tokens,
     assert sorted(body["open_callback_ids"]) == sorted(ids)
 
 
-async def test_duplicate_check_off_accepts_every_request(client, tokens, service):
+async def test_duplicate_check_off_accepts_every_request(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     await configure(client, tokens, service, guards={"duplicate_check": "off"})
     for _ in range(3):
         response = await client.post(
@@ -157,7 +186,9 @@ async def test_duplicate_check_off_accepts_every_request(client, tokens, service
         assert response.status_code == 201
 
 
-async def test_requests_per_number_per_day_are_throttled(client, tokens, service, mongo):
+async def test_requests_per_number_per_day_are_throttled(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     await configure(
         client,
         tokens,
@@ -183,7 +214,9 @@ async def test_requests_per_number_per_day_are_throttled(client, tokens, service
     assert other.status_code == 201
 
 
-async def test_a_refused_request_does_not_use_up_the_daily_allowance(client, tokens, service):
+async def test_a_refused_request_does_not_use_up_the_daily_allowance(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     await configure(
         client,
         tokens,
@@ -205,7 +238,9 @@ async def test_a_refused_request_does_not_use_up_the_daily_allowance(client, tok
     assert ok.status_code == 201, ok.text
 
 
-async def test_open_callbacks_per_service_are_capped(client, tokens, service):
+async def test_open_callbacks_per_service_are_capped(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     await configure(
         client,
         tokens,
@@ -229,8 +264,8 @@ async def test_open_callbacks_per_service_are_capped(client, tokens, service):
 
 
 async def test_immediate_outside_office_hours_refused_or_accepted_per_service(
-    client, tokens, service
-):
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     today = datetime.now(UTC).date().isoformat()
     await configure(client, tokens, service, closed_dates=[today])
     refused = await client.post(CALLBACKS_URL, json=immediate(service), headers=tokens.supervisor())
@@ -248,7 +283,9 @@ async def test_immediate_outside_office_hours_refused_or_accepted_per_service(
     assert accepted.status_code == 201, accepted.text
 
 
-async def test_office_hours_are_those_of_the_service_time_zone(client, tokens, service):
+async def test_office_hours_are_those_of_the_service_time_zone(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     """Open every day 09:00-17:00 in Tokyo (UTC+9, no DST): 00:00-08:00 UTC."""
     hours = {day: [{"opens": "09:00", "closes": "17:00"}] for day in _weekdays()}
     await configure(client, tokens, service, time_zone="Asia/Tokyo", office_hours=hours)
@@ -265,7 +302,7 @@ async def test_office_hours_are_those_of_the_service_time_zone(client, tokens, s
     assert fields(problem(refused, 422)) == {"desired_time"}
 
 
-def _weekdays():
+def _weekdays() -> list[str]:
     return ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
@@ -280,8 +317,13 @@ def _weekdays():
     ],
 )
 async def test_scheduled_time_must_be_an_open_future_slot(
-    client, tokens, service, mongo, when, settings
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    when: str,
+    settings: dict[str, Any],
+) -> None:
     tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
     if "closed_dates" in settings:
         settings = {"closed_dates": [tomorrow]}
@@ -313,15 +355,22 @@ async def test_scheduled_time_must_be_an_open_future_slot(
     ],
 )
 async def test_out_of_contract_requests_name_the_field_and_store_nothing(
-    client, tokens, service, mongo, body, field
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    body: dict[str, Any],
+    field: str,
+) -> None:
     request = {"service_name": service, "customer_number": NUMBER, **body}
     response = await client.post(CALLBACKS_URL, json=request, headers=tokens.supervisor())
     assert field in fields(problem(response, 422))
     assert await count(mongo, service) == 0
 
 
-async def test_malformed_json_is_a_bad_request(client, tokens, service, mongo):
+async def test_malformed_json_is_a_bad_request(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     response = await client.post(
         CALLBACKS_URL,
         content=b'{"type": "IMMEDIATE", ',
@@ -331,7 +380,9 @@ async def test_malformed_json_is_a_bad_request(client, tokens, service, mongo):
     assert await count(mongo, service) == 0
 
 
-async def test_slot_capacity_is_enforced(client, tokens, service):
+async def test_slot_capacity_is_enforced(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     await configure(client, tokens, service, slot_capacity=2)
     desired = tomorrow_at(11)
     for n in range(2):
@@ -347,8 +398,13 @@ async def test_slot_capacity_is_enforced(client, tokens, service):
 
 @pytest.mark.parametrize(("capacity", "racers"), [(1, 8), (3, 10)])
 async def test_racing_creates_for_the_last_places_exactly_capacity_win(
-    client, tokens, service, mongo, capacity, racers
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    capacity: int,
+    racers: int,
+) -> None:
     await configure(client, tokens, service, slot_capacity=capacity)
     desired = tomorrow_at(14, 45)
     headers = tokens.supervisor()
@@ -361,5 +417,6 @@ async def test_racing_creates_for_the_last_places_exactly_capacity_win(
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [201] * capacity + [409] * (racers - capacity)
     slot = await mongo[SLOTS].find_one({"service_name": service, "start": desired})
+    assert slot is not None
     assert slot["taken"] == capacity and len(slot["holders"]) == capacity
     assert await count(mongo, service) == capacity

@@ -2,10 +2,13 @@
 
 from datetime import UTC, datetime, timedelta
 
-from callback_shared.mongo import CALLBACKS
+import httpx
+from callback_shared.mongo import CALLBACKS, Document
 from callback_shared.states import CallbackResult, CallbackState
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import (
+    Tokens,
     number,
     problem,
     scheduled,
@@ -17,8 +20,8 @@ URL = "/api/v1/callbacks"
 
 
 async def test_detail_shows_basic_metrics_and_advanced_adds_the_timeline(
-    client, tokens, service, mongo
-):
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     created = await client.post(
         URL, json=scheduled(service, tomorrow_at(11)), headers=tokens.supervisor(sub="sam")
     )
@@ -45,7 +48,9 @@ async def test_detail_shows_basic_metrics_and_advanced_adds_the_timeline(
     assert advanced["created_by"] == "sam"
 
 
-async def test_detail_of_an_unknown_or_malformed_id(client, tokens):
+async def test_detail_of_an_unknown_or_malformed_id(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
     problem(
         await client.get(f"{URL}/6a1e4b0c-0000-4000-8000-000000000000", headers=tokens.monitor()),
         404,
@@ -55,8 +60,8 @@ async def test_detail_of_an_unknown_or_malformed_id(client, tokens):
 
 
 async def test_search_by_number_spans_every_retained_record_with_the_guides_columns(
-    client, tokens, service, mongo
-):
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     wanted = number(77)
     old = stored_callback(
@@ -113,7 +118,9 @@ async def test_search_by_number_spans_every_retained_record_with_the_guides_colu
     assert row["overdue_message"] == listed["overdue_message"] is not None
 
 
-async def test_search_by_callback_id(client, tokens, service, mongo):
+async def test_search_by_callback_id(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     doc = stored_callback(
         service,
         desired=datetime.now(UTC) - timedelta(days=12),
@@ -136,7 +143,9 @@ async def test_search_by_callback_id(client, tokens, service, mongo):
         assert rows[0]["cancel_pending"] is True
 
 
-async def test_search_refuses_text_that_is_neither_id_nor_number(client, tokens):
+async def test_search_refuses_text_that_is_neither_id_nor_number(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
     for q in ("hello", "+1415{$gt:1}", "1" * 16):
         response = await client.get("/api/v1/search", params={"q": q}, headers=tokens.monitor())
         assert {e["field"] for e in problem(response, 422)["errors"]} == {"q"}

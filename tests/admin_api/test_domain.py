@@ -31,7 +31,7 @@ PARIS = ServiceConfig(
 )
 
 
-def test_slots_skip_the_hour_clocks_skip():
+def test_slots_skip_the_hour_clocks_skip() -> None:
     # 2030-03-31 is a Sunday: at 02:00 Paris clocks go to 03:00
     starts = slot_starts(PARIS, date(2030, 3, 31))
     local = [s.astimezone(ZoneInfo("Europe/Paris")).strftime("%H:%M") for s in starts]
@@ -39,7 +39,7 @@ def test_slots_skip_the_hour_clocks_skip():
     assert starts[0] == datetime(2030, 3, 31, 0, 0, tzinfo=UTC)
 
 
-def test_office_hours_weekdays_closed_dates_and_midnight_closing():
+def test_office_hours_weekdays_closed_dates_and_midnight_closing() -> None:
     config = ServiceConfig(
         name="s",
         office_hours={"monday": [OfficeHours(opens="22:00", closes="24:00")]},
@@ -57,7 +57,7 @@ def test_office_hours_weekdays_closed_dates_and_midnight_closing():
     assert not is_slot_start(config, datetime(2030, 1, 7, 23, 50, tzinfo=UTC))
 
 
-def test_service_settings_validate_their_fields():
+def test_service_settings_validate_their_fields() -> None:
     with pytest.raises(ValidationError, match="closes must be later"):
         OfficeHours(opens="10:00", closes="10:00")
     with pytest.raises(ValidationError, match="unknown time zone"):
@@ -69,17 +69,17 @@ def test_service_settings_validate_their_fields():
     ("raw", "country", "expected"),
     [("+1 415 555 2671", "US", "+14155552671"), ("0612345678", "FR", "+33612345678")],
 )
-def test_numbers_become_e164(raw, country, expected):
+def test_numbers_become_e164(raw: str, country: str, expected: str) -> None:
     assert normalise_customer_number(raw, country, refuse_premium=True) == expected
 
 
-def test_premium_numbers_are_refused_only_when_asked():
+def test_premium_numbers_are_refused_only_when_asked() -> None:
     with pytest.raises(InvalidNumber, match="premium"):
         normalise_customer_number("+33891123456", "FR", refuse_premium=True)
     assert normalise_customer_number("+33891123456", "FR", refuse_premium=False) == "+33891123456"
 
 
-def test_presets_and_custom_ranges():
+def test_presets_and_custom_ranges() -> None:
     now = datetime(2030, 6, 15, 12, tzinfo=UTC)
     utc = ZoneInfo("UTC")
     assert resolve_range(RangePreset.LAST_14_DAYS, None, None, now=now, zone=utc) == (
@@ -100,7 +100,7 @@ def test_presets_and_custom_ranges():
     assert raised.value.field == "to"
 
 
-def test_plans_fan_out_few_pairs_and_fall_back_to_in_clauses():
+def test_plans_fan_out_few_pairs_and_fall_back_to_in_clauses() -> None:
     now = datetime(2030, 6, 15, tzinfo=UTC)
     few = ListCriteria(
         now,
@@ -118,11 +118,12 @@ def test_plans_fan_out_few_pairs_and_fall_back_to_in_clauses():
         now, now + timedelta(days=1), services=frozenset(f"s{n}" for n in range(MAX_STREAMS + 1))
     )
     (stream,) = query_plan(many).streams
+    assert many.services is not None
     assert stream == {"service_name": {"$in": sorted(many.services)}}
     assert list(list_filter(many)) == ["desired_time", "service_name"]
 
 
-def test_cursors_round_trip_and_tampering_is_refused():
+def test_cursors_round_trip_and_tampering_is_refused() -> None:
     cursor = PageCursor(datetime(2030, 1, 1, tzinfo=UTC), uuid4(), 3600.0)
     assert PageCursor.decode(cursor.encode()) == cursor
     for bad in ("", "abc", cursor.encode()[:-4], "eyJ0IjoxfQ"):
@@ -130,14 +131,14 @@ def test_cursors_round_trip_and_tampering_is_refused():
             PageCursor.decode(bad)
 
 
-def test_windows_grow_with_the_density_seen():
+def test_windows_grow_with_the_density_seen() -> None:
     hour = timedelta(hours=1)
     assert next_window(hour, 0, 251) == 2 * hour
     assert next_window(hour, 200, 251) == 2 * hour
     assert next_window(hour, 10, 251) == 16 * hour
 
 
-def test_the_name_recording_is_kept_four_days_after_completion():
+def test_the_name_recording_is_kept_four_days_after_completion() -> None:
     completed = datetime(2030, 1, 1, tzinfo=UTC)
     doc = {
         "updated_at": completed + timedelta(days=9),  # a later, unrelated update

@@ -2,6 +2,8 @@
 Kafka, and events a crashed writer left in an outbox published by the relay loop."""
 
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -26,9 +28,12 @@ from tests.support import start_service
 pytestmark = pytest.mark.e2e
 
 
-async def test_create_and_cancel_reach_the_lifecycle_topic(env, tmp_path):
+async def test_create_and_cancel_reach_the_lifecycle_topic(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     env = {**env, "JWT_SECRET": SECRET}
-    settings = PlatformSettings(**{k.lower(): v for k, v in env.items()})
+    values: dict[str, Any] = {k.lower(): v for k, v in env.items()}
+    settings = PlatformSettings(**values)
     # a writer crashed after storing its change: the event is still in the outbox
     client = make_mongo_client(settings)
     left = stored_callback("e2e-billing", customer_number=number(1))

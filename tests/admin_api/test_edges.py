@@ -2,12 +2,17 @@
 parameter and body field that takes one (property-based, against the real database). A time or
 date outside the accepted days gets a 422 naming its field."""
 
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
 
+import httpx
 import pytest
+from callback_admin_api.context import AdminApi
 from callback_shared.models import EARLIEST_ACCEPTED, LATEST_ACCEPTED
+from callback_shared.mongo import Document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.strategies import DATES, TIMES
 from tests.admin_api.support import Tokens, problem, stored_callback
@@ -25,13 +30,15 @@ def accepted(at: datetime) -> bool:
     return EARLIEST_ACCEPTED <= day <= LATEST_ACCEPTED
 
 
-def refused_field(response) -> set[str]:
+def refused_field(response: httpx.Response) -> set[str]:
     return {error["field"] for error in problem(response, 422).get("errors", [])}
 
 
 @PROPERTY
 @given(start=TIMES, end=TIMES, zone=ZONES)
-async def test_list_and_bulk_preview_take_any_range(client, start, end, zone):
+async def test_list_and_bulk_preview_take_any_range(
+    client: httpx.AsyncClient, start: datetime, end: datetime, zone: str
+) -> None:
     headers = Tokens().supervisor()
     query = {"from": start.isoformat(), "to": end.isoformat(), "tz": zone}
     listed = await client.get(URL, params=query, headers=headers)
@@ -46,7 +53,9 @@ async def test_list_and_bulk_preview_take_any_range(client, start, end, zone):
 
 @PROPERTY
 @given(day=DATES, zone=ZONES)
-async def test_availability_takes_any_date(client, tokens, service, day, zone):
+async def test_availability_takes_any_date(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, day: date, zone: str
+) -> None:
     await client.put(
         f"/api/v1/services/{service}",
         json={"name": service, "time_zone": zone},
@@ -64,7 +73,13 @@ async def test_availability_takes_any_date(client, tokens, service, day, zone):
 
 @PROPERTY
 @given(at=TIMES)
-async def test_create_and_reschedule_take_any_desired_time(client, tokens, service, mongo, at):
+async def test_create_and_reschedule_take_any_desired_time(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    at: datetime,
+) -> None:
     body = {
         "type": "SCHEDULED",
         "service_name": service,
@@ -87,7 +102,9 @@ async def test_create_and_reschedule_take_any_desired_time(client, tokens, servi
 
 
 @pytest.mark.parametrize("at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
-async def test_the_calendars_edges_are_refused_naming_the_field(client, tokens, at):
+async def test_the_calendars_edges_are_refused_naming_the_field(
+    client: httpx.AsyncClient, tokens: Tokens, at: str
+) -> None:
     response = await client.get(URL, params={"from": at, "to": at}, headers=tokens.monitor())
     assert refused_field(response) == {"from", "to"}, response.text
 
@@ -104,7 +121,9 @@ async def test_the_calendars_edges_are_refused_naming_the_field(client, tokens, 
         "https://recordings.example.com/" + "a" * 2000,
     ],
 )
-async def test_a_name_recording_is_an_https_or_http_url(client, tokens, service, uri):
+async def test_a_name_recording_is_an_https_or_http_url(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, uri: str
+) -> None:
     body = {
         "type": "IMMEDIATE",
         "service_name": service,
@@ -115,7 +134,9 @@ async def test_a_name_recording_is_an_https_or_http_url(client, tokens, service,
     assert refused_field(response) == {"name_recording_uri"}, response.text
 
 
-async def test_a_body_over_the_cap_is_refused_before_it_is_parsed(client, tokens, api):
+async def test_a_body_over_the_cap_is_refused_before_it_is_parsed(
+    client: httpx.AsyncClient, tokens: Tokens, api: AdminApi
+) -> None:
     cap = api.settings.admin_max_body_bytes
     padding = "x" * cap
     body = '{"type": "IMMEDIATE", "pad": "' + padding + '"}'
@@ -126,7 +147,7 @@ async def test_a_body_over_the_cap_is_refused_before_it_is_parsed(client, tokens
     assert declared.headers["content-type"].startswith("application/problem+json")
     assert declared.json()["status"] == 413
 
-    async def chunks():  # no Content-Length: counted as it arrives
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
         for start in range(0, len(body), 65536):
             yield body[start : start + 65536].encode()
 

@@ -2,42 +2,47 @@
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from callback_admin_api.listing import ListCriteria, SearchField, build_criteria, query_plan
 from callback_admin_api.repository import LIST_PROJECTION, PAGE_SORT, window_filter
 from callback_shared.documents import OVERDUE_MESSAGE
 from callback_shared.models import CallbackType
-from callback_shared.mongo import CALLBACKS
+from callback_shared.mongo import CALLBACKS, Document
 from callback_shared.states import CallbackResult, CallbackState
+from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.admin_api.support import configure, fields, number, problem, stored_callback
+from tests.admin_api.support import Tokens, configure, fields, number, problem, stored_callback
 
 URL = "/api/v1/callbacks"
 S = CallbackState
 
 
-def now_s():
+def now_s() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-async def seed(mongo, docs):
+async def seed(mongo: AsyncDatabase[Document], docs: list[Document]) -> list[Document]:
     await mongo[CALLBACKS].insert_many(docs)
     return docs
 
 
-async def listed(client, headers, **params):
+async def listed(client: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> Any:
     response = await client.get(URL, params=params, headers=headers)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def ids(page):
+def ids(page: dict[str, Any]) -> list[str]:
     return [item["id"] for item in page["items"]]
 
 
-async def test_range_presets_select_on_desired_time(client, tokens, service, mongo):
+async def test_range_presets_select_on_desired_time(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     now = now_s()
     midnight = now.replace(hour=0, minute=0, second=0)
     at = {
@@ -55,7 +60,7 @@ async def test_range_presets_select_on_desired_time(client, tokens, service, mon
     await seed(mongo, list(docs.values()))
     headers = tokens.monitor()
 
-    async def names(**params):
+    async def names(**params: Any) -> list[str]:
         page = await listed(client, headers, service=service, **params)
         by_id = {str(doc["_id"]): name for name, doc in docs.items()}
         return [by_id[i] for i in ids(page)]
@@ -77,7 +82,9 @@ async def test_range_presets_select_on_desired_time(client, tokens, service, mon
     assert custom == ["in 3 days", "in 10 days", "in 20 days"]
 
 
-async def test_today_is_the_day_of_the_given_time_zone(client, tokens, service, mongo):
+async def test_today_is_the_day_of_the_given_time_zone(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     zone_now = datetime.now(UTC) + timedelta(hours=14)  # Pacific/Kiritimati is UTC+14
     local_midnight = zone_now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
         hours=14
@@ -111,13 +118,17 @@ async def test_today_is_the_day_of_the_given_time_zone(client, tokens, service, 
         ({"field": "agent", "q": "x"}, "field"),
     ],
 )
-async def test_bad_list_parameters_name_the_field(client, tokens, params, field):
+async def test_bad_list_parameters_name_the_field(
+    client: httpx.AsyncClient, tokens: Tokens, params: dict[str, Any], field: str
+) -> None:
     response = await client.get(URL, params=params, headers=tokens.monitor())
     named = fields(problem(response, 422))
     assert any(f == field or f.startswith(field + ".") for f in named), named
 
 
-async def test_state_and_service_filters_are_repeatable(client, tokens, service, mongo):
+async def test_state_and_service_filters_are_repeatable(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     other, third = service + "-b", service + "-c"
     docs = [
         stored_callback(service, state=S.QUEUED),
@@ -130,7 +141,7 @@ async def test_state_and_service_filters_are_repeatable(client, tokens, service,
     headers = tokens.monitor()
     window = {"range": "next_7_days"}
 
-    async def got(**params):
+    async def got(**params: Any) -> list[str]:
         page = await listed(client, headers, **window, **params)
         return sorted(ids(page))
 
@@ -148,7 +159,9 @@ async def test_state_and_service_filters_are_repeatable(client, tokens, service,
     assert await got(service=[service, other, third], state=all_states) == every
 
 
-async def test_search_box_matches_prefixes_of_each_column(client, tokens, service, mongo):
+async def test_search_box_matches_prefixes_of_each_column(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     other = service + "-zz"
     docs = [
         stored_callback(service, customer_number=number(11)),
@@ -159,7 +172,7 @@ async def test_search_box_matches_prefixes_of_each_column(client, tokens, servic
     headers = tokens.monitor()
     base = {"range": "next_7_days", "service": [service, other]}
 
-    async def got(field, q):
+    async def got(field: str, q: str) -> list[str]:
         return sorted(ids(await listed(client, headers, **base, field=field, q=q)))
 
     a, b, c = (str(d["_id"]) for d in docs)
@@ -184,8 +197,13 @@ async def test_search_box_matches_prefixes_of_each_column(client, tokens, servic
     ],
 )
 async def test_search_text_is_a_literal_prefix_never_a_pattern(
-    client, tokens, service, mongo, field, q
-):
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    mongo: AsyncDatabase[Document],
+    field: str,
+    q: str,
+) -> None:
     await seed(mongo, [stored_callback(service)])
     page = await listed(client, tokens.monitor(service), range="next_7_days", field=field, q=q)
     expected = 1 if service.startswith(q) else 0
@@ -194,8 +212,8 @@ async def test_search_text_is_a_literal_prefix_never_a_pattern(
 
 
 async def test_pages_follow_the_cursor_through_ties_without_gaps_or_repeats(
-    client, tokens, service, mongo
-):
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     start = now_s() + timedelta(hours=2)
     docs = []
     for n in range(620):
@@ -223,7 +241,9 @@ async def test_pages_follow_the_cursor_through_ties_without_gaps_or_repeats(
         assert count == pages
 
 
-async def test_sparse_results_are_found_across_a_wide_range(client, tokens, service, mongo):
+async def test_sparse_results_are_found_across_a_wide_range(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     """Three callbacks days apart: the growing windows reach all of them in one page."""
     now = now_s()
     docs = [stored_callback(service, desired=now - timedelta(days=d)) for d in (14.5, 7, 0.5)]
@@ -233,7 +253,9 @@ async def test_sparse_results_are_found_across_a_wide_range(client, tokens, serv
     assert page["next_cursor"] is None
 
 
-async def test_overdue_warning_and_scheduled_marker(client, tokens, service, mongo):
+async def test_overdue_warning_and_scheduled_marker(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     await configure(client, tokens, service, desired_window_seconds=300)
     now = now_s()
     late = stored_callback(service, desired=now - timedelta(minutes=10))
@@ -272,7 +294,9 @@ async def test_overdue_warning_and_scheduled_marker(client, tokens, service, mon
     assert detail["overdue"] is True and detail["overdue_message"] == OVERDUE_MESSAGE
 
 
-async def test_overdue_message_says_what_is_late(client, tokens, service, mongo):
+async def test_overdue_message_says_what_is_late(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     """Routing silent past the service's bound, a call not reported ended past the stall bound,
     a retry waiting: each is overdue with a message saying which; a cancel pending is shown."""
     await configure(
@@ -316,7 +340,7 @@ async def test_overdue_message_says_what_is_late(client, tokens, service, mongo)
     page = await listed(client, tokens.monitor(), service=service, range="last_14_days")
     items = {item["id"]: item for item in page["items"]}
 
-    def shown(doc):
+    def shown(doc: Document) -> tuple[bool, str]:
         item = items[str(doc["_id"])]
         return item["overdue"], item["overdue_message"] or ""
 
@@ -334,7 +358,7 @@ async def test_overdue_message_says_what_is_late(client, tokens, service, mongo)
     assert items[str(heard["_id"])]["cancel_pending"] is False
 
 
-def _index_names(plan):
+def _index_names(plan: Document) -> list[str]:
     return re.findall(r"'indexName': '([^']+)'", str(plan))
 
 
@@ -354,7 +378,9 @@ def _index_names(plan):
         ),
     ],
 )
-async def test_list_queries_walk_an_index(mongo, criteria, index):
+async def test_list_queries_walk_an_index(
+    mongo: AsyncDatabase[Document], criteria: dict[str, Any], index: str
+) -> None:
     """`explain` of every query a page of these filters sends: an index scan, no COLLSCAN."""
     now = now_s()
     await seed(
@@ -371,7 +397,7 @@ async def test_list_queries_walk_an_index(mongo, criteria, index):
         assert _index_names(winning) == [index]
 
 
-def test_search_clauses_are_values_only():
+def test_search_clauses_are_values_only() -> None:
     start, end = now_s(), now_s() + timedelta(days=1)
     criteria = build_criteria(
         start, end, services=None, states=None, search_field=SearchField.SERVICE_NAME, q="$where"

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import httpx
@@ -165,8 +165,12 @@ async def publish(
 
 
 async def test_a_client_gets_the_events_of_its_services_and_no_other(
-    live_url, producer, admin_settings, tokens, service
-):
+    live_url: str,
+    producer: AIOKafkaProducer,
+    admin_settings: AdminApiSettings,
+    tokens: Tokens,
+    service: str,
+) -> None:
     other = f"{service}-other"
     async with (
         listen(live_url, tokens.monitor(service)) as mine,
@@ -194,13 +198,14 @@ async def test_a_client_gets_the_events_of_its_services_and_no_other(
         assert data["event_id"] == str(shown.event_id)
         assert (data["service_name"], data["state"], data["kind"]) == (service, "QUEUED", "CREATED")
         assert data["callback"] is None  # no such record in the database
+        assert received.id is not None and ready.id is not None
         assert decode_position(received.id)[0] > decode_position(ready.id)[0]
         assert received.id == second.id
 
 
 async def test_an_event_carries_the_record_as_every_view_shows_it(
-    live_url, client, tokens, service
-):
+    live_url: str, client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     headers = tokens.supervisor(service)
     async with listen(live_url, headers) as live:
         assert (await live.next()).event == "ready"
@@ -218,8 +223,12 @@ async def test_an_event_carries_the_record_as_every_view_shows_it(
 
 
 async def test_resuming_with_last_event_id_gets_the_missed_events_once(
-    live_url, producer, admin_settings, tokens, service
-):
+    live_url: str,
+    producer: AIOKafkaProducer,
+    admin_settings: AdminApiSettings,
+    tokens: Tokens,
+    service: str,
+) -> None:
     headers = tokens.monitor(service)
     other = f"{service}-other"
     first = lifecycle(service)
@@ -256,11 +265,14 @@ async def test_resuming_with_last_event_id_gets_the_missed_events_once(
             ids = [event.callback_id for event in missed[partition::3]]
             assert [i for i in replayed if i in ids] == ids
         # the stream's position after the catch-up is at least where the previous one ended
+        assert caught_up[-1].id is not None and resumed_at is not None
         now, before = decode_position(caught_up[-1].id), decode_position(resumed_at)
         assert all(a >= b for a, b in zip(now, before, strict=True))
 
 
-async def test_monitors_may_listen_and_a_bad_token_or_id_is_refused(live_url, tokens, service):
+async def test_monitors_may_listen_and_a_bad_token_or_id_is_refused(
+    live_url: str, tokens: Tokens, service: str
+) -> None:
     async with listen(live_url, tokens.monitor(service)) as live:
         assert (await live.next()).event == "ready"
     async with httpx.AsyncClient(base_url=live_url, timeout=10) as http:
@@ -276,7 +288,9 @@ async def test_monitors_may_listen_and_a_bad_token_or_id_is_refused(live_url, to
         assert "Last-Event-ID" in wrong_id.text
 
 
-async def test_a_slow_client_is_told_to_reload_and_the_others_go_on(admin_settings):
+async def test_a_slow_client_is_told_to_reload_and_the_others_go_on(
+    admin_settings: AdminApiSettings,
+) -> None:
     settings = admin_settings.model_copy(update={"admin_live_queue_size": 2})
     clock = lambda: datetime.now(UTC)  # noqa: E731
     feed = LifecycleFeed(settings, repository=None, clock=clock, spawn=None)  # type: ignore[arg-type]
@@ -305,7 +319,7 @@ async def test_a_slow_client_is_told_to_reload_and_the_others_go_on(admin_settin
     assert len(feed.subscribers) == 1
     assert _sample("callback_live_reloads_total", reason="fell_behind") == dropped_before + 1
     assert _sample("callback_live_streams") == open_before + 1
-    await fast.aclose()
+    await cast(AsyncGenerator[bytes, None], fast).aclose()
     assert _sample("callback_live_streams") == open_before
 
 
@@ -316,7 +330,9 @@ def _sample(name: str, **labels: str) -> float:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(180)
-async def test_heartbeats_and_the_stream_ends_when_the_service_stops(env, tmp_path: Path):
+async def test_heartbeats_and_the_stream_ends_when_the_service_stops(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     process = start_service(
         "admin-api",
         env,

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import jwt
@@ -31,6 +31,7 @@ from callback_shared.mongo import make_mongo_client
 from callback_shared.runtime import ServiceRuntime
 from callback_shared.settings import describe_error
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt import PyJWK
 from pydantic import ValidationError
 
 from tests.admin_api.support import SECRET, SUPERVISOR, Tokens, immediate, problem
@@ -101,7 +102,7 @@ async def oidc_client(
     await mongo.close()
 
 
-def test_discovery_and_keys_are_fetched_once_then_cached(provider):
+def test_discovery_and_keys_are_fetched_once_then_cached(provider: OidcProvider) -> None:
     tokens = [provider.sign_in("sam") for _ in range(3)]
     discovered, fetched = provider.requests(DISCOVERY), provider.requests(JWKS)
     verifier = TokenVerifier(oidc_settings(provider))
@@ -114,17 +115,20 @@ def test_discovery_and_keys_are_fetched_once_then_cached(provider):
     assert verifier.issuer_keys.cached(kid) is not None
 
 
-def test_roles_and_services_come_from_the_configured_claims(provider):
+def test_roles_and_services_come_from_the_configured_claims(provider: OidcProvider) -> None:
     token = provider.sign_in("sam")
     assert "roles" not in jwt.decode(token, options={"verify_signature": False})
     principal = TokenVerifier(oidc_settings(provider)).verify(token)
-    assert principal == Principal("sam", frozenset({Role.SUPERVISOR}), {"oidc-fast", "oidc-other"})
+    services = cast(frozenset[str], {"oidc-fast", "oidc-other"})
+    assert principal == Principal("sam", frozenset({Role.SUPERVISOR}), services)
     # with the default claim names the nested roles are not found: no role at all
     plain = TokenVerifier(oidc_settings(provider, oidc_roles_claim="roles")).verify(token)
     assert plain.roles == frozenset()
 
 
-async def test_a_provider_token_is_accepted_as_its_user(oidc_client, provider):
+async def test_a_provider_token_is_accepted_as_its_user(
+    oidc_client: httpx.AsyncClient, provider: OidcProvider
+) -> None:
     token = provider.sign_in("sam")
     created = await oidc_client.post(URL, json=immediate("oidc-fast"), headers=bearer(token))
     assert created.status_code == 201, created.text
@@ -138,12 +142,14 @@ async def test_a_provider_token_is_accepted_as_its_user(oidc_client, provider):
     problem(await oidc_client.post(URL, json=immediate("x"), headers=bearer(monitor)), 403)
 
 
-async def test_development_tokens_still_work_alongside(oidc_client):
+async def test_development_tokens_still_work_alongside(oidc_client: httpx.AsyncClient) -> None:
     answer = await oidc_client.get(URL, headers=Tokens().supervisor(sub="dev"))
     assert answer.status_code == 200, answer.text
 
 
-async def test_wrong_audience_issuer_or_expiry_is_401(oidc_client, provider):
+async def test_wrong_audience_issuer_or_expiry_is_401(
+    oidc_client: httpx.AsyncClient, provider: OidcProvider
+) -> None:
     now = datetime.now(UTC)
     good = {
         "sub": "sam",
@@ -178,7 +184,9 @@ async def test_wrong_audience_issuer_or_expiry_is_401(oidc_client, provider):
     assert "alg value is not allowed" in details["HS256"]
 
 
-def test_keys_are_fetched_again_for_a_rotated_key_at_most_once_per_cooldown(own_provider):
+def test_keys_are_fetched_again_for_a_rotated_key_at_most_once_per_cooldown(
+    own_provider: OidcProvider,
+) -> None:
     old = own_provider.sign_in("sam")
     patient = TokenVerifier(oidc_settings(own_provider, oidc_jwks_refetch_cooldown_seconds=3))
     strict = TokenVerifier(oidc_settings(own_provider, oidc_jwks_refetch_cooldown_seconds=3600))
@@ -199,14 +207,16 @@ def test_keys_are_fetched_again_for_a_rotated_key_at_most_once_per_cooldown(own_
     assert own_provider.requests(JWKS) == 1
 
 
-async def test_verifying_in_a_request_never_waits_on_the_issuer_in_the_event_loop(provider):
+async def test_verifying_in_a_request_never_waits_on_the_issuer_in_the_event_loop(
+    provider: OidcProvider,
+) -> None:
     verifier = TokenVerifier(oidc_settings(provider))
     token = provider.sign_in("sam")
     in_event_loop: list[bool] = []
     assert verifier.issuer_keys is not None
     keys, key = verifier.issuer_keys, verifier.issuer_keys.key
 
-    def watched(kid: str):
+    def watched(kid: str) -> PyJWK:
         try:
             asyncio.get_running_loop()
             in_event_loop.append(True)
@@ -221,7 +231,7 @@ async def test_verifying_in_a_request_never_waits_on_the_issuer_in_the_event_loo
     assert in_event_loop == [False, True]
 
 
-def test_a_discovery_document_of_another_issuer_is_not_trusted(provider):
+def test_a_discovery_document_of_another_issuer_is_not_trusted(provider: OidcProvider) -> None:
     # the same provider reached as "localhost": its discovery document names 127.0.0.1
     localhost = provider.issuer.replace("127.0.0.1", "localhost")
     verifier = TokenVerifier(oidc_settings(provider, oidc_issuer=localhost))
@@ -235,7 +245,7 @@ def test_a_discovery_document_of_another_issuer_is_not_trusted(provider):
     assert provider.requests(JWKS) == fetched
 
 
-async def test_an_unreachable_issuer_is_503_not_a_bad_token():
+async def test_an_unreachable_issuer_is_503_not_a_bad_token() -> None:
     issuer = f"http://127.0.0.1:{free_port()}"
     verifier = TokenVerifier(
         AdminApiSettings(**BASE, oidc_issuer=issuer, oidc_audience=AUDIENCE)  # type: ignore[arg-type]
@@ -253,8 +263,8 @@ async def test_an_unreachable_issuer_is_503_not_a_bad_token():
 
 
 async def test_the_console_learns_the_issuer_and_client_from_its_public_config(
-    oidc_client, provider
-):
+    oidc_client: httpx.AsyncClient, provider: OidcProvider
+) -> None:
     config = (await oidc_client.get("/console/config.json")).json()
     assert config == {
         "sign_in": "oidc",
@@ -268,7 +278,7 @@ async def test_the_console_learns_the_issuer_and_client_from_its_public_config(
     assert not any(path.startswith("/console") for path in paths)
 
 
-def test_claim_names_are_dotted_paths_or_whole_names():
+def test_claim_names_are_dotted_paths_or_whole_names() -> None:
     claims = {
         "realm_access": {"roles": ["a"]},
         "https://example.com/roles": ["b"],
@@ -293,7 +303,9 @@ def test_claim_names_are_dotted_paths_or_whole_names():
         ({"oidc_roles_claim": " "}, "OIDC_ROLES_CLAIM: must name a claim"),
     ],
 )
-def test_incomplete_oidc_settings_stop_the_service_naming_the_setting(values, message):
+def test_incomplete_oidc_settings_stop_the_service_naming_the_setting(
+    values: dict[str, str], message: str
+) -> None:
     with pytest.raises(ValidationError) as raised:
         AdminApiSettings(**BASE, **values)  # type: ignore[arg-type]
     assert message in describe_error(raised.value)

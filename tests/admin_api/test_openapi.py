@@ -6,6 +6,7 @@ bytes allowed), and every ``date-time`` and ``date`` anywhere in years 1 to 9999
 offset (the strategies of the property tests), where the default formats stay near today."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from callback_admin_api.settings import AdminApiSettings
 from callback_dev.infra import Infrastructure
 from callback_shared.runtime import ServiceRuntime
 from hypothesis import HealthCheck, settings
-from schemathesis import GenerationMode
+from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -41,7 +42,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def admin_process(infra: Infrastructure, tmp_path_factory) -> Iterator[ServiceProcess]:
+def admin_process(
+    infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
     env = {**isolated_env(infra), "JWT_SECRET": SECRET}
     process = start_service("admin-api", env, tmp_path_factory.mktemp("schemathesis"))
     try:
@@ -52,7 +55,7 @@ def admin_process(infra: Infrastructure, tmp_path_factory) -> Iterator[ServicePr
         assert code == 0, process.output()
 
 
-def published_schema() -> dict:
+def published_schema() -> dict[str, Any]:
     """The schema the service publishes, built without connecting to anything (the test below
     checks that the process publishes the same)."""
     settings = AdminApiSettings(
@@ -74,7 +77,7 @@ schema.config.generation.update(
 )
 
 
-def test_the_schema_is_published_with_every_operation(admin_process):
+def test_the_schema_is_published_with_every_operation(admin_process: ServiceProcess) -> None:
     published = httpx.get(f"{admin_process.url}/openapi.json").json()
     assert published == PUBLISHED
     operations = {
@@ -104,5 +107,7 @@ def test_the_schema_is_published_with_every_operation(admin_process):
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_operation_conforms_to_the_schema(case, admin_process):
+def test_every_operation_conforms_to_the_schema(
+    case: Case[Any], admin_process: ServiceProcess
+) -> None:
     case.call_and_validate(base_url=admin_process.url, headers=AUTH, checks=CHECKS)

@@ -9,15 +9,19 @@ a refused request changes nothing.
 from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx
 import pytest
+from callback_admin_api.context import AdminApi
 from callback_shared.models import ServiceConfig
-from callback_shared.mongo import CALLBACKS, SERVICES
+from callback_shared.mongo import CALLBACKS, SERVICES, Document
 from callback_shared.states import CallbackResult, CallbackState
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import (
     ADMINISTRATOR,
     MONITOR,
     SUPERVISOR,
+    Tokens,
     immediate,
     number,
     stored_callback,
@@ -71,7 +75,16 @@ ENDPOINTS = [
 @pytest.mark.parametrize("granted", [True, False], ids=["granted", "ungranted"])
 @pytest.mark.parametrize("role", [MONITOR, SUPERVISOR, ADMINISTRATOR])
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.name for e in ENDPOINTS])
-async def test_permission_matrix(client, tokens, service, api, mongo, endpoint, role, granted):
+async def test_permission_matrix(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    api: AdminApi,
+    mongo: AsyncDatabase[Document],
+    endpoint: Endpoint,
+    role: str,
+    granted: bool,
+) -> None:
     scheduled = stored_callback(service, customer_number=number(901))
     completed = stored_callback(
         service,

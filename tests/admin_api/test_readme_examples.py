@@ -91,7 +91,8 @@ def test_readme_has_curl_examples_with_expected_answers() -> None:
 @pytest.mark.e2e
 async def test_readme_curl_examples_answer_as_shown(env: dict[str, str], tmp_path: Path) -> None:
     env = {**env, "JWT_SECRET": SECRET}
-    settings = PlatformSettings(**{k.lower(): v for k, v in env.items()})
+    values: dict[str, Any] = {k.lower(): v for k, v in env.items()}
+    settings = PlatformSettings(**values)
     (tmp_path / ".run").mkdir()
     (tmp_path / ".run" / "env").write_text(f"export JWT_SECRET={shlex.quote(SECRET)}\n")
     blocks = curl_blocks(README.read_text())

@@ -6,25 +6,35 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from callback_admin_api.auth import Principal, Role
+from callback_admin_api.context import AdminApi
 from callback_admin_api.problems import NotFound
 from callback_admin_api.queries import cancellation_report
 from callback_exporter.report import record_cancellations
 from callback_shared.documents import lifecycle_event
 from callback_shared.models import RETENTION, LifecycleEventKind
-from callback_shared.mongo import CANCELLATION_REPORT
+from callback_shared.mongo import CANCELLATION_REPORT, Document
 from callback_shared.states import CallbackResult, CallbackState
+from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.admin_api.support import number, problem, stored_callback
+from tests.admin_api.support import Tokens, number, problem, stored_callback
 
 URL = "/api/v1/reports/cancellations"
 S = CallbackState
 
 
 async def report(
-    mongo, actor, service, *, refused=False, n=0, ago=timedelta(minutes=1), retention=RETENTION
-):
+    mongo: AsyncDatabase[Document],
+    actor: str,
+    service: str,
+    *,
+    refused: bool = False,
+    n: int = 0,
+    ago: timedelta = timedelta(minutes=1),
+    retention: timedelta = RETENTION,
+) -> Document:
     """One report entry of ``actor`` in ``service``, written as the exporter writes it (with the
     exporter's default retention unless ``retention``)."""
     doc = stored_callback(service, customer_number=number(n))
@@ -48,8 +58,8 @@ async def report(
 
 
 async def test_json_report_of_the_callers_granted_services_newest_first(
-    client, tokens, service, mongo
-):
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     actor = f"user-{uuid.uuid4().hex[:8]}"
     other = service + "-other"
     older = await report(mongo, actor, service, n=1, ago=timedelta(hours=2))
@@ -75,7 +85,9 @@ async def test_json_report_of_the_callers_granted_services_newest_first(
     }
 
 
-async def test_csv_download(client, tokens, service, mongo):
+async def test_csv_download(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     actor = f"user-{uuid.uuid4().hex[:8]}"
     doc = await report(mongo, actor, service, n=7)
     response = await client.get(
@@ -92,7 +104,9 @@ async def test_csv_download(client, tokens, service, mongo):
     assert rows[1][-1] == actor
 
 
-async def test_no_recent_cancellations_is_404(client, tokens, service, mongo):
+async def test_no_recent_cancellations_is_404(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     actor = f"user-{uuid.uuid4().hex[:8]}"
     problem(await client.get(URL, headers=tokens.supervisor(sub=actor)), 404)
     # entries only in services the caller is not granted: none for them either
@@ -104,7 +118,9 @@ async def test_no_recent_cancellations_is_404(client, tokens, service, mongo):
     problem(csv_response, 404)
 
 
-async def test_monitor_may_not_export_and_bad_format_is_422(client, tokens, service, mongo):
+async def test_monitor_may_not_export_and_bad_format_is_422(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     actor = f"user-{uuid.uuid4().hex[:8]}"
     await report(mongo, actor, service, n=9)
     problem(await client.get(URL, headers=tokens.monitor(sub=actor)), 403)
@@ -113,7 +129,9 @@ async def test_monitor_may_not_export_and_bad_format_is_422(client, tokens, serv
     problem(bad, 422)
 
 
-async def test_the_report_reaches_back_as_far_as_its_retention_setting(api, service, mongo):
+async def test_the_report_reaches_back_as_far_as_its_retention_setting(
+    api: AdminApi, service: str, mongo: AsyncDatabase[Document]
+) -> None:
     actor = f"user-{uuid.uuid4().hex[:8]}"
     kept = timedelta(days=30)
     doc = await report(mongo, actor, service, n=8, ago=timedelta(days=20), retention=kept)

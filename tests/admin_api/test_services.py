@@ -1,16 +1,20 @@
 """Service settings (administrator), the granted services, and a day's availability."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
 
-from tests.admin_api.support import configure, fields, number, problem, scheduled
+from tests.admin_api.support import Tokens, configure, fields, number, problem, scheduled
 
 URL = "/api/v1/services"
 WEEK = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
-async def test_settings_are_stored_read_and_removed(client, tokens, service):
+async def test_settings_are_stored_read_and_removed(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     hours = {
         "monday": [{"opens": "08:00", "closes": "12:00"}, {"opens": "13:00", "closes": "18:00"}]
     }
@@ -63,8 +67,8 @@ async def test_settings_are_stored_read_and_removed(client, tokens, service):
     ],
 )
 async def test_bad_settings_name_the_field_and_change_nothing(
-    client, tokens, service, change, field
-):
+    client: httpx.AsyncClient, tokens: Tokens, service: str, change: dict[str, Any], field: str
+) -> None:
     await configure(client, tokens, service, slot_capacity=3)
     response = await client.put(
         f"{URL}/{service}", json={"name": service, **change}, headers=tokens.administrator()
@@ -74,7 +78,9 @@ async def test_bad_settings_name_the_field_and_change_nothing(
     assert kept["slot_capacity"] == 3
 
 
-async def test_only_an_administrator_edits_settings(client, tokens, service):
+async def test_only_an_administrator_edits_settings(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     for headers in (tokens.supervisor(), tokens.monitor()):
         response = await client.put(f"{URL}/{service}", json={"name": service}, headers=headers)
         problem(response, 403)
@@ -88,7 +94,9 @@ async def test_only_an_administrator_edits_settings(client, tokens, service):
     ] is False
 
 
-async def test_services_lists_only_granted_ones(client, tokens, service):
+async def test_services_lists_only_granted_ones(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     other = service + "-other"
     await configure(client, tokens, service, slot_capacity=7)
     await configure(client, tokens, other)
@@ -103,7 +111,9 @@ async def test_services_lists_only_granted_ones(client, tokens, service):
     assert {service, other} <= names
 
 
-async def test_availability_lists_open_slots_with_remaining_capacity(client, tokens, service):
+async def test_availability_lists_open_slots_with_remaining_capacity(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     day = datetime.now(UTC).date() + timedelta(days=3)
     hours = {WEEK[day.weekday()]: [{"opens": "09:00", "closes": "10:00"}]}
     await configure(
@@ -139,7 +149,9 @@ async def test_availability_lists_open_slots_with_remaining_capacity(client, tok
     assert remaining == [("09:20", 1), ("09:40", 2)]
 
 
-async def test_availability_of_a_closed_day_is_empty(client, tokens, service):
+async def test_availability_of_a_closed_day_is_empty(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     day = datetime.now(UTC).date() + timedelta(days=5)
     await configure(client, tokens, service, closed_dates=[day.isoformat()])
     body = (
@@ -160,7 +172,9 @@ async def test_availability_of_a_closed_day_is_empty(client, tokens, service):
     assert open_day["closed"] is False and len(open_day["slots"]) == 96  # 24 h of 15 minutes
 
 
-async def test_availability_needs_a_valid_date_and_a_granted_service(client, tokens, service):
+async def test_availability_needs_a_valid_date_and_a_granted_service(
+    client: httpx.AsyncClient, tokens: Tokens, service: str
+) -> None:
     url = f"{URL}/{service}/availability"
     problem(await client.get(url, params={"date": "tomorrow"}, headers=tokens.monitor()), 422)
     problem(await client.get(url, headers=tokens.monitor()), 422)

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
 from tests.admin_api.support import SECRET
 from tests.console.openapi_doc import CONSOLE, ROOT
@@ -109,7 +109,7 @@ async def shot(page: Page, name: str) -> None:
         await page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
-def row(page: Page, number: str):
+def row(page: Page, number: str) -> Locator:
     return page.locator("table.callbacks tbody tr[data-callback-id]", has_text=number)
 
 

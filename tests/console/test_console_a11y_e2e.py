@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from callback_shared.mongo import CALLBACKS, SERVICES
+from callback_shared.mongo import CALLBACKS, SERVICES, Document
 from callback_shared.states import CallbackResult, CallbackState
 from playwright.async_api import Page, expect
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import SECRET, Tokens, stored_callback
 from tests.console.openapi_doc import CONSOLE
@@ -43,7 +45,7 @@ async def axe_violations(page: Page, where: str) -> list[str]:
 
 async def focus_is_visible(page: Page) -> bool:
     """The focused element draws an outline or a box shadow (a visible focus ring)."""
-    return await page.evaluate(
+    visible: bool = await page.evaluate(
         """() => {
              const el = document.activeElement;
              if (!el || el === document.body) return false;
@@ -52,9 +54,10 @@ async def focus_is_visible(page: Page) -> bool:
              return outline || style.boxShadow !== "none";
            }"""
     )
+    return visible
 
 
-async def seed(db) -> None:
+async def seed(db: AsyncDatabase[Document]) -> None:
     await db[SERVICES].insert_many([{"_id": name, **SETTINGS} for name in ("fast", "other")])
     now = datetime.now(UTC).replace(microsecond=0)
     tomorrow = (now + timedelta(days=1)).replace(hour=10, minute=0, second=0)
@@ -71,7 +74,9 @@ async def seed(db) -> None:
 
 @pytest.mark.timeout(240)
 @pytest.mark.usefixtures("browser_and_build")
-async def test_every_screen_is_accessible_and_fits(env, db, bootstrapped, tmp_path):
+async def test_every_screen_is_accessible_and_fits(
+    env: dict[str, str], db: AsyncDatabase[Document], bootstrapped: None, tmp_path: Path
+) -> None:
     assert AXE.is_file(), "axe-core is a devDependency of the console: npm ci"
     await seed(db)
     administrator = bearer(Tokens().administrator(sub="ada"))
@@ -186,10 +191,11 @@ async def walk_every_screen(page: Page, url: str, token: str, width: int) -> lis
 
 
 async def focused(page: Page) -> str:
-    return await page.evaluate(
+    label: str = await page.evaluate(
         """() => { const el = document.activeElement;
              return (el.getAttribute("aria-label") || el.textContent || el.tagName).trim(); }"""
     )
+    return label
 
 
 async def fits(page: Page, at: str) -> None:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from callback_shared.mongo import CALLBACKS, SERVICES
+from callback_shared.mongo import CALLBACKS, SERVICES, Document
 from callback_shared.states import CallbackState
 from playwright.async_api import Page, async_playwright, expect
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import Tokens, stored_callback
 from tests.console.support import (
@@ -55,7 +56,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.usefixtures("browser_and_build")
 @pytest.mark.timeout(420)
-async def test_bulk_cancel_export_and_services(env, db, bootstrapped, tmp_path):
+async def test_bulk_cancel_export_and_services(
+    env: dict[str, str], db: AsyncDatabase[Document], bootstrapped: None, tmp_path: Path
+) -> None:
     await db[SERVICES].insert_one({"_id": SERVICE, **SETTINGS})
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
     scheduled = [

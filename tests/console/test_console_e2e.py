@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from callback_admin_api.tokens import mint_token
-from callback_shared.mongo import CALLBACKS, SERVICES
+from callback_shared.mongo import CALLBACKS, SERVICES, Document
 from playwright.async_api import Page, expect
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import SECRET, SUPERVISOR, Tokens, stored_callback
 from tests.console.support import (
@@ -37,7 +39,13 @@ DRAFT_NUMBER = "+14155550105"
 
 
 @pytest.mark.timeout(300)
-async def test_the_console_on_the_real_system(env, db, bootstrapped, browser_and_build, tmp_path):
+async def test_the_console_on_the_real_system(
+    env: dict[str, str],
+    db: AsyncDatabase[Document],
+    bootstrapped: None,
+    browser_and_build: None,
+    tmp_path: Path,
+) -> None:
     await db[SERVICES].insert_many(
         [{"_id": name, **SETTINGS} for name in ("fast", "other", "quiet")]
     )

@@ -4,10 +4,12 @@ Server-Sent Events of admin-api, with no Refresh and the fallback poll set to an
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
-from callback_shared.mongo import SERVICES
+from callback_shared.mongo import SERVICES, Document
 from playwright.async_api import Request, async_playwright, expect
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import Tokens
 from tests.console.support import (
@@ -32,7 +34,9 @@ HOUR_MS = 3_600_000
 
 @pytest.mark.timeout(300)
 @pytest.mark.usefixtures("browser_and_build")
-async def test_rows_follow_a_callback_live_without_refresh(env, db, bootstrapped, tmp_path):
+async def test_rows_follow_a_callback_live_without_refresh(
+    env: dict[str, str], db: AsyncDatabase[Document], bootstrapped: None, tmp_path: Path
+) -> None:
     await db[SERVICES].insert_one({"_id": "live", **SETTINGS})
     supervisor = Tokens().supervisor(sub="sam")["Authorization"].removeprefix("Bearer ")
     processes = start_platform(env, tmp_path, {"live": PROFILE})

@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
 from callback_dev.infra import free_port
-from callback_shared.mongo import SERVICES
+from callback_shared.mongo import SERVICES, Document
 from playwright.async_api import Page, async_playwright, expect
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import SUPERVISOR
 from tests.console.oidc_provider import AUDIENCE, CLIENT_ID, OidcProvider
@@ -37,7 +39,7 @@ pytestmark = pytest.mark.e2e
 
 SIGNED_IN_NUMBER, DRAFT_NUMBER = "+14155550111", "+14155550112"
 LAPSE_SECONDS = 15
-USERS = {
+USERS: dict[str, dict[str, Any]] = {
     "sofia": {"roles": [SUPERVISOR], "services": ["fast"]},
     # tokens that lapse while she types: signing in again goes back to the provider
     "lara": {"roles": [SUPERVISOR], "services": ["fast"], "access_token_ttl": LAPSE_SECONDS},
@@ -106,7 +108,9 @@ async def assert_clean_address(page: Page, url: str) -> None:
 
 @pytest.mark.timeout(300)
 @pytest.mark.usefixtures("browser_and_build")
-async def test_a_supervisor_signs_in_at_the_identity_provider(env, db, bootstrapped, tmp_path):
+async def test_a_supervisor_signs_in_at_the_identity_provider(
+    env: dict[str, str], db: AsyncDatabase[Document], bootstrapped: None, tmp_path: Path
+) -> None:
     await db[SERVICES].insert_one({"_id": "fast", **SETTINGS})
     provider_port = free_port()
     processes = start_platform_with_issuer(env, tmp_path, f"http://127.0.0.1:{provider_port}")

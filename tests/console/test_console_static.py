@@ -34,7 +34,9 @@ def dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-async def test_serves_the_built_files_and_index_for_client_routes(client, dist):
+async def test_serves_the_built_files_and_index_for_client_routes(
+    client: httpx.AsyncClient, dist: Path
+) -> None:
     assert (await client.get("/console")).headers["location"] == "/console/"
     index = await client.get("/console/")
     assert index.status_code == 200 and "<title>console</title>" in index.text
@@ -47,19 +49,21 @@ async def test_serves_the_built_files_and_index_for_client_routes(client, dist):
     assert "no" != (await client.get("/console/..%2Fsecret.txt")).text
 
 
-async def test_config_needs_no_token(client, dist):
+async def test_config_needs_no_token(client: httpx.AsyncClient, dist: Path) -> None:
     answer = await client.get("/console/config.json")
     assert answer.status_code == 200
     assert answer.json()["sign_in"] == "token"
 
 
-async def test_a_missing_build_says_how_to_build_it(client, tmp_path, monkeypatch):
+async def test_a_missing_build_says_how_to_build_it(
+    client: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ADMIN_CONSOLE_DIR", str(tmp_path / "nothing"))
     answer = await client.get("/console/")
     assert answer.status_code == 404
     assert "npm run build" in answer.text
 
 
-async def test_the_console_is_not_in_the_openapi_document(client):
+async def test_the_console_is_not_in_the_openapi_document(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert not any(path.startswith("/console") for path in paths)

@@ -12,18 +12,19 @@ error.
 
 import json
 import sys
+from typing import Any
 
 import yaml
 from kubernetes_validate import utils
 
 
-def load(path):
+def load(path: str) -> list[Any]:
     with open(path) as stream:
         return [doc for doc in yaml.safe_load_all(stream) if doc]
 
 
-def validate(doc, version):
-    result = {
+def validate(doc: dict[str, Any], version: str) -> dict[str, Any]:
+    result: dict[str, Any] = {
         "kind": doc.get("kind"),
         "name": doc.get("metadata", {}).get("name"),
         "version": version,
@@ -40,7 +41,7 @@ def validate(doc, version):
     return result
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     command, path, *versions = argv
     docs = load(path)
     if command == "parse":

@@ -133,7 +133,10 @@ def configuration_reference() -> str:
 
 
 def settings_without_meaning() -> list[str]:
-    classes = [PlatformSettings, *(cls for _, cls in service_classes())]
+    classes: list[type[PlatformSettings]] = [
+        PlatformSettings,
+        *(cls for _, cls in service_classes()),
+    ]
     return sorted(
         {name.upper() for cls in classes for name in cls.model_fields if not meaning(cls, name)}
     )

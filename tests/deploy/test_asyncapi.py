@@ -16,6 +16,7 @@ from callback_shared.models import (
     CallbackType,
     DeadLetter,
     DueCallback,
+    Event,
     LifecycleEvent,
     LifecycleEventKind,
     RoutingCommand,
@@ -26,7 +27,6 @@ from callback_shared.models import (
 from callback_shared.settings import PlatformSettings
 from callback_shared.states import CallbackState
 from jsonschema import Draft7Validator, FormatChecker, ValidationError
-from pydantic import BaseModel
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
@@ -44,7 +44,7 @@ CALLBACK = uuid4()
 NOW = datetime(2025, 3, 4, 10, 30, tzinfo=UTC)
 
 #: one real event per channel, as the services build them
-EVENTS: dict[str, BaseModel] = {
+EVENTS: dict[str, Event | DeadLetter] = {
     "dueCallbacks": DueCallback(
         callback_id=CALLBACK,
         service_name="billing",
@@ -140,14 +140,14 @@ def payload_validator(channel: str) -> Draft7Validator:
 # --- current ----------------------------------------------------------------------------------
 
 
-def test_the_published_document_is_current():
+def test_the_published_document_is_current() -> None:
     assert PUBLISHED.exists(), "docs/asyncapi.json is missing: run `make docs`"
     assert json.loads(PUBLISHED.read_text(encoding="utf-8")) == DOCUMENT, (
         "docs/asyncapi.json is stale: run `make docs`"
     )
 
 
-def test_the_document_is_derived_from_the_code_not_the_file():
+def test_the_document_is_derived_from_the_code_not_the_file() -> None:
     assert asyncapi_document(version=DOCUMENT["info"]["version"]) == DOCUMENT
     assert DOCUMENT["info"]["version"] == reference.release_version()
 
@@ -156,13 +156,13 @@ def test_the_document_is_derived_from_the_code_not_the_file():
 
 
 @pytest.mark.parametrize("channel", list(EVENTS))
-def test_the_message_schema_accepts_a_real_event(channel):
+def test_the_message_schema_accepts_a_real_event(channel: str) -> None:
     event = EVENTS[channel].model_dump(mode="json")
     payload_validator(channel).validate(event)
 
 
 @pytest.mark.parametrize("channel", list(EVENTS))
-def test_the_message_schema_is_not_vacuous(channel):
+def test_the_message_schema_is_not_vacuous(channel: str) -> None:
     validator = payload_validator(channel)
     event = EVENTS[channel].model_dump(mode="json")
     for broken in ({**event, "event_id": "not a uuid"}, {**event, "occurred_at": 1741084200}):
@@ -177,12 +177,12 @@ def test_the_message_schema_is_not_vacuous(channel):
 
 
 @pytest.mark.parametrize("channel", list(EVENTS))
-def test_the_channel_carries_its_model(channel):
+def test_the_channel_carries_its_model(channel: str) -> None:
     (message,) = DOCUMENT["channels"][channel]["messages"].values()
     assert resolve(message["$ref"])["name"] == type(EVENTS[channel]).__name__
 
 
-def test_every_event_schema_has_the_common_fields():
+def test_every_event_schema_has_the_common_fields() -> None:
     for channel, event in EVENTS.items():
         if channel == "deadLetters":
             continue
@@ -193,7 +193,7 @@ def test_every_event_schema_has_the_common_fields():
         ), type(event).__name__
 
 
-def test_messages_are_json_keyed_by_callback_id():
+def test_messages_are_json_keyed_by_callback_id() -> None:
     for name, message in DOCUMENT["components"]["messages"].items():
         assert message["contentType"] == "application/json", name
         key = message["bindings"]["kafka"]["key"]
@@ -209,7 +209,7 @@ def test_messages_are_json_keyed_by_callback_id():
 # --- the topics -------------------------------------------------------------------------------
 
 
-def test_channels_are_the_topic_settings_with_their_default_names():
+def test_channels_are_the_topic_settings_with_their_default_names() -> None:
     topics = {
         name: field.default
         for name, field in PlatformSettings.model_fields.items()
@@ -223,7 +223,7 @@ def test_channels_are_the_topic_settings_with_their_default_names():
         assert setting.upper() in spec["description"] and "configuration" in spec["description"]
 
 
-def test_who_sends_and_who_receives():
+def test_who_sends_and_who_receives() -> None:
     flows = {
         (op_id.split(".")[0], op["action"], op["channel"]["$ref"].rsplit("/", 1)[1])
         for op_id, op in DOCUMENT["operations"].items()
@@ -252,7 +252,7 @@ def test_who_sends_and_who_receives():
 # on: the required fields, and that every reference resolves where 3.0 wants it to point.
 
 
-def test_the_document_is_asyncapi_3():
+def test_the_document_is_asyncapi_3() -> None:
     assert DOCUMENT["asyncapi"] == "3.0.0"
     assert set(DOCUMENT) <= {
         "asyncapi",
@@ -272,7 +272,7 @@ def test_the_document_is_asyncapi_3():
             assert variable in server["variables"], name
 
 
-def test_every_reference_resolves():
+def test_every_reference_resolves() -> None:
     for ref in refs(DOCUMENT):
         try:
             resolve(ref)
@@ -280,7 +280,7 @@ def test_every_reference_resolves():
             pytest.fail(f"{ref} does not resolve")
 
 
-def test_channels_have_an_address_and_their_messages():
+def test_channels_have_an_address_and_their_messages() -> None:
     for name, channel in DOCUMENT["channels"].items():
         assert COMPONENT_KEY.match(name), name
         assert isinstance(channel["address"], str) and channel["address"], name
@@ -290,7 +290,7 @@ def test_channels_have_an_address_and_their_messages():
             assert "payload" in resolve(message["$ref"]), name
 
 
-def test_operations_point_at_a_channel_and_its_messages():
+def test_operations_point_at_a_channel_and_its_messages() -> None:
     for name, operation in DOCUMENT["operations"].items():
         assert COMPONENT_KEY.match(name), name
         assert operation["action"] in {"send", "receive"}, name
@@ -304,7 +304,7 @@ def test_operations_point_at_a_channel_and_its_messages():
             resolve(message["$ref"])
 
 
-def test_every_channel_is_sent_to_and_every_event_channel_is_read():
+def test_every_channel_is_sent_to_and_every_event_channel_is_read() -> None:
     for name in DOCUMENT["channels"]:
         actions = {
             op["action"]
@@ -316,7 +316,7 @@ def test_every_channel_is_sent_to_and_every_event_channel_is_read():
         assert name == "deadLetters" or "receive" in actions, name
 
 
-def test_components_are_well_formed():
+def test_components_are_well_formed() -> None:
     components = DOCUMENT["components"]
     assert set(components) <= {"schemas", "messages"}
     for kind in ("schemas", "messages"):

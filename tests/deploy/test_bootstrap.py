@@ -12,8 +12,10 @@ from callback_shared.mongo import (
     CALLBACKS,
     CANCELLATION_REPORT,
     CANCELLATION_REPORT_INDEXES,
+    Document,
 )
 from callback_shared.settings import PlatformSettings
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.support import BIN
 
@@ -45,7 +47,9 @@ async def partitions(settings: PlatformSettings) -> dict[str, int]:
     return {topic["topic"]: len(topic["partitions"]) for topic in described}
 
 
-async def test_bootstrap_creates_topics_and_indexes_and_is_idempotent(env, settings, db):
+async def test_bootstrap_creates_topics_and_indexes_and_is_idempotent(
+    env: dict[str, str], settings: PlatformSettings, db: AsyncDatabase[Document]
+) -> None:
     assert await partitions(settings) == {}
 
     first = run_bootstrap(env)
@@ -72,7 +76,9 @@ async def test_bootstrap_creates_topics_and_indexes_and_is_idempotent(env, setti
     assert await db[CALLBACKS].index_information() == indexes
 
 
-async def test_existing_topic_with_other_partition_count_is_reported_not_changed(env, settings):
+async def test_existing_topic_with_other_partition_count_is_reported_not_changed(
+    env: dict[str, str], settings: PlatformSettings
+) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
@@ -93,7 +99,7 @@ async def test_existing_topic_with_other_partition_count_is_reported_not_changed
     assert (await partitions(settings))[settings.topic_dead_letter] == 1
 
 
-def test_bootstrap_refuses_bad_configuration():
+def test_bootstrap_refuses_bad_configuration() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS",)}
     env["MONGODB_URL"] = "mongodb://127.0.0.1:27017"
     run = subprocess.run(

@@ -44,7 +44,7 @@ def services(project: Any) -> dict[str, Any]:
     return project["services"]  # type: ignore[no-any-return]
 
 
-def test_the_loader_refuses_what_docker_compose_refuses(tools, tmp_path):
+def test_the_loader_refuses_what_docker_compose_refuses(tools: Tools, tmp_path: Path) -> None:
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(COMPOSE_FILE.read_text().replace("healthcheck:", "healthchek:", 1))
     run = tools.run(tools.compose_check, broken, check=False)
@@ -52,11 +52,11 @@ def test_the_loader_refuses_what_docker_compose_refuses(tools, tmp_path):
     assert "healthchek" in run.stderr
 
 
-def test_services_are_the_platform_and_its_infrastructure(services):
+def test_services_are_the_platform_and_its_infrastructure(services: dict[str, Any]) -> None:
     assert set(services) == {*SERVICES, *INFRASTRUCTURE, "bootstrap"}
 
 
-def test_infrastructure_images_are_official_and_pinned(services):
+def test_infrastructure_images_are_official_and_pinned(services: dict[str, Any]) -> None:
     kafka, mongodb = services["kafka"], services["mongodb"]
     assert kafka["image"].startswith("apache/kafka:")
     assert mongodb["image"].startswith("mongo:")
@@ -68,7 +68,9 @@ def test_infrastructure_images_are_official_and_pinned(services):
     assert not any("ZOOKEEPER" in key for key in env)
 
 
-def test_infrastructure_keeps_its_data_in_named_volumes(project, services):
+def test_infrastructure_keeps_its_data_in_named_volumes(
+    project: Any, services: dict[str, Any]
+) -> None:
     mounts = {
         name: {(v["type"], v["source"], v["target"]) for v in services[name].get("volumes") or []}
         for name in INFRASTRUCTURE
@@ -91,7 +93,9 @@ def image_build(service: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_service_is_built_from_the_one_dockerfile(services, service):
+def test_every_service_is_built_from_the_one_dockerfile(
+    services: dict[str, Any], service: str
+) -> None:
     spec = services[service]
     assert spec["build"] == image_build(service)
     assert DOCKERFILE.is_file()
@@ -99,7 +103,7 @@ def test_every_service_is_built_from_the_one_dockerfile(services, service):
     assert "entrypoint" not in spec or spec["entrypoint"] is None  # the image's own
 
 
-def test_image_names_and_tag_are_configurable(tools):
+def test_image_names_and_tag_are_configurable(tools: Tools) -> None:
     services = load(
         tools, COMPOSE_FILE, {"CALLBACK_IMAGE_PREFIX": "reg.example/cb", "CALLBACK_TAG": "1.2.3"}
     )["services"]
@@ -112,11 +116,14 @@ def check_settings(cls: type[PlatformSettings], env: dict[str, str], what: str) 
     assert not unknown, f"{what}: {sorted(unknown)} are not settings of {cls.__name__}"
     missing = required_env_names(cls) - set(env)
     assert not missing, f"{what}: required settings {sorted(missing)} are not set"
-    cls(**{name.lower(): value for name, value in env.items()})  # valid values
+    values: dict[str, Any] = {name.lower(): value for name, value in env.items()}
+    cls(**values)  # valid values
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_service_gets_valid_settings_of_its_own(services, service):
+def test_every_service_gets_valid_settings_of_its_own(
+    services: dict[str, Any], service: str
+) -> None:
     cls = settings_class(service)
     env = services[service]["environment"]
     check_settings(cls, env, service)
@@ -127,12 +134,14 @@ def test_every_service_gets_valid_settings_of_its_own(services, service):
     assert env["MONGODB_URL"] == "mongodb://mongodb:27017"
 
 
-def test_admin_api_can_verify_tokens(services):
+def test_admin_api_can_verify_tokens(services: dict[str, Any]) -> None:
     env = services["admin-api"]["environment"]
     assert {"JWT_SECRET", "JWT_PUBLIC_KEY"} & set(env), "without a key every API request is refused"
 
 
-def test_bootstrap_creates_topics_and_indexes_once_infrastructure_is_healthy(services):
+def test_bootstrap_creates_topics_and_indexes_once_infrastructure_is_healthy(
+    services: dict[str, Any],
+) -> None:
     bootstrap = services["bootstrap"]
     assert bootstrap["entrypoint"] == ["callback-bootstrap"]
     assert bootstrap["build"] in [image_build(s) for s in SERVICES]
@@ -151,7 +160,9 @@ def test_bootstrap_creates_topics_and_indexes_once_infrastructure_is_healthy(ser
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_services_start_after_bootstrap_and_report_readiness(services, service):
+def test_services_start_after_bootstrap_and_report_readiness(
+    services: dict[str, Any], service: str
+) -> None:
     spec = services[service]
     assert spec["depends_on"]["bootstrap"]["condition"] == "service_completed_successfully"
     check = spec["healthcheck"]
@@ -161,7 +172,7 @@ def test_services_start_after_bootstrap_and_report_readiness(services, service):
     assert spec["restart"] == "unless-stopped"
 
 
-def test_infrastructure_has_healthchecks(services):
+def test_infrastructure_has_healthchecks(services: dict[str, Any]) -> None:
     for name in INFRASTRUCTURE:
         check = services[name]["healthcheck"]
         assert check["test"][0] in {"CMD", "CMD-SHELL"} and len(check["test"]) > 1
@@ -171,14 +182,14 @@ def test_infrastructure_has_healthchecks(services):
 
 
 @pytest.mark.parametrize("service", [*SERVICES, "bootstrap"])
-def test_service_containers_are_locked_down(services, service):
+def test_service_containers_are_locked_down(services: dict[str, Any], service: str) -> None:
     spec = services[service]
     assert spec["read_only"] is True
     assert spec["cap_drop"] == ["ALL"]
     assert "no-new-privileges:true" in spec["security_opt"]
 
 
-def test_admin_api_is_published_on_the_documented_port(services):
+def test_admin_api_is_published_on_the_documented_port(services: dict[str, Any]) -> None:
     port = AdminApiSettings.model_fields["http_port"].default
     assert services["admin-api"]["ports"] == [
         {

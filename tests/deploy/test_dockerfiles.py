@@ -192,11 +192,11 @@ def entry_point_link(build: Stage) -> tuple[str, str]:
 # --- hadolint ---------------------------------------------------------------------------------
 
 
-def test_hadolint_passes_the_dockerfile(tools: Tools):
+def test_hadolint_passes_the_dockerfile(tools: Tools) -> None:
     tools.run(tools.hadolint, "--config", HADOLINT_CONFIG, "--no-color", DOCKERFILE)
 
 
-def test_hadolint_catches_what_it_should(tools: Tools, tmp_path):
+def test_hadolint_catches_what_it_should(tools: Tools, tmp_path: Path) -> None:
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN pip install uv\nCMD python -m app\n")
     run = tools.run(tools.hadolint, "--config", HADOLINT_CONFIG, "--no-color", bad, check=False)
@@ -207,13 +207,13 @@ def test_hadolint_catches_what_it_should(tools: Tools, tmp_path):
 # --- the rules --------------------------------------------------------------------------------
 
 
-def test_one_dockerfile_no_other():
+def test_one_dockerfile_no_other() -> None:
     assert DOCKERFILE.is_file()
     assert not sorted(REPO.glob("services/*/Dockerfile")), "one template, no per-service copy"
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_multi_stage_from_one_pinned_slim_base(service):
+def test_multi_stage_from_one_pinned_slim_base(service: str) -> None:
     built = image(service)
     assert len(built.stages) >= 2, "multi-stage: a build stage and a slim final stage"
     bases = {name: s.image for name, s in built.stages.items() if s.image not in built.stages}
@@ -227,7 +227,7 @@ def test_multi_stage_from_one_pinned_slim_base(service):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_a_service_builds_only_the_stages_it_needs(service):
+def test_a_service_builds_only_the_stages_it_needs(service: str) -> None:
     built = image(service)
     # BuildKit builds the target's stages only: the Node stage for admin-api alone
     assert (CONSOLE_STAGE in built.stages) == (service == "admin-api")
@@ -236,7 +236,7 @@ def test_a_service_builds_only_the_stages_it_needs(service):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_final_stage_runs_the_service_as_non_root_in_exec_form(service):
+def test_final_stage_runs_the_service_as_non_root_in_exec_form(service: str) -> None:
     built = image(service)
     final = built.final
     user = final.all("USER")[-1]
@@ -255,7 +255,7 @@ def test_final_stage_runs_the_service_as_non_root_in_exec_form(service):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_healthcheck_port_and_host(service, monkeypatch):
+def test_healthcheck_port_and_host(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     final = image(service).final
     port = settings_class(service).model_fields["http_port"].default
     (check,) = final.all("HEALTHCHECK")
@@ -276,7 +276,7 @@ def test_healthcheck_port_and_host(service, monkeypatch):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_final_stage_holds_the_venv_and_no_build_tools(service):
+def test_final_stage_holds_the_venv_and_no_build_tools(service: str) -> None:
     built = image(service)
     build, final = built.build, built.final
     copies = final.all("COPY")
@@ -292,7 +292,7 @@ def test_final_stage_holds_the_venv_and_no_build_tools(service):
     assert all(f'--package "callback-{service}"' in r for r in syncs), "this service only"
 
 
-def test_admin_api_image_serves_the_console_built_from_its_lockfile():
+def test_admin_api_image_serves_the_console_built_from_its_lockfile() -> None:
     built = image("admin-api")
     console = built.stages[CONSOLE_STAGE]
     assert re.match(r"^node:20\.\d+\.\d+-bookworm-slim$", console.image), console.image
@@ -307,7 +307,7 @@ def test_admin_api_image_serves_the_console_built_from_its_lockfile():
     assert final.env()["ADMIN_CONSOLE_DIR"] == "/app/console"
 
 
-def test_a_build_without_service_fails_early():
+def test_a_build_without_service_fails_early() -> None:
     (build,) = [s for s in parse() if s.name == "build"]
     with pytest.raises(AssertionError, match="SERVICE"):
         build.with_build_args({})
@@ -349,7 +349,7 @@ def copy_into(source: str, destination: Path, patterns: list[tuple[str, bool]]) 
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_build_stage_replayed_without_docker(service, tmp_path):
+def test_build_stage_replayed_without_docker(service: str, tmp_path: Path) -> None:
     built = image(service)
     build = built.build
     patterns = dockerignore()
@@ -370,6 +370,7 @@ def test_build_stage_replayed_without_docker(service, tmp_path):
             command = [w for w in shlex.split(args) if not w.startswith("--mount=")]
             if command[0] == "ln":
                 link, script = entry_point_link(build)
+                assert workdir is not None
                 (workdir / ".venv" / "bin" / link).symlink_to(script)
                 continue
             if command[:2] == ["pip", "install"]:

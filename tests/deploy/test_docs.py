@@ -3,6 +3,7 @@ document of the topics) match it, every setting of every service is documented w
 and so are the topics and the compose file's variables."""
 
 import re
+from pathlib import Path
 
 import pytest
 from callback_shared.settings import PlatformSettings
@@ -15,7 +16,7 @@ OPERATIONS = (REPO / "docs" / "operations.md").read_text()
 
 
 @pytest.mark.parametrize("path", list(reference.BLOCKS), ids=lambda p: p.name)
-def test_generated_reference_matches_the_code(path):
+def test_generated_reference_matches_the_code(path: Path) -> None:
     tag, generate = reference.BLOCKS[path]
     name = f"{path.relative_to(REPO)}" + (f" ({tag})" if tag else "")
     assert reference.current_block(path, tag) == generate(), (
@@ -24,26 +25,26 @@ def test_generated_reference_matches_the_code(path):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_setting_of_every_service_is_documented(service):
+def test_every_setting_of_every_service_is_documented(service: str) -> None:
     undocumented = {
         name for name in env_names(settings_class(service)) if f"`{name}`" not in CONFIGURATION
     }
     assert not undocumented, f"{service}: {sorted(undocumented)} missing from docs/configuration.md"
 
 
-def test_every_setting_has_a_meaning():
+def test_every_setting_has_a_meaning() -> None:
     assert reference.settings_without_meaning() == [], (
         "give these settings a Field(description=...) in their settings class"
     )
 
 
-def test_every_topic_is_documented_with_its_default_name():
+def test_every_topic_is_documented_with_its_default_name() -> None:
     for name, field in PlatformSettings.model_fields.items():
         if name.startswith("topic_") and isinstance(field.default, str):
             assert f"`{name.upper()}`" in OPERATIONS and f"`{field.default}`" in OPERATIONS, name
 
 
-def test_every_compose_variable_is_documented():
+def test_every_compose_variable_is_documented() -> None:
     compose = (REPO / "docker-compose.yml").read_text()
     variables = set(re.findall(r"\$\{(\w+)", compose))
     assert variables, "docker-compose.yml interpolates no variable?"
@@ -51,7 +52,7 @@ def test_every_compose_variable_is_documented():
     assert not undocumented, f"docs/configuration.md lacks {sorted(undocumented)}"
 
 
-def test_readme_points_at_the_docs_and_relative_links_resolve():
+def test_readme_points_at_the_docs_and_relative_links_resolve() -> None:
     readme = (REPO / "README.md").read_text()
     deploying = readme.split("## Deploying", 1)[1].split("\n## ", 1)[0]
     assert "docs/operations.md" in deploying and "docs/configuration.md" in deploying

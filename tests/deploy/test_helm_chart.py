@@ -21,7 +21,7 @@ from tests.deploy.conftest import (
     required_env_names,
     settings_class,
 )
-from tests.foundation.test_secure_kafka import issue_server_cert, make_ca
+from tests.foundation.certs import issue_server_cert, make_ca
 
 #: oldest supported and newest bundled Kubernetes versions, and two between
 KUBERNETES_VERSIONS = ["1.27.0", "1.30.0", "1.33.0", "1.37.0"]
@@ -99,11 +99,11 @@ def container(workload: Manifest) -> Manifest:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_chart_lints_strict(tools, case):
+def test_chart_lints_strict(tools: Tools, case: str) -> None:
     tools.run(tools.helm, "lint", "--strict", CHART, *CASES[case])
 
 
-def test_values_schema_rejects_unknown_and_mistyped_values(tools):
+def test_values_schema_rejects_unknown_and_mistyped_values(tools: Tools) -> None:
     typo = helm_template(tools, "--set", "services.adminApi.replica=3", check=False)
     assert typo.returncode != 0
     assert "additional properties 'replica' not allowed" in typo.stderr
@@ -112,7 +112,7 @@ def test_values_schema_rejects_unknown_and_mistyped_values(tools):
     assert "/topics/partitions" in mistyped.stderr
 
 
-def test_chart_refuses_more_consumers_than_partitions(tools):
+def test_chart_refuses_more_consumers_than_partitions(tools: Tools) -> None:
     run = helm_template(tools, "--set", "topics.partitions=4", check=False)
     assert run.returncode != 0
     assert "services.stateTracker may run 6 replicas but topics.partitions is 4" in run.stderr
@@ -126,7 +126,7 @@ def test_chart_refuses_more_consumers_than_partitions(tools):
     assert fixed.returncode == 0
 
 
-def test_existing_secret_is_required_without_a_chart_secret(tools):
+def test_existing_secret_is_required_without_a_chart_secret(tools: Tools) -> None:
     run = helm_template(tools, "--set", "secret.create=false", check=False)
     assert run.returncode != 0
     assert "secret.existingSecret is required" in run.stderr
@@ -135,7 +135,9 @@ def test_existing_secret_is_required_without_a_chart_secret(tools):
 # --- Kubernetes schemas -----------------------------------------------------------------------
 
 
-def test_every_object_validates_against_the_kubernetes_schemas(tools, rendered):
+def test_every_object_validates_against_the_kubernetes_schemas(
+    tools: Tools, rendered: Rendered
+) -> None:
     results = tools.validate(rendered.path, KUBERNETES_VERSIONS)
     assert len(results) == len(rendered.docs) * len(KUBERNETES_VERSIONS)
     invalid = [r for r in results if r["status"] == "invalid"]
@@ -146,7 +148,9 @@ def test_every_object_validates_against_the_kubernetes_schemas(tools, rendered):
     assert unvalidated <= CRD_KINDS, f"no schema for {unvalidated - CRD_KINDS}"
 
 
-def test_the_schema_validation_catches_a_broken_object(tools, rendered, tmp_path):
+def test_the_schema_validation_catches_a_broken_object(
+    tools: Tools, rendered: Rendered, tmp_path: Path
+) -> None:
     """The harness fails what the API server would refuse (not a silent pass)."""
     text = rendered.path.read_text()
     broken = tmp_path / "broken.yaml"
@@ -162,7 +166,7 @@ def test_the_schema_validation_catches_a_broken_object(tools, rendered, tmp_path
 # --- what is rendered -------------------------------------------------------------------------
 
 
-def test_objects_per_service(rendered):
+def test_objects_per_service(rendered: Rendered) -> None:
     services = enabled_services(rendered)
     expected = set(SERVICES) - ({"routing-sim"} if rendered.case == "production" else set())
     assert services == expected
@@ -180,7 +184,7 @@ def test_objects_per_service(rendered):
     assert len(rendered.of_kind("Secret")) == int(not production)
 
 
-def test_every_workload_is_locked_down(rendered):
+def test_every_workload_is_locked_down(rendered: Rendered) -> None:
     for workload in rendered.workloads():
         name = f"{workload['kind']}/{workload['metadata']['name']}"
         pod = workload["spec"]["template"]["spec"]
@@ -206,7 +210,7 @@ def test_every_workload_is_locked_down(rendered):
             assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp"], name
 
 
-def test_probes_ports_and_scrape_config(rendered):
+def test_probes_ports_and_scrape_config(rendered: Rendered) -> None:
     for service, deployment in rendered.by_component("Deployment").items():
         port = settings_class(service).model_fields["http_port"].default
         c = container(deployment)
@@ -226,7 +230,7 @@ def test_probes_ports_and_scrape_config(rendered):
         assert strategy["maxUnavailable"] == 0
 
 
-def test_images_are_the_service_images(rendered):
+def test_images_are_the_service_images(rendered: Rendered) -> None:
     tag = "0.1.0"
     prefix = {
         "default": "callback-platform",
@@ -281,10 +285,13 @@ def check_settings(
     in_the_clear = ({"MONGODB_URL"} | secret_typed) & set(plain)
     assert not in_the_clear, f"{what}: {sorted(in_the_clear)} in a ConfigMap"
     assert "MONGODB_URL" in from_secret, f"{what}: MONGODB_URL does not come from the Secret"
-    cls(**{name.lower(): value for name, value in {**plain, **from_secret}.items()})
+    values: dict[str, Any] = {
+        name.lower(): value for name, value in {**plain, **from_secret}.items()
+    }
+    cls(**values)
 
 
-def test_every_workload_gets_valid_settings_of_its_service(rendered):
+def test_every_workload_gets_valid_settings_of_its_service(rendered: Rendered) -> None:
     for service, deployment in rendered.by_component("Deployment").items():
         plain, from_secret = resolved_env(rendered, deployment)
         check_settings(settings_class(service), plain, from_secret, service)
@@ -295,13 +302,13 @@ def test_every_workload_gets_valid_settings_of_its_service(rendered):
     check_settings(PlatformSettings, plain, from_secret, "bootstrap Job")
 
 
-def test_admin_api_can_verify_tokens(rendered):
+def test_admin_api_can_verify_tokens(rendered: Rendered) -> None:
     plain, from_secret = resolved_env(rendered, rendered.by_component("Deployment")["admin-api"])
     keys = {"JWT_SECRET", "JWT_PUBLIC_KEY", "OIDC_ISSUER"} & (set(plain) | set(from_secret))
     assert keys, "without a key every API request is refused"
 
 
-def test_oidc_values_become_admin_api_settings(tools, tmp_path):
+def test_oidc_values_become_admin_api_settings(tools: Tools, tmp_path: Path) -> None:
     issuer = "https://sso.example.com/realms/contact-centre"
     values = {
         "adminApi.oidc.issuer": issuer,
@@ -329,7 +336,7 @@ def test_oidc_values_become_admin_api_settings(tools, tmp_path):
     assert plain_http.returncode != 0 and "issuer" in plain_http.stderr
 
 
-def test_a_generated_secret_is_random_and_long_enough(tools):
+def test_a_generated_secret_is_random_and_long_enough(tools: Tools) -> None:
     first, second = (
         helm_template(tools, "--show-only", "templates/secret.yaml").stdout for _ in range(2)
     )
@@ -344,7 +351,7 @@ def test_a_generated_secret_is_random_and_long_enough(tools):
     assert f'JWT_SECRET: "{"k" * 40}"' in given
 
 
-def test_bootstrap_job_runs_before_install_and_upgrade(rendered):
+def test_bootstrap_job_runs_before_install_and_upgrade(rendered: Rendered) -> None:
     (job,) = rendered.of_kind("Job")
     c = container(job)
     assert c["command"] == ["callback-bootstrap"]
@@ -361,7 +368,7 @@ def test_bootstrap_job_runs_before_install_and_upgrade(rendered):
         )
 
 
-def test_consumers_do_not_outnumber_partitions(rendered):
+def test_consumers_do_not_outnumber_partitions(rendered: Rendered) -> None:
     hpas = {
         h["spec"]["scaleTargetRef"]["name"]: h for h in rendered.of_kind("HorizontalPodAutoscaler")
     }
@@ -377,7 +384,7 @@ def test_consumers_do_not_outnumber_partitions(rendered):
 # --- objects that point at each other ---------------------------------------------------------
 
 
-def test_references_between_objects_resolve(rendered):
+def test_references_between_objects_resolve(rendered: Rendered) -> None:
     deployments = rendered.of_kind("Deployment")
 
     def selected(selector: dict[str, str]) -> list[str]:
@@ -436,7 +443,7 @@ SECURE_VALUES = [
 ]
 
 
-def test_security_files_come_from_mounted_secrets(tools, tmp_path):
+def test_security_files_come_from_mounted_secrets(tools: Tools, tmp_path: Path) -> None:
     out = helm_template(tools, *SECURE_VALUES).stdout
     path = tmp_path / "secure.yaml"
     path.write_text(out)
@@ -488,7 +495,7 @@ def test_security_files_come_from_mounted_secrets(tools, tmp_path):
         check_settings(cls, local_plain, from_secret, component)
 
 
-def test_sasl_without_a_password_secret_is_refused(tools):
+def test_sasl_without_a_password_secret_is_refused(tools: Tools) -> None:
     run = helm_template(
         tools,
         *("--set", "kafka.security.protocol=SASL_SSL"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
+from callback_admin_api.report import ReportEntry
 from callback_shared.models import LifecycleEvent, LifecycleEventKind
 from callback_shared.states import CallbackResult, CallbackState
 
@@ -16,6 +17,17 @@ STATUS = {
     K.CANCELLED: "CANCELLED",
     K.CANCELLATION_REFUSED: "REFUSED",
 }
+#: One entry of a report, as the tests compare them: the columns in the report's order.
+Row = tuple[
+    uuid.UUID,
+    uuid.UUID | None,
+    str,
+    datetime,
+    str,
+    str,
+    CallbackState | None,
+    str | None,
+]
 
 
 def cancellation(
@@ -51,10 +63,10 @@ def cancellation(
     )
 
 
-def expected_report(events: list[LifecycleEvent]) -> dict[str, list[tuple]]:
+def expected_report(events: list[LifecycleEvent]) -> dict[str, list[Row]]:
     """Per actor, what the report must say: per (actor, batch, callback) the event with the
     greatest (occurred_at, event_id), newest first; only cancellations with an actor."""
-    newest: dict[tuple, LifecycleEvent] = {}
+    newest: dict[tuple[str, uuid.UUID | None, uuid.UUID], LifecycleEvent] = {}
     for event in events:
         if event.kind not in STATUS or not event.actor:
             continue
@@ -65,7 +77,7 @@ def expected_report(events: list[LifecycleEvent]) -> dict[str, list[tuple]]:
             kept.event_id.int,
         ):
             newest[key] = event
-    report: dict[str, list[tuple]] = {}
+    report: dict[str, list[Row]] = {}
     for event in newest.values():
         report.setdefault(event.actor or "", []).append(summary_of_event(event))
     for rows in report.values():
@@ -73,7 +85,7 @@ def expected_report(events: list[LifecycleEvent]) -> dict[str, list[tuple]]:
     return report
 
 
-def summary_of_event(event: LifecycleEvent) -> tuple:
+def summary_of_event(event: LifecycleEvent) -> Row:
     status = STATUS[event.kind]
     # BSON dates keep milliseconds
     at = event.occurred_at.replace(microsecond=event.occurred_at.microsecond // 1000 * 1000)
@@ -89,7 +101,7 @@ def summary_of_event(event: LifecycleEvent) -> tuple:
     )
 
 
-def summary_of_entry(entry) -> tuple:
+def summary_of_entry(entry: ReportEntry) -> Row:
     return (
         entry.callback_id,
         entry.batch_id,

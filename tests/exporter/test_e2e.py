@@ -9,16 +9,19 @@ import json
 import random
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from callback_admin_api.report import ALL_SERVICES, recent_cancellations
 from callback_shared.models import LifecycleEvent, utcnow
-from callback_shared.mongo import CANCELLATION_REPORT, make_mongo_client
+from callback_shared.mongo import CANCELLATION_REPORT, Document, make_mongo_client
+from callback_shared.settings import PlatformSettings
 from callback_shared.states import CallbackState
 from prometheus_client.parser import text_string_to_metric_families
+from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.exporter.support import K, cancellation, expected_report, summary_of_entry
+from tests.exporter.support import K, Row, cancellation, expected_report, summary_of_entry
 from tests.pipeline.helpers import TopicReader, eventually, produce
 from tests.support import ServiceProcess, start_service
 
@@ -115,7 +118,7 @@ def encoded(events: list[LifecycleEvent]) -> list[tuple[bytes, bytes]]:
     return [(event.key, event.model_dump_json().encode()) for event in events]
 
 
-async def report_of(db) -> dict[str, list]:
+async def report_of(db: AsyncDatabase[Document]) -> dict[str, list[Row]]:
     since = utcnow() - timedelta(days=1)
     return {
         actor: [
@@ -125,7 +128,7 @@ async def report_of(db) -> dict[str, list]:
     }
 
 
-async def documents_of(db) -> list[dict]:
+async def documents_of(db: AsyncDatabase[Document]) -> list[Document]:
     return await db[CANCELLATION_REPORT].find().sort("_id", 1).to_list()
 
 
@@ -143,11 +146,11 @@ def consumed(service: ServiceProcess) -> int:
     )
 
 
-def same_report(actual: dict[str, list], expected: dict[str, list]) -> bool:
+def same_report(actual: dict[str, list[Row]], expected: dict[str, list[Row]]) -> bool:
     return all(sorted(actual[a], key=str) == sorted(expected.get(a, []), key=str) for a in ACTORS)
 
 
-async def replayed(env, tmp_path, total: int, **extra: str) -> None:
+async def replayed(env: dict[str, str], tmp_path: Path, total: int, **extra: str) -> None:
     """Run an exporter in a new consumer group until it has handled every message."""
     replay = start_service("exporter", env, tmp_path, **extra)
     try:
@@ -162,8 +165,8 @@ async def replayed(env, tmp_path, total: int, **extra: str) -> None:
 
 
 async def test_killed_restarted_and_replayed_exporter_builds_the_same_report(
-    env, db, settings, tmp_path
-):
+    env: dict[str, str], db: AsyncDatabase[Document], settings: PlatformSettings, tmp_path: Path
+) -> None:
     events = scenario()
     expected = expected_report(events)
     entries = sum(len(rows) for rows in expected.values())

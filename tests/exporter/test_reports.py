@@ -9,7 +9,8 @@ import csv
 import io
 import random
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from callback_admin_api.report import (
@@ -27,17 +28,18 @@ from callback_exporter.report import (
     ignore_reason,
     record_cancellations,
 )
-from callback_shared.models import RETENTION, utcnow
-from callback_shared.mongo import CANCELLATION_REPORT
+from callback_shared.models import RETENTION, LifecycleEvent, utcnow
+from callback_shared.mongo import CANCELLATION_REPORT, Document
 from callback_shared.reports import ReportStatus
 from callback_shared.states import CallbackState
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.exporter.support import K, cancellation, expected_report, summary_of_entry
 
 # --- pure functions ----------------------------------------------------------------------------
 
 
-def test_entry_id_is_derived_from_actor_batch_and_callback_only():
+def test_entry_id_is_derived_from_actor_batch_and_callback_only() -> None:
     callback, batch = uuid.uuid4(), uuid.uuid4()
     assert entry_id("alice", batch, callback) == entry_id("alice", batch, callback)
     others = {
@@ -52,7 +54,7 @@ def test_entry_id_is_derived_from_actor_batch_and_callback_only():
     assert entry_id('a", "b', None, callback) != entry_id("a", None, callback)
 
 
-def test_event_version_orders_by_time_then_event_id():
+def test_event_version_orders_by_time_then_event_id() -> None:
     at = utcnow().replace(microsecond=123_000)
     # within one millisecond (what a BSON date keeps) the microseconds still order them
     early = cancellation(at=at + timedelta(microseconds=1))
@@ -65,7 +67,7 @@ def test_event_version_orders_by_time_then_event_id():
     assert event_version(years_apart[0]) < event_version(years_apart[1])
 
 
-def test_only_cancellations_with_an_actor_within_retention_are_reported():
+def test_only_cancellations_with_an_actor_within_retention_are_reported() -> None:
     now = utcnow()
     assert ignore_reason(cancellation(at=now), RETENTION, now) is None
     refused = cancellation(at=now, kind=K.CANCELLATION_REFUSED)
@@ -81,7 +83,7 @@ def test_only_cancellations_with_an_actor_within_retention_are_reported():
     assert ignore_reason(old, RETENTION, now) is IgnoreReason.EXPIRED
 
 
-def entry(**fields) -> ReportEntry:
+def entry(**fields: Any) -> ReportEntry:
     defaults = {
         "callback_id": uuid.uuid4(),
         "batch_id": uuid.uuid4(),
@@ -102,16 +104,16 @@ def parse(text: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("first", ["=", "+", "-", "@", "\t", "\r", "\n"])
-def test_safe_cell_quotes_what_a_spreadsheet_would_run(first):
+def test_safe_cell_quotes_what_a_spreadsheet_would_run(first: str) -> None:
     assert safe_cell(f"{first}1+1") == f"'{first}1+1"
 
 
-def test_safe_cell_leaves_plain_text_alone():
+def test_safe_cell_leaves_plain_text_alone() -> None:
     for value in ["billing", "", "2026-01-01T00:00:00.000Z", "a=b", "1-2", "'already"]:
         assert safe_cell(value) == value
 
 
-def test_csv_has_a_header_quotes_every_cell_and_round_trips():
+def test_csv_has_a_header_quotes_every_cell_and_round_trips() -> None:
     tricky = 'Sales, "East"\nfloor 2'
     rows = [
         entry(service_name=tricky, reason="PROCESSING", status=ReportStatus.REFUSED),
@@ -130,7 +132,7 @@ def test_csv_has_a_header_quotes_every_cell_and_round_trips():
     assert parsed[1][3].endswith("Z") and parsed[1][-1] == "alice"
 
 
-def test_csv_cells_cannot_inject_formulas():
+def test_csv_cells_cannot_inject_formulas() -> None:
     hostile = [
         entry(service_name='=HYPERLINK("http://evil","x")', reason="@SUM(A1)"),
         entry(service_name="-2+3+cmd|' /C calc'!A0", actor="+alice", reason="\tx"),
@@ -145,14 +147,14 @@ def test_csv_cells_cannot_inject_formulas():
         assert not any(cell[:1] in ("=", "+", "-", "@", "\t", "\r", "\n") for cell in row)
 
 
-def test_empty_report_is_just_the_header():
+def test_empty_report_is_just_the_header() -> None:
     assert parse(report_csv([])) == [list(CSV_HEADER)]
 
 
 # --- writes and reads against the real server --------------------------------------------------
 
 
-def mixed_events(now):
+def mixed_events(now: datetime) -> list[LifecycleEvent]:
     """Several entries, each with several events (refusals, cancellations, ties in time)."""
     batch = uuid.uuid4()
     callbacks = [uuid.uuid4() for _ in range(6)]
@@ -185,12 +187,14 @@ def mixed_events(now):
     return events
 
 
-async def snapshot(db):
+async def snapshot(db: AsyncDatabase[Document]) -> list[Document]:
     docs = await db[CANCELLATION_REPORT].find().sort("_id", 1).to_list()
     return docs
 
 
-async def test_any_order_any_batching_any_repetition_gives_the_same_report(db):
+async def test_any_order_any_batching_any_repetition_gives_the_same_report(
+    db: AsyncDatabase[Document],
+) -> None:
     now = utcnow()
     events = mixed_events(now)
     report = db[CANCELLATION_REPORT]
@@ -214,7 +218,7 @@ async def test_any_order_any_batching_any_repetition_gives_the_same_report(db):
     assert await snapshot(db) == reference
 
 
-async def test_an_older_event_never_overwrites_a_newer_one(db):
+async def test_an_older_event_never_overwrites_a_newer_one(db: AsyncDatabase[Document]) -> None:
     now = utcnow()
     callback = uuid.uuid4()
     newer = cancellation(
@@ -233,7 +237,9 @@ async def test_an_older_event_never_overwrites_a_newer_one(db):
     assert doc["expire_at"] == doc["occurred_at"] + RETENTION
 
 
-async def test_a_cancel_asked_of_routing_is_requested_until_routing_answers(db):
+async def test_a_cancel_asked_of_routing_is_requested_until_routing_answers(
+    db: AsyncDatabase[Document],
+) -> None:
     """The entry says REQUESTED while routing has not answered, then what routing did."""
     now = utcnow()
     answered, waiting = uuid.uuid4(), uuid.uuid4()
@@ -261,7 +267,9 @@ async def test_a_cancel_asked_of_routing_is_requested_until_routing_answers(db):
     }
 
 
-async def test_concurrent_upserts_of_a_new_entry_converge_to_the_newest(db):
+async def test_concurrent_upserts_of_a_new_entry_converge_to_the_newest(
+    db: AsyncDatabase[Document],
+) -> None:
     """Writers racing to create one entry: whoever inserts first, the newest event wins (a
     loser's duplicate key, where the server reports one, is retried without upsert)."""
     now = utcnow()
@@ -275,10 +283,13 @@ async def test_concurrent_upserts_of_a_new_entry_converge_to_the_newest(db):
         random.Random(round_).shuffle(events)
         await asyncio.gather(*(record_cancellations(report, [e], RETENTION) for e in events))
         doc = await report.find_one({"callback_id": callback})
+        assert doc is not None
         assert doc["reason"] == "3", round_
 
 
-async def test_a_duplicate_key_on_upsert_is_retried_without_upsert(db):
+async def test_a_duplicate_key_on_upsert_is_retried_without_upsert(
+    db: AsyncDatabase[Document],
+) -> None:
     """The race itself cannot be staged on a server that serialises writes, so a unique index
     of a scratch collection makes the server answer an upsert with E11000: the op is retried
     as a plain update (which finds no entry here) instead of failing the batch, and the other
@@ -293,7 +304,9 @@ async def test_a_duplicate_key_on_upsert_is_retried_without_upsert(db):
     assert await scratch.count_documents({"callback_id": free.callback_id}) == 1
 
 
-async def test_recent_cancellations_is_the_callers_permitted_recent_entries(db):
+async def test_recent_cancellations_is_the_callers_permitted_recent_entries(
+    db: AsyncDatabase[Document],
+) -> None:
     now = utcnow()
     batch = uuid.uuid4()
     events = [
@@ -342,7 +355,7 @@ async def test_recent_cancellations_is_the_callers_permitted_recent_entries(db):
     assert len(await recent_cancellations(db, "alice", ALL_SERVICES, day_ago, now=later)) == 3
 
 
-async def test_events_that_make_no_entry_are_not_written(db):
+async def test_events_that_make_no_entry_are_not_written(db: AsyncDatabase[Document]) -> None:
     """Expired ones above all: a replay must not bring back what the TTL index deleted."""
     now = utcnow()
     skipped = [
@@ -354,7 +367,7 @@ async def test_events_that_make_no_entry_are_not_written(db):
     assert await db[CANCELLATION_REPORT].count_documents({}) == 0
 
 
-def stages(plan: dict) -> list[dict]:
+def stages(plan: dict[str, Any]) -> list[dict[str, Any]]:
     found = [plan]
     for key in ("inputStage", "queryPlan"):
         if isinstance(plan.get(key), dict):
@@ -364,7 +377,7 @@ def stages(plan: dict) -> list[dict]:
     return found
 
 
-async def test_report_queries_ride_indexes(db):
+async def test_report_queries_ride_indexes(db: AsyncDatabase[Document]) -> None:
     """The read is one bounded range on (actor, occurred_at); the write's filter is an _id
     point lookup: neither scans the collection."""
     now = utcnow()
@@ -387,6 +400,7 @@ async def test_report_queries_ride_indexes(db):
 
     one = events[0]
     doc = await report.find_one({"callback_id": one.callback_id})
+    assert doc is not None
     write = await report.find({"_id": doc["_id"]}).explain()
     plan = stages(write["queryPlanner"]["winningPlan"])
     assert "COLLSCAN" not in [stage.get("stage") for stage in plan], write

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -60,7 +61,8 @@ class Commands(monitoring.CommandListener):
 
 
 def settings_of(env: dict[str, str], **overrides: Any) -> PlatformSettings:
-    return PlatformSettings(**{k.lower(): v for k, v in env.items()}, **overrides)
+    values: dict[str, Any] = {k.lower(): v for k, v in env.items()}
+    return PlatformSettings(**values, **overrides)
 
 
 async def stored(settings: PlatformSettings, collection: str, doc_id: UUID) -> bool:
@@ -104,7 +106,7 @@ async def unjournaled_survivors(env: dict[str, str], mongo: LocalMongo) -> int:
 
 
 async def test_acknowledged_creates_survive_kill_9_of_the_server(
-    infra: Infrastructure, tmp_path
+    infra: Infrastructure, tmp_path: Path
 ) -> None:
     mongo = LocalMongo(tmp_path / "mongodb")
     mongo.start()

@@ -37,7 +37,9 @@ def service_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
 
 
 @pytest.mark.parametrize("service", sorted(SETTINGS_CLASSES))
-def test_each_service_settings_class_and_its_default_port(service, monkeypatch):
+def test_each_service_settings_class_and_its_default_port(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # nothing else is needed: no Kafka or MongoDB address, as in the image before compose sets any
     for name in ("HTTP_PORT", "KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -46,7 +48,7 @@ def test_each_service_settings_class_and_its_default_port(service, monkeypatch):
     assert http_port(cls) == cls.model_fields["http_port"].default
 
 
-def test_http_port_reads_the_variable_as_the_service_does(monkeypatch):
+def test_http_port_reads_the_variable_as_the_service_does(monkeypatch: pytest.MonkeyPatch) -> None:
     cls = SETTINGS_CLASSES["exporter"]
     monkeypatch.setenv("http_port", "9123")  # case-insensitive, like the settings
     assert http_port(cls) == 9123
@@ -55,14 +57,18 @@ def test_http_port_reads_the_variable_as_the_service_does(monkeypatch):
         http_port(SETTINGS_CLASSES["admin-api"])  # the field's own bounds (1..65535)
 
 
-def test_healthy_only_when_the_service_answers_2xx(service_port, capsys):
+def test_healthy_only_when_the_service_answers_2xx(
+    service_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([]) == HEALTHY
     assert main(["/healthz"]) == HEALTHY
     assert main(["/readyz"]) == UNHEALTHY
     assert "503" in capsys.readouterr().err
 
 
-def test_unhealthy_when_nothing_listens_or_the_service_is_unknown(service_port, monkeypatch):
+def test_unhealthy_when_nothing_listens_or_the_service_is_unknown(
+    service_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(SERVICE_VARIABLE, "no-such-service")
     assert main([]) == UNHEALTHY
     monkeypatch.delenv(SERVICE_VARIABLE)

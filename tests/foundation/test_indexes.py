@@ -8,10 +8,13 @@ from uuid import uuid4
 import pytest
 from callback_admin_api.collections import ADMIN_INDEXES
 from callback_shared.models import RETENTION, expire_at, utcnow
-from callback_shared.mongo import CALLBACKS, ensure_indexes
+from callback_shared.mongo import CALLBACKS, Document, ensure_indexes
+from pymongo.asynchronous.database import AsyncDatabase
 
 
-async def test_bootstrap_is_idempotent_and_ttl_index_has_right_options(db):
+async def test_bootstrap_is_idempotent_and_ttl_index_has_right_options(
+    db: AsyncDatabase[Document],
+) -> None:
     await ensure_indexes(db)
     first = await db[CALLBACKS].index_information()
     await ensure_indexes(db)
@@ -24,7 +27,9 @@ async def test_bootstrap_is_idempotent_and_ttl_index_has_right_options(db):
     assert sum("expireAfterSeconds" in index for index in first.values()) == 1
 
 
-async def test_a_service_creates_the_callbacks_indexes_and_those_of_the_collections_it_names(db):
+async def test_a_service_creates_the_callbacks_indexes_and_those_of_the_collections_it_names(
+    db: AsyncDatabase[Document],
+) -> None:
     await ensure_indexes(db)
     assert await db.list_collection_names() == [CALLBACKS]
     await ensure_indexes(db, ADMIN_INDEXES)
@@ -36,7 +41,7 @@ async def test_a_service_creates_the_callbacks_indexes_and_those_of_the_collecti
 
 
 @pytest.mark.slow
-async def test_server_deletes_a_record_whose_expiry_has_passed(db):
+async def test_server_deletes_a_record_whose_expiry_has_passed(db: AsyncDatabase[Document]) -> None:
     """The TTL monitor runs about once a minute: wait up to three minutes for it."""
     await ensure_indexes(db)
     now = utcnow()

@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 from callback_dev import infra
-from callback_dev.infra import InfraError, LocalKafka
+from callback_dev.infra import InfraError, Infrastructure, LocalKafka
 
 from tests.support import isolated_env
 
 
-def test_missing_java_is_named(monkeypatch, tmp_path):
+def test_missing_java_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CALLBACK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(InfraError, match="`java` not found"):
         LocalKafka(tmp_path / "kafka").start(timeout=5)
 
 
-def test_missing_maven_is_named(monkeypatch, tmp_path):
+def test_missing_maven_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     java = next(
@@ -33,7 +33,7 @@ def test_missing_maven_is_named(monkeypatch, tmp_path):
         LocalKafka(tmp_path / "kafka").start(timeout=5)
 
 
-def test_environment_source_wins(monkeypatch, tmp_path):
+def test_environment_source_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
     monkeypatch.setenv("MONGODB_URL", "mongodb://mongo.example:27017")
     provided = infra.provide(tmp_path)
@@ -63,7 +63,7 @@ def _environ(pid: int) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 
 
-def test_status_and_down_tell_dead_and_recycled_pids(tmp_path):
+def test_status_and_down_tell_dead_and_recycled_pids(tmp_path: Path) -> None:
     live, dead, foreign = _sleeper(), _exited(), _sleeper()
     state = {
         "source": "environment",
@@ -95,7 +95,7 @@ def test_status_and_down_tell_dead_and_recycled_pids(tmp_path):
         infra._stop_process(foreign)
 
 
-def test_restart_needs_a_known_service_and_a_running_stack(tmp_path):
+def test_restart_needs_a_known_service_and_a_running_stack(tmp_path: Path) -> None:
     with pytest.raises(InfraError, match="unknown 'nginx'"):
         infra.restart(tmp_path, "nginx")
     with pytest.raises(InfraError, match="nothing is up"):
@@ -107,7 +107,12 @@ def test_restart_needs_a_known_service_and_a_running_stack(tmp_path):
 
 @pytest.mark.e2e
 @pytest.mark.timeout(180)
-def test_restart_one_service_of_the_local_stack(infra_env, monkeypatch, tmp_path, capsys):
+def test_restart_one_service_of_the_local_stack(
+    infra_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`up` with every service on free ports (Kafka and MongoDB: the session's), restart one while
     the others keep running, then `down` leaves no recorded process alive."""
     for key, value in infra_env.items():
@@ -170,6 +175,6 @@ def test_restart_one_service_of_the_local_stack(infra_env, monkeypatch, tmp_path
 
 
 @pytest.fixture
-def infra_env(infra) -> dict[str, str]:
+def infra_env(infra: Infrastructure) -> dict[str, str]:
     """The session's Kafka and MongoDB, with this test's own database and topics."""
     return isolated_env(infra)

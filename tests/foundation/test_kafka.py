@@ -9,7 +9,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from callback_dev.infra import Infrastructure
 from callback_shared.kafka import ensure_topics, make_broker, publish_all, send_keyed
+from callback_shared.settings import PlatformSettings
 
 from tests.pipeline.helpers import TopicReader, eventually, produce
 
@@ -28,7 +30,7 @@ def peer(env: dict[str, str], *args: str) -> list[str]:
     return run.stdout.split()
 
 
-def test_consumer_group_reads_each_message_once_across_restarts(env):
+def test_consumer_group_reads_each_message_once_across_restarts(env: dict[str, str]) -> None:
     topic, group = f"peer-{uuid.uuid4().hex[:8]}", "peer-group"
     peer(env, "produce", topic, "0", "10")
     first = peer(env, "consume", topic, group, "10")
@@ -39,7 +41,9 @@ def test_consumer_group_reads_each_message_once_across_restarts(env):
     assert sorted(restarted) == sorted(f"message-{n}" for n in range(10, 15))
 
 
-async def test_send_keyed_puts_each_message_where_send_would_in_order(settings):
+async def test_send_keyed_puts_each_message_where_send_would_in_order(
+    settings: PlatformSettings,
+) -> None:
     """Batches per partition through FastStream's own producer: every message lands once, in
     the partition a plain aiokafka send gives its key, in the order given, with the JSON
     header."""
@@ -79,7 +83,9 @@ async def _holds(reader: TopicReader, count: int) -> bool:
     return len(reader.records) >= count
 
 
-async def test_publishing_recovers_after_a_kafka_restart(settings, infra):
+async def test_publishing_recovers_after_a_kafka_restart(
+    settings: PlatformSettings, infra: Infrastructure
+) -> None:
     """Messages in flight while the broker stops and comes back must not leave the producer
     broken: an idempotent aiokafka producer failed every later send with
     OutOfOrderSequenceNumber (a batch refused with LeaderNotAvailable during the restart left a

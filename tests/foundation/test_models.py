@@ -17,7 +17,7 @@ from callback_shared.states import CallbackState
 from pydantic import ValidationError
 
 
-def test_events_round_trip_through_json_and_are_keyed_by_callback_id():
+def test_events_round_trip_through_json_and_are_keyed_by_callback_id() -> None:
     callback_id = uuid4()
     due = DueCallback(
         callback_id=callback_id,
@@ -33,7 +33,7 @@ def test_events_round_trip_through_json_and_are_keyed_by_callback_id():
     assert due.schema_version == 1 and due.occurred_at.tzinfo is not None
 
 
-def test_times_are_normalised_to_utc_and_naive_times_refused():
+def test_times_are_normalised_to_utc_and_naive_times_refused() -> None:
     paris = timezone(timedelta(hours=1))
     cmd = CreateCallback(
         type=CallbackType.SCHEDULED,
@@ -52,7 +52,7 @@ def test_times_are_normalised_to_utc_and_naive_times_refused():
         )
 
 
-def test_unknown_fields_and_kinds_are_refused():
+def test_unknown_fields_and_kinds_are_refused() -> None:
     payload = {
         "callback_id": str(uuid4()),
         "kind": "TELEPORTED",
@@ -68,7 +68,7 @@ def test_unknown_fields_and_kinds_are_refused():
         RoutingEvent.model_validate(payload)
 
 
-def test_lifecycle_event_carries_batch_actor_and_previous_state():
+def test_lifecycle_event_carries_batch_actor_and_previous_state() -> None:
     event = LifecycleEvent(
         callback_id=uuid4(),
         kind=LifecycleEventKind.CANCELLATION_REFUSED,
@@ -84,6 +84,6 @@ def test_lifecycle_event_carries_batch_actor_and_previous_state():
     assert LifecycleEvent.model_validate_json(event.model_dump_json()) == event
 
 
-def test_records_expire_fourteen_days_after_desired_time():
+def test_records_expire_fourteen_days_after_desired_time() -> None:
     desired = datetime(2026, 11, 25, 10, tzinfo=UTC)
     assert expire_at(desired) == datetime(2026, 12, 9, 10, tzinfo=UTC)

@@ -78,7 +78,7 @@ def module_file(cls: type) -> str:
     return home(found[0])
 
 
-def test_the_retention_is_written_once():
+def test_the_retention_is_written_once() -> None:
     copies = r"days\s*=\s*14\b|\b14\s*\*\s*86_?400\b|\b1_?209_?600\b"
     assert occurrences(copies, sources()) == {home(MODELS): 1}
     # the report's retention (the exporter's TTL, admin-api's report window) defaults to it
@@ -86,14 +86,14 @@ def test_the_retention_is_written_once():
     assert default == RETENTION.days
 
 
-def test_the_api_limits_are_written_once_with_a_name():
+def test_the_api_limits_are_written_once_with_a_name() -> None:
     assert set(occurrences(r"\b250\b", sources())) == {home(RULES)}
     named = re.findall(r"^([A-Z_]+) = 250$", RULES.read_text(), re.MULTILINE)
     assert sorted(named) == ["MAX_BULK_ITEMS", "MAX_PAGE_SIZE", "SEARCH_LIMIT"]
     assert all(getattr(rules, name) == 250 for name in named)
 
 
-def test_every_state_is_cancellable_or_has_a_refusal_reason():
+def test_every_state_is_cancellable_or_has_a_refusal_reason() -> None:
     for state in CallbackState:
         assert (state in CANCELLABLE_STATES) != (state in REFUSAL_REASONS), state
     # no reason left over from a state that has since become cancellable
@@ -102,7 +102,7 @@ def test_every_state_is_cancellable_or_has_a_refusal_reason():
     assert named_after_a_state == set(REFUSAL_REASONS.values())
 
 
-def test_each_service_port_is_written_once_per_artifact():
+def test_each_service_port_is_written_once_per_artifact() -> None:
     ports = service_ports()
     assert len(set(ports.values())) == len(ports), "two services share a port"
     chart = sorted(path for path in CHART.rglob("*") if path.is_file())
@@ -127,7 +127,7 @@ def test_each_service_port_is_written_once_per_artifact():
     assert not occurrences(r"(?<!\d)808\d(?!\d)", [REPO / "Makefile"])
 
 
-def test_the_readme_shows_each_service_on_its_port():
+def test_the_readme_shows_each_service_on_its_port() -> None:
     shown = re.findall(r"^\| ([a-z-]+) \| (\d+) \|", (REPO / "README.md").read_text(), re.M)
     ports = service_ports()
     for service, port in shown:
@@ -139,7 +139,7 @@ def test_the_readme_shows_each_service_on_its_port():
 
 def imported_packages(package: Path) -> set[str]:
     """The top-level names of every ``callback_*`` package the Python under ``package`` imports."""
-    found = set()
+    found: set[str] = set()
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = []
@@ -151,13 +151,13 @@ def imported_packages(package: Path) -> set[str]:
     return found
 
 
-def test_shared_imports_no_service_and_a_service_no_other():
+def test_shared_imports_no_service_and_a_service_no_other() -> None:
     assert imported_packages(REPO / "shared" / "src") == {"callback_shared"}
     for source in sorted(REPO.glob("services/*/src/callback_*")):
         assert imported_packages(source) <= {"callback_shared", source.name}, source.name
 
 
-def test_no_service_image_installs_the_development_package():
+def test_no_service_image_installs_the_development_package() -> None:
     lock = tomllib.loads((REPO / "uv.lock").read_text())
     dependencies = {
         package["name"]: {d["name"] for d in package.get("dependencies", [])}
@@ -198,7 +198,7 @@ def constants(namespace: type) -> dict[str, str]:
     return {name: value for name, value in vars(namespace).items() if name.isupper()}
 
 
-def test_the_field_constants_are_the_declared_fields():
+def test_the_field_constants_are_the_declared_fields() -> None:
     for shape, namespace in [
         (CallbackDocument, F),
         (TimelineEntryDocument, TimelineF),
@@ -219,11 +219,11 @@ FIELD_NAMES_WITH_ANOTHER_MEANING: dict[str, dict[str, int]] = {
     "shared/src/callback_shared/mongo.py": {"expire_at": 1},
     # the slots', counters' and bulk cancel jobs' indexes
     "services/admin-api/src/callback_admin_api/collections.py": {
-        "service_name": 1, "expire_at": 3, "state": 1, "updated_at": 1,
+        "service_name": 1, "expire_at": 4, "state": 1, "updated_at": 1,
     },
-    # bulk cancel jobs, slots, request counters
+    # bulk cancel jobs, slots, request counters, open counts
     "services/admin-api/src/callback_admin_api/repository.py": {
-        "state": 2, "updated_at": 2, "service_name": 2, "expire_at": 2,
+        "state": 2, "updated_at": 2, "service_name": 2, "expire_at": 4,
     },
     # bulk cancel jobs
     "services/admin-api/src/callback_admin_api/bulk.py": {
@@ -275,7 +275,7 @@ def field_literals(path: Path, fields: set[str]) -> dict[str, int]:
     return found
 
 
-def test_the_callback_fields_are_named_by_their_constants():
+def test_the_callback_fields_are_named_by_their_constants() -> None:
     fields = keys(CallbackDocument) - {F.ID}  # every collection's key
     found = {
         home(path): named

@@ -6,14 +6,16 @@ from uuid import uuid4
 from callback_shared.documents import lifecycle_event, new_callback_document
 from callback_shared.kafka import ensure_topics, make_broker
 from callback_shared.models import CallbackType, LifecycleEventKind, utcnow
-from callback_shared.mongo import CALLBACKS
+from callback_shared.mongo import CALLBACKS, Document
 from callback_shared.outbox import OutboxRelay, outbox_entry, with_outbox
 from callback_shared.record import F
+from callback_shared.settings import PlatformSettings
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.pipeline.helpers import TopicReader, eventually
 
 
-def callback() -> dict:
+def callback() -> Document:
     return new_callback_document(
         callback_id=uuid4(),
         service_name="billing",
@@ -24,12 +26,14 @@ def callback() -> dict:
     )
 
 
-def entry(settings, doc: dict, kind: LifecycleEventKind) -> dict:
+def entry(settings: PlatformSettings, doc: Document, kind: LifecycleEventKind) -> Document:
     event = lifecycle_event(doc, kind, occurred_at=utcnow(), actor=kind.value)
     return outbox_entry(settings.topic_lifecycle_events, event)
 
 
-async def test_flush_publishes_and_empties_outboxes_keeping_what_others_added(settings, db):
+async def test_flush_publishes_and_empties_outboxes_keeping_what_others_added(
+    settings: PlatformSettings, db: AsyncDatabase[Document]
+) -> None:
     await ensure_topics(settings, "test")
     alone, raced = callback(), callback()
     written = []

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -95,7 +96,8 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
 
 
 def _settings(env: dict[str, str]) -> PlatformSettings:
-    return PlatformSettings(**{k.lower(): v for k, v in env.items()})
+    values: dict[str, Any] = {k.lower(): v for k, v in env.items()}
+    return PlatformSettings(**values)
 
 
 def _wait_exit(process: ServiceProcess, timeout: float = 60) -> int:

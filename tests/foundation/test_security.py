@@ -77,7 +77,7 @@ def error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
     return message
 
 
-def test_default_is_plaintext_without_options(monkeypatch):
+def test_default_is_plaintext_without_options(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(monkeypatch)
     assert settings.kafka_security_protocol == "PLAINTEXT"
     assert kafka_client_options(settings) == {"security_protocol": "PLAINTEXT"}
@@ -118,11 +118,15 @@ def test_default_is_plaintext_without_options(monkeypatch):
         ),
     ],
 )
-def test_bad_security_setting_is_named(monkeypatch, env, named):
+def test_bad_security_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
     assert named in error(monkeypatch, **env)
 
 
-def test_tls_files_need_a_tls_protocol(monkeypatch, pem_files):
+def test_tls_files_need_a_tls_protocol(
+    monkeypatch: pytest.MonkeyPatch, pem_files: dict[str, Path]
+) -> None:
     message = error(monkeypatch, KAFKA_SSL_CAFILE=str(pem_files["ca"]))
     assert "KAFKA_SSL_CAFILE: needs KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL" in message
     message = error(
@@ -131,7 +135,7 @@ def test_tls_files_need_a_tls_protocol(monkeypatch, pem_files):
     assert "KAFKA_SSL_KEYFILE: needs KAFKA_SSL_CERTFILE" in message
 
 
-def test_empty_password_file_is_refused(monkeypatch, tmp_path):
+def test_empty_password_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     empty = tmp_path / "pw"
     empty.write_text("\n")
     message = error(
@@ -143,7 +147,9 @@ def test_empty_password_file_is_refused(monkeypatch, tmp_path):
     assert "KAFKA_SASL_PASSWORD_FILE: the file is empty" in message
 
 
-def test_load_settings_exits_2_with_one_line(monkeypatch, capsys):
+def test_load_settings_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     for name in SECURITY_NAMES:
         monkeypatch.delenv(name, raising=False)
     for name, value in {**BASE, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}.items():
@@ -156,7 +162,9 @@ def test_load_settings_exits_2_with_one_line(monkeypatch, capsys):
     assert "KAFKA_SASL_USERNAME" in err
 
 
-def test_password_file_is_read_and_never_shown(monkeypatch, tmp_path, pem_files):
+def test_password_file_is_read_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pem_files: dict[str, Path]
+) -> None:
     secret_file = tmp_path / "password"
     secret_file.write_text(SECRET + "\n")
     settings = load(
@@ -181,8 +189,11 @@ def test_password_file_is_read_and_never_shown(monkeypatch, tmp_path, pem_files)
     [("SCRAM-SHA-512", SASLScram512), ("SCRAM-SHA-256", SASLScram256), ("PLAIN", SASLPlaintext)],
 )
 async def test_sasl_ssl_options_reach_every_client(
-    monkeypatch, pem_files, mechanism, security_type
-):
+    monkeypatch: pytest.MonkeyPatch,
+    pem_files: dict[str, Path],
+    mechanism: str,
+    security_type: type[BaseSecurity],
+) -> None:
     settings = load(
         monkeypatch,
         KAFKA_SECURITY_PROTOCOL="SASL_SSL",
@@ -204,6 +215,7 @@ async def test_sasl_ssl_options_reach_every_client(
 
     security = broker_security(settings)
     assert type(security) is security_type
+    assert security is not None
     assert security.use_ssl and security.ssl_context is not None
     # FastStream hands these to each producer and consumer it creates
     broker = make_broker(settings, "unit")
@@ -218,7 +230,7 @@ async def test_sasl_ssl_options_reach_every_client(
     await admin.close()
 
 
-def test_ssl_without_sasl(monkeypatch, pem_files):
+def test_ssl_without_sasl(monkeypatch: pytest.MonkeyPatch, pem_files: dict[str, Path]) -> None:
     settings = load(
         monkeypatch, KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CAFILE=str(pem_files["ca"])
     )
@@ -228,7 +240,9 @@ def test_ssl_without_sasl(monkeypatch, pem_files):
     assert type(security) is BaseSecurity and security.use_ssl
 
 
-def test_mongodb_tls_files_reach_the_client(monkeypatch, pem_files, tmp_path):
+def test_mongodb_tls_files_reach_the_client(
+    monkeypatch: pytest.MonkeyPatch, pem_files: dict[str, Path], tmp_path: Path
+) -> None:
     both = tmp_path / "client-with-key.pem"
     both.write_bytes(pem_files["cert"].read_bytes() + pem_files["key"].read_bytes())
     settings = load(
@@ -242,7 +256,7 @@ def test_mongodb_tls_files_reach_the_client(monkeypatch, pem_files, tmp_path):
     assert plain.options.pool_options._ssl_context is None
 
 
-async def test_unreachable_kafka_is_transient(monkeypatch):
+async def test_unreachable_kafka_is_transient(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing listens: not a refusal (the service keeps retrying)."""
     settings = load(monkeypatch, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
     with pytest.raises(Exception) as raised:
@@ -250,7 +264,7 @@ async def test_unreachable_kafka_is_transient(monkeypatch):
     assert not isinstance(raised.value, KafkaAccessDenied)
 
 
-def test_which_errors_are_refusals(monkeypatch):
+def test_which_errors_are_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(monkeypatch)
     verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
     verify.verify_message = "unable to get local issuer certificate"
@@ -259,7 +273,7 @@ def test_which_errors_are_refusals(monkeypatch):
     assert _denial(settings, "h:1", TimeoutError()) is None
 
 
-def test_scram_without_tls(monkeypatch):
+def test_scram_without_tls(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(
         monkeypatch,
         KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
@@ -273,7 +287,9 @@ def test_scram_without_tls(monkeypatch):
     assert type(security) is SASLScram512 and not security.use_ssl
 
 
-def test_unusable_pem_files_are_named(monkeypatch, tmp_path, pem_files):
+def test_unusable_pem_files_are_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pem_files: dict[str, Path]
+) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     message = error(monkeypatch, KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CAFILE=str(junk))
@@ -288,7 +304,9 @@ def test_unusable_pem_files_are_named(monkeypatch, tmp_path, pem_files):
     assert "KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE: no usable PEM" in message
 
 
-def test_an_encrypted_client_key_with_its_password(monkeypatch, tmp_path, pem_files):
+def test_an_encrypted_client_key_with_its_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pem_files: dict[str, Path]
+) -> None:
     ca_key, ca_cert = make_ca("unit CA")
     key, cert = issue_server_cert(ca_key, ca_cert)
     locked = tmp_path / "locked.key"

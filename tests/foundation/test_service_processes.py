@@ -1,6 +1,7 @@
 """Each service process starts, turns ready, serves health and metrics, and exits 0 on SIGTERM."""
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +13,9 @@ SERVICES = ["scheduler", "state-tracker", "admin-api", "exporter", "routing-sim"
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_starts_ready_and_stops_cleanly(service, env, tmp_path):
+def test_service_starts_ready_and_stops_cleanly(
+    service: str, env: dict[str, str], tmp_path: Path
+) -> None:
     process = start_service(service, env, tmp_path)
     try:
         process.wait_ready()
@@ -28,7 +31,9 @@ def test_service_starts_ready_and_stops_cleanly(service, env, tmp_path):
 
 
 @pytest.mark.e2e
-def test_service_stays_up_not_ready_while_dependencies_are_unreachable(env, tmp_path):
+def test_service_stays_up_not_ready_while_dependencies_are_unreachable(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     process = start_service(
         "scheduler", {**env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, tmp_path
     )

@@ -20,7 +20,7 @@ CONCERNS = [
 ]
 
 
-def settings_error(monkeypatch, **env: str) -> str:
+def settings_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
     for key in [*GOOD, "HTTP_PORT", *CONCERNS]:
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
@@ -41,13 +41,15 @@ def settings_error(monkeypatch, **env: str) -> str:
         ({**GOOD, "HTTP_PORT": "eighty"}, "HTTP_PORT:"),
     ],
 )
-def test_bad_setting_is_named(monkeypatch, env, named):
+def test_bad_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
     message = settings_error(monkeypatch, **env)
     assert named in message
     assert "\n" not in message
 
 
-def test_valid_settings_load(monkeypatch):
+def test_valid_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in GOOD.items():
         monkeypatch.setenv(key, value)
     settings = PlatformSettings()
@@ -56,7 +58,7 @@ def test_valid_settings_load(monkeypatch):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_refuses_to_start_with_bad_url(service):
+def test_service_refuses_to_start_with_bad_url(service: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in GOOD}
     env.update(GOOD, MONGODB_URL="http://not-mongo")
     run = subprocess.run(
@@ -68,7 +70,7 @@ def test_service_refuses_to_start_with_bad_url(service):
     assert lines[0].startswith("invalid configuration: MONGODB_URL:")
 
 
-def test_service_refuses_to_start_without_kafka_setting():
+def test_service_refuses_to_start_without_kafka_setting() -> None:
     env = {k: v for k, v in os.environ.items() if k not in GOOD}
     env["MONGODB_URL"] = GOOD["MONGODB_URL"]
     run = subprocess.run(
@@ -91,13 +93,15 @@ def test_service_refuses_to_start_without_kafka_setting():
         ({"MONGODB_READ_CONCERN": "linearizable"}, "MONGODB_READ_CONCERN:"),
     ],
 )
-def test_bad_mongodb_concern_is_named(monkeypatch, env, named):
+def test_bad_mongodb_concern_is_named(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
     message = settings_error(monkeypatch, **GOOD, **env)
     assert named in message
     assert "\n" not in message
 
 
-def test_mongodb_concerns_default_to_majority_and_journal(monkeypatch):
+def test_mongodb_concerns_default_to_majority_and_journal(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in GOOD.items():
         monkeypatch.setenv(key, value)
     for key in CONCERNS:
@@ -112,7 +116,7 @@ def test_mongodb_concerns_default_to_majority_and_journal(monkeypatch):
     assert client.read_concern.document == {"level": "majority"}
 
 
-def test_mongodb_concerns_from_settings_win_over_the_url(monkeypatch):
+def test_mongodb_concerns_from_settings_win_over_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", GOOD["KAFKA_BOOTSTRAP_SERVERS"])
     monkeypatch.setenv(
         "MONGODB_URL",

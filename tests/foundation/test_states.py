@@ -40,7 +40,9 @@ EVERY = list(itertools.product(S, S, [None, *R]))
 
 
 @pytest.mark.parametrize(("current", "target", "result"), sorted(ALLOWED, key=str))
-def test_allowed_transition(current, target, result):
+def test_allowed_transition(
+    current: CallbackState, target: CallbackState, result: CallbackResult | None
+) -> None:
     assert is_allowed(current, target, result)
     check_transition(current, target, result)
 
@@ -48,22 +50,24 @@ def test_allowed_transition(current, target, result):
 @pytest.mark.parametrize(
     ("current", "target", "result"), [t for t in EVERY if t not in ALLOWED], ids=str
 )
-def test_forbidden_transition(current, target, result):
+def test_forbidden_transition(
+    current: CallbackState, target: CallbackState, result: CallbackResult | None
+) -> None:
     assert not is_allowed(current, target, result)
     with pytest.raises(ForbiddenTransition) as raised:
         check_transition(current, target, result)
     assert str(current) in str(raised.value) and str(target) in str(raised.value)
 
 
-def test_every_combination_is_covered():
+def test_every_combination_is_covered() -> None:
     assert len(EVERY) == len(S) * len(S) * (len(R) + 1)
     assert ALLOWED < set(EVERY)
 
 
-def test_processing_and_completed_cannot_be_cancelled():
+def test_processing_and_completed_cannot_be_cancelled() -> None:
     assert CANCELLABLE_STATES == {S.SCHEDULED, S.QUEUED, S.ROUTING}
 
 
-def test_completed_is_final_and_the_only_closed_state():
+def test_completed_is_final_and_the_only_closed_state() -> None:
     assert not any(is_allowed(S.COMPLETED, target, r) for target in S for r in [None, *R])
     assert OPEN_STATES == set(S) - {S.COMPLETED}

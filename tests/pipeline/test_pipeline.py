@@ -13,13 +13,17 @@ import json
 import random
 import uuid
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from callback_dev.infra import Infrastructure
 from callback_routing_sim import parse_profiles, plan_attempt
 from callback_shared.documents import new_callback_document
 from callback_shared.models import CallbackType, RoutingEventKind, utcnow
-from callback_shared.mongo import CALLBACKS, SERVICES
+from callback_shared.mongo import CALLBACKS, SERVICES, Document
 from callback_shared.states import CallbackResult, CallbackState, is_allowed
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.pipeline.helpers import TopicReader, eventually
 from tests.support import ServiceProcess, start_service
@@ -56,7 +60,7 @@ def expected_result(callback_id: uuid.UUID, service: str) -> tuple[CallbackResul
     return CallbackResult.FAILED, MAX_ATTEMPTS
 
 
-async def seed_mixed(db, count: int) -> dict[uuid.UUID, str]:
+async def seed_mixed(db: AsyncDatabase[Document], count: int) -> dict[uuid.UUID, str]:
     rng = random.Random(SEED)
     now = utcnow()
     await db[SERVICES].insert_many(
@@ -85,13 +89,15 @@ async def seed_mixed(db, count: int) -> dict[uuid.UUID, str]:
     return {doc["_id"]: doc["service_name"] for doc in docs}
 
 
-async def completed(db) -> int:
+async def completed(db: AsyncDatabase[Document]) -> int:
     return await db[CALLBACKS].count_documents({"state": "COMPLETED"})
 
 
-async def check_outcomes(db, callbacks: dict[uuid.UUID, str], lifecycle: TopicReader) -> None:
+async def check_outcomes(
+    db: AsyncDatabase[Document], callbacks: dict[uuid.UUID, str], lifecycle: TopicReader
+) -> None:
     docs = {doc["_id"]: doc for doc in await db[CALLBACKS].find().to_list()}
-    announced: dict[str, list[dict]] = {}
+    announced: dict[str, list[dict[str, Any]]] = {}
     for message in {m["event_id"]: m for m in lifecycle.messages}.values():
         announced.setdefault(message["callback_id"], []).append(message)
     results = set()
@@ -119,7 +125,7 @@ async def check_outcomes(db, callbacks: dict[uuid.UUID, str], lifecycle: TopicRe
     }
 
 
-def start_pipeline(env, tmp_path) -> dict[str, ServiceProcess]:
+def start_pipeline(env: dict[str, str], tmp_path: Path) -> dict[str, ServiceProcess]:
     return {
         "scheduler-a": start_service("scheduler", env, tmp_path),
         "scheduler-b": start_service("scheduler", env, tmp_path),
@@ -134,7 +140,9 @@ async def stop_all(processes: dict[str, ServiceProcess]) -> None:
             assert process.terminate() == 0, process.output()
 
 
-async def test_pipeline_survives_killed_state_tracker_and_scheduler(env, db, tmp_path):
+async def test_pipeline_survives_killed_state_tracker_and_scheduler(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     callbacks = await seed_mixed(db, 240)
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     async with TopicReader(bootstrap, env["TOPIC_LIFECYCLE_EVENTS"]) as lifecycle:
@@ -154,7 +162,13 @@ async def test_pipeline_survives_killed_state_tracker_and_scheduler(env, db, tmp
 
 
 @pytest.mark.parametrize("part", ["kafka", "mongo"])
-async def test_pipeline_resumes_after_a_restart(part, env, db, tmp_path, infra):
+async def test_pipeline_resumes_after_a_restart(
+    part: str,
+    env: dict[str, str],
+    db: AsyncDatabase[Document],
+    tmp_path: Path,
+    infra: Infrastructure,
+) -> None:
     """The Kafka broker, or the MongoDB-protocol server, stopped for a few seconds mid-run."""
     server = getattr(infra, part)
     if server is None:
@@ -178,7 +192,9 @@ async def test_pipeline_resumes_after_a_restart(part, env, db, tmp_path, infra):
     await check_outcomes(db, callbacks, lifecycle)
 
 
-async def all_completed(db, count: int, processes: dict[str, ServiceProcess], within: float):
+async def all_completed(
+    db: AsyncDatabase[Document], count: int, processes: dict[str, ServiceProcess], within: float
+) -> None:
     """Wait until every callback is COMPLETED; if not, fail with what is stuck and the logs."""
     try:
         await eventually(lambda: _all_completed(db, count), within, "all completed")
@@ -200,14 +216,14 @@ async def all_completed(db, count: int, processes: dict[str, ServiceProcess], wi
         raise AssertionError(f"{exc}; stuck (first 10): {details}; logs: {notes}") from None
 
 
-async def _at_least(db, count: int) -> bool:
+async def _at_least(db: AsyncDatabase[Document], count: int) -> bool:
     return await completed(db) >= count
 
 
-async def _all_completed(db, count: int) -> bool:
+async def _all_completed(db: AsyncDatabase[Document], count: int) -> bool:
     return await completed(db) == count
 
 
-async def _announced_all(lifecycle: TopicReader, callbacks) -> bool:
+async def _announced_all(lifecycle: TopicReader, callbacks: dict[uuid.UUID, str]) -> bool:
     done = {m["callback_id"] for m in lifecycle.messages if m["state"] == "COMPLETED"}
     return done >= {str(i) for i in callbacks}

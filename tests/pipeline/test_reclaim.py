@@ -4,19 +4,24 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
+from uuid import UUID
 
 from callback_scheduler.reclaim import Reclaimer
 from callback_scheduler.settings import SchedulerSettings
 from callback_shared.kafka import make_broker
 from callback_shared.models import utcnow
-from callback_shared.mongo import CALLBACKS, SERVICES
+from callback_shared.mongo import CALLBACKS, SERVICES, Document
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.pipeline.helpers import TopicReader, eventually, seed_callbacks
 
 SILENCE, STALL = 30, 600
 
 
-async def test_silent_attempts_are_reclaimed_cancels_resent_stalls_flagged(env, db):
+async def test_silent_attempts_are_reclaimed_cancels_resent_stalls_flagged(
+    env: dict[str, str], db: AsyncDatabase[Document]
+) -> None:
     now = utcnow()
     lost, exhausted, cancelled, alive, stalled, busy, unanswered = ids = await seed_callbacks(
         db, [now] * 7
@@ -32,7 +37,7 @@ async def test_silent_attempts_are_reclaimed_cancels_resent_stalls_flagged(env, 
     long_ago = now - timedelta(seconds=SILENCE + 5)
     held = {"routing_sequence": 3, "agent": "a1", "routing_seen_at": long_ago}
 
-    async def put(callback_id, **fields):
+    async def put(callback_id: UUID, **fields: Any) -> None:
         await db[CALLBACKS].update_one(
             {"_id": callback_id}, {"$set": fields, "$unset": {"dispatch_at": ""}}
         )
@@ -55,7 +60,8 @@ async def test_silent_attempts_are_reclaimed_cancels_resent_stalls_flagged(env, 
         cancel_request={**request, "state": "SCHEDULED", "status": "PENDING"},
         cancel_pending_since=now - timedelta(seconds=30),
     )
-    settings = SchedulerSettings(**{k.lower(): v for k, v in env.items()})
+    values: dict[str, Any] = {k.lower(): v for k, v in env.items()}
+    settings = SchedulerSettings(**values)
     broker = make_broker(settings, "test-reclaim")
     await broker.start()
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]

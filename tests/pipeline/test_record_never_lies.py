@@ -14,11 +14,15 @@ import json
 import random
 import uuid
 from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from callback_dev.infra import Infrastructure
 from callback_shared.models import utcnow
-from callback_shared.mongo import CALLBACKS, SERVICES
+from callback_shared.mongo import CALLBACKS, SERVICES, Document
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import SECRET, Tokens, immediate, scheduled, tomorrow_at
 from tests.pipeline.helpers import TopicReader, eventually, seed_callbacks
@@ -62,7 +66,7 @@ def number(n: int) -> str:
     return f"+1650557{n:04d}"
 
 
-def start_platform(env: dict[str, str], tmp_path) -> dict[str, ServiceProcess]:
+def start_platform(env: dict[str, str], tmp_path: Path) -> dict[str, ServiceProcess]:
     sim = {"ROUTING_SIM_SEED": str(SEED), "ROUTING_SIM_SERVICES": json.dumps(PROFILES)}
     return {
         "admin-api": start_service("admin-api", env, tmp_path, JWT_SECRET=SECRET),
@@ -74,12 +78,14 @@ def start_platform(env: dict[str, str], tmp_path) -> dict[str, ServiceProcess]:
 
 
 @pytest.mark.timeout(300)
-async def test_a_cancel_racing_routing_is_what_routing_did(env, db, tmp_path):
+async def test_a_cancel_racing_routing_is_what_routing_did(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     await db[SERVICES].insert_many([{"_id": name, **SETTINGS} for name in PROFILES])
     rng = random.Random(SEED)
     tokens = Tokens()
     creator, canceller = tokens.supervisor(sub="creator"), tokens.supervisor(sub="racer")
-    answers: dict[uuid.UUID, tuple[int, dict]] = {}  # the cancel's status code and body
+    answers: dict[uuid.UUID, tuple[int, dict[str, Any]]] = {}  # the cancel's status code and body
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     processes = start_platform(env, tmp_path)
     try:
@@ -146,7 +152,7 @@ async def test_a_cancel_racing_routing_is_what_routing_did(env, db, tmp_path):
                 await eventually(settled, 120, "every callback completed, every cancel answered")
                 await asyncio.sleep(1)  # routing's last events reach the reader
 
-                async def reported() -> dict[str, dict]:
+                async def reported() -> dict[str, dict[str, Any]]:
                     response = await http.get("/reports/cancellations", headers=canceller)
                     rows = response.json() if response.status_code == 200 else []
                     return {row["callback_id"]: row for row in rows}
@@ -207,7 +213,9 @@ async def test_a_cancel_racing_routing_is_what_routing_did(env, db, tmp_path):
 
 
 @pytest.mark.timeout(300)
-async def test_commands_answer_at_once_while_kafka_is_down(env, db, tmp_path, infra):
+async def test_commands_answer_at_once_while_kafka_is_down(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path, infra: Infrastructure
+) -> None:
     """Kafka stopped for 60 s under a steady stream of creates, reschedules and cancels: each
     command answers without waiting for Kafka (its events wait in the outbox), and once Kafka is
     back every lifecycle event is published, none lost, none twice once de-duplicated by
@@ -228,7 +236,7 @@ async def test_commands_answer_at_once_while_kafka_is_down(env, db, tmp_path, in
         await asyncio.to_thread(admin.wait_ready)
         async with httpx.AsyncClient(base_url=f"{admin.url}{API}", timeout=30) as http:
 
-            async def timed(method: str, url: str, **kwargs) -> httpx.Response:
+            async def timed(method: str, url: str, **kwargs: Any) -> httpx.Response:
                 started = asyncio.get_running_loop().time()
                 response = await http.request(method, url, headers=sam, **kwargs)
                 latencies.append(asyncio.get_running_loop().time() - started)
@@ -295,7 +303,9 @@ async def test_commands_answer_at_once_while_kafka_is_down(env, db, tmp_path, in
 
 
 @pytest.mark.timeout(300)
-async def test_attempts_a_killed_routing_lost_are_reclaimed(env, db, tmp_path):
+async def test_attempts_a_killed_routing_lost_are_reclaimed(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     """kill -9 of routing with 50 callbacks queued or reserved: each is reclaimed within its
     service's bound (the attempt closed as lost, the next one emitted), then completed by the
     restarted routing; none is dialled twice at once (routing's own events)."""
@@ -318,7 +328,7 @@ async def test_attempts_a_killed_routing_lost_are_reclaimed(env, db, tmp_path):
         "heartbeat_seconds": 0.5,
     }
 
-    def sim(profile: dict) -> ServiceProcess:
+    def sim(profile: dict[str, float]) -> ServiceProcess:
         return start_service(
             "routing-sim", env, tmp_path, ROUTING_SIM_SERVICES=json.dumps({"lossy": profile})
         )
@@ -370,7 +380,7 @@ async def test_attempts_a_killed_routing_lost_are_reclaimed(env, db, tmp_path):
         late.append((lost["at"] - killed_at).total_seconds())
     print(f"\nreclaimed after the kill: {min(late):.1f}..{max(late):.1f} s (bound {bound} s)")
     assert max(late) <= bound + 3, late
-    events: dict[str, list[dict]] = defaultdict(list)
+    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for message in routing.messages:
         events[message["callback_id"]].append(message)
     for callback_id in ids:

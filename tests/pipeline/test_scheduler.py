@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from callback_scheduler.dispatcher import SCHEDULER_LEASES
 from callback_shared.models import utcnow
-from callback_shared.mongo import CALLBACKS
+from callback_shared.mongo import CALLBACKS, Document
 from callback_shared.states import CallbackResult, CallbackState
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.pipeline.helpers import TopicReader, eventually, seed_callbacks
 from tests.support import ServiceProcess, start_service
@@ -19,7 +22,7 @@ from tests.support import ServiceProcess, start_service
 pytestmark = pytest.mark.e2e
 
 
-def at(message: dict, field: str) -> datetime:
+def at(message: dict[str, Any], field: str) -> datetime:
     return datetime.fromisoformat(message[field])
 
 
@@ -27,7 +30,9 @@ def emitted_ids(reader: TopicReader) -> set[str]:
     return {m["callback_id"] for m in reader.messages}
 
 
-async def test_emits_immediate_and_scheduled_callbacks_on_time_once(env, db, tmp_path):
+async def test_emits_immediate_and_scheduled_callbacks_on_time_once(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     now = utcnow()
     immediate = await seed_callbacks(db, [now] * 20)
     scheduled = await seed_callbacks(db, [now + timedelta(seconds=3 + n * 0.05) for n in range(40)])
@@ -54,12 +59,15 @@ async def test_emits_immediate_and_scheduled_callbacks_on_time_once(env, db, tmp
     docs = await db[CALLBACKS].find().to_list()
     assert all(doc["dispatch_at"] == doc["desired_time"] for doc in docs)
     lease = await db[SCHEDULER_LEASES].find_one()
+    assert lease is not None
     assert lease["emitted_through"] >= max(doc["dispatch_at"] for doc in docs)
     assert lease["expires_at"] <= utcnow()  # handed over when it stopped
     assert '"event": "callbacks dispatched"' in scheduler.output()
 
 
-async def test_cancel_and_reschedule_before_dispatch_take_effect(env, db, tmp_path):
+async def test_cancel_and_reschedule_before_dispatch_take_effect(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     now = utcnow()
     cancelled, rescheduled, kept = await seed_callbacks(db, [now + timedelta(seconds=6)] * 3)
     scheduler = start_service("scheduler", env, tmp_path)
@@ -92,6 +100,7 @@ async def test_cancel_and_reschedule_before_dispatch_take_effect(env, db, tmp_pa
     assert at(emitted[str(rescheduled)], "occurred_at") >= later
     assert at(emitted[str(kept)], "occurred_at") < later
     doc = await db[CALLBACKS].find_one({"_id": cancelled})
+    assert doc is not None
     assert (doc["state"], doc["result"]) == (
         CallbackState.COMPLETED,
         CallbackResult.CANCELLED_BY_ADMIN,
@@ -103,7 +112,9 @@ def leads(scheduler: ServiceProcess) -> bool:
     return "callback_scheduler_leader 1.0" in metrics
 
 
-async def two_replicas_losing_the_leader(env, db, tmp_path, *, kill: bool) -> list[dict]:
+async def two_replicas_losing_the_leader(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path, *, kill: bool
+) -> list[dict[str, Any]]:
     """300 callbacks due over ~9 s, two replicas; once 50 are emitted the leader is stopped
     (SIGTERM) or killed (SIGKILL): the other takes over and emits the rest."""
     now = utcnow()
@@ -140,25 +151,29 @@ async def two_replicas_losing_the_leader(env, db, tmp_path, *, kill: bool) -> li
     return due.messages
 
 
-async def test_a_stopped_leader_hands_over_nothing_missed_nothing_doubled(env, db, tmp_path):
+async def test_a_stopped_leader_hands_over_nothing_missed_nothing_doubled(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     messages = await two_replicas_losing_the_leader(env, db, tmp_path, kill=False)
     counts = Counter(m["callback_id"] for m in messages)
     assert max(counts.values()) == 1
 
 
-async def test_a_killed_leader_is_replaced_nothing_missed_duplicates_harmless(env, db, tmp_path):
+async def test_a_killed_leader_is_replaced_nothing_missed_duplicates_harmless(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     messages = await two_replicas_losing_the_leader(env, db, tmp_path, kill=True)
     # what the killed leader emitted after its last stored watermark is emitted again by the
     # new one; any such duplicate is the very same event (same id, same attempt): harmless
-    first_seen: dict[str, tuple] = {}
+    first_seen: dict[str, tuple[str, int, str]] = {}
     for message in messages:
         identity = (message["event_id"], message["attempt"], message["desired_time"])
         assert first_seen.setdefault(message["callback_id"], identity) == identity
 
 
 async def test_what_a_dead_leader_emitted_is_emitted_again_only_if_routing_never_took_it(
-    env, db, tmp_path
-):
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     """A leader died: its lease has expired and says it emitted everything due up to a minute
     ago. What became due after that is emitted at once; what it emitted and routing never
     took is emitted again once the new leader has led for the redispatch time."""

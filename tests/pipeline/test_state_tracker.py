@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from callback_shared.models import (
@@ -13,9 +16,10 @@ from callback_shared.models import (
     RoutingEventKind,
     utcnow,
 )
-from callback_shared.mongo import CALLBACKS, SERVICES
+from callback_shared.mongo import CALLBACKS, SERVICES, Document
 from callback_shared.states import CallbackResult, CallbackState
 from callback_state_tracker.changes import APPLIES, plan_change
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.pipeline.helpers import TopicReader, eventually, produce, seed_callbacks
 from tests.support import start_service
@@ -24,7 +28,13 @@ pytestmark = pytest.mark.e2e
 K = RoutingEventKind
 
 
-def routing(callback_id, kind, sequence, attempt=1, **fields) -> RoutingEvent:
+def routing(
+    callback_id: uuid.UUID,
+    kind: RoutingEventKind,
+    sequence: int,
+    attempt: int = 1,
+    **fields: Any,
+) -> RoutingEvent:
     return RoutingEvent(
         callback_id=callback_id,
         kind=kind,
@@ -35,7 +45,7 @@ def routing(callback_id, kind, sequence, attempt=1, **fields) -> RoutingEvent:
     )
 
 
-def happy_path(callback_id, attempt=1) -> list[RoutingEvent]:
+def happy_path(callback_id: uuid.UUID, attempt: int = 1) -> list[RoutingEvent]:
     return [
         routing(callback_id, K.QUEUED, 0, attempt, position_in_queue=3, estimated_wait_seconds=30),
         routing(callback_id, K.POSITION_UPDATED, 1, attempt, position_in_queue=1),
@@ -49,7 +59,9 @@ def encoded(events: list[RoutingEvent]) -> list[tuple[bytes, bytes]]:
     return [(event.key, event.model_dump_json().encode()) for event in events]
 
 
-async def test_applies_events_idempotently_and_parks_bad_ones(env, db, tmp_path):
+async def test_applies_events_idempotently_and_parks_bad_ones(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     now = utcnow()
     done, abandoned, retried, exhausted, stale_target = await seed_callbacks(db, [now] * 5)
     await db[SERVICES].insert_one(
@@ -87,6 +99,7 @@ async def test_applies_events_idempotently_and_parks_bad_ones(env, db, tmp_path)
 
             async def settled() -> bool:
                 doc = await db[CALLBACKS].find_one({"_id": done})
+                assert doc is not None
                 return doc["state"] == "COMPLETED" and len(dead.messages) >= 3
 
             await eventually(settled, 30, "events applied and bad ones parked")
@@ -123,7 +136,7 @@ async def test_applies_events_idempotently_and_parks_bad_ones(env, db, tmp_path)
 
     # one lifecycle event per state change, none for stale or forbidden events; a redelivered
     # event announces its change again with the same event id (consumers de-duplicate)
-    unique: dict[str, dict] = {}
+    unique: dict[str, dict[str, Any]] = {}
     for message in lifecycle.messages:
         assert unique.setdefault(message["event_id"], message) == message
     changes = [(m["callback_id"], m["state"], m.get("result")) for m in unique.values()]
@@ -146,7 +159,9 @@ async def test_applies_events_idempotently_and_parks_bad_ones(env, db, tmp_path)
     assert {letter["payload"] for letter in dead.messages} >= {"{not json"}
 
 
-async def test_redelivered_batch_republishes_the_same_lifecycle_events(env, db, tmp_path):
+async def test_redelivered_batch_republishes_the_same_lifecycle_events(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     """A state-tracker killed after writing but before committing: the batch comes again and
     the announcements are published again with the same ids, never lost."""
     (callback_id,) = await seed_callbacks(db, [utcnow()])
@@ -158,7 +173,7 @@ async def test_redelivered_batch_republishes_the_same_lifecycle_events(env, db, 
         await asyncio.to_thread(tracker.wait_ready)
         await produce(bootstrap, env["TOPIC_ROUTING_EVENTS"], encoded(events))
 
-        async def announced(count: int):
+        async def announced(count: int) -> Callable[[], Awaitable[bool]]:
             async def check() -> bool:
                 return len(lifecycle.messages) >= count
 
@@ -176,10 +191,13 @@ async def test_redelivered_batch_republishes_the_same_lifecycle_events(env, db, 
         assert again.terminate() == 0
     assert [m["event_id"] for m in lifecycle.messages[4:]] == first_ids
     doc = await db[CALLBACKS].find_one({"_id": callback_id})
+    assert doc is not None
     assert len(doc["timeline"]) == 5
 
 
-async def test_conditional_writes_are_the_plain_writes_when_they_apply(db):
+async def test_conditional_writes_are_the_plain_writes_when_they_apply(
+    db: AsyncDatabase[Document],
+) -> None:
     """A routing event's pipeline update writes exactly what the same writes as plain update
     operators write (the state-tracker benchmark's raw side relies on it), and nothing when
     its condition does not hold."""
@@ -213,7 +231,13 @@ async def test_conditional_writes_are_the_plain_writes_when_they_apply(db):
     assert docs[ours]["diagnostic_data"] == {"ors": "S1"}
 
 
-async def pending_cancel(db, callback_id, state: CallbackState, actor="ada", batch_id=None):
+async def pending_cancel(
+    db: AsyncDatabase[Document],
+    callback_id: uuid.UUID,
+    state: CallbackState,
+    actor: str = "ada",
+    batch_id: uuid.UUID | None = None,
+) -> None:
     """The callback as admin-api leaves it after asking routing to cancel it in ``state``."""
     now = utcnow()
     await db[CALLBACKS].update_one(
@@ -237,7 +261,9 @@ async def pending_cancel(db, callback_id, state: CallbackState, actor="ada", bat
     )
 
 
-async def test_routing_answers_settle_pending_cancels(env, db, tmp_path):
+async def test_routing_answers_settle_pending_cancels(
+    env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
     """CANCELLED ends a pending cancel COMPLETED(CANCELLED_BY_ADMIN) only while nothing reached
     an agent; CANCEL_REFUSED, or a callback that ended otherwise first, settle it REFUSED. Each
     is announced for the report with the request's actor and batch. HELD refreshes the sign of
@@ -272,7 +298,9 @@ async def test_routing_answers_settle_pending_cancels(env, db, tmp_path):
                 return len(docs) == 5
 
             await eventually(moved, 30, "the attempts taken by routing")
-            seen_before = (await db[CALLBACKS].find_one({"_id": held}))["routing_seen_at"]
+            held_doc = await db[CALLBACKS].find_one({"_id": held})
+            assert held_doc is not None
+            seen_before = held_doc["routing_seen_at"]
             await pending_cancel(db, queued, CallbackState.QUEUED, batch_id=batch)
             await pending_cancel(db, connected, CallbackState.ROUTING)
             await pending_cancel(db, abandoned, CallbackState.QUEUED)

@@ -87,8 +87,9 @@ def assert_follows_plan(events: Sequence[RoutingEvent], plan: AttemptPlan) -> No
     assert queued.queue == queued.service_name
     by_kind = {e.kind: e for e in events}
     if Kind.ROUTING in by_kind:
-        assert by_kind[Kind.ROUTING].agent is not None
-        assert by_kind[Kind.ROUTING].agent.startswith(f"{queued.service_name}-agent-")
+        agent = by_kind[Kind.ROUTING].agent
+        assert agent is not None
+        assert agent.startswith(f"{queued.service_name}-agent-")
         assert by_kind[Kind.ROUTING].route_point
     if Kind.PROCESSING in by_kind:
         processing = by_kind[Kind.PROCESSING]

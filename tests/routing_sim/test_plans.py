@@ -20,14 +20,14 @@ PROFILE = ServiceProfile(
 IDS = [uuid.UUID(int=n) for n in range(10_000)]
 
 
-def test_same_seed_callback_and_attempt_give_the_same_plan():
+def test_same_seed_callback_and_attempt_give_the_same_plan() -> None:
     callback_id = uuid.uuid4()
     plans = {plan_attempt(7, PROFILE, callback_id, 1) for _ in range(5)}
     assert len(plans) == 1
     assert plan_attempt(7, PROFILE, callback_id, 1) == plan_attempt(7, PROFILE, str(callback_id), 1)
 
 
-def test_attempts_seeds_and_callbacks_each_draw_anew():
+def test_attempts_seeds_and_callbacks_each_draw_anew() -> None:
     callback_id = uuid.UUID(int=42)
     by_attempt = {plan_attempt(7, PROFILE, callback_id, attempt) for attempt in range(1, 21)}
     by_seed = {plan_attempt(seed, PROFILE, callback_id, 1) for seed in range(20)}
@@ -36,7 +36,7 @@ def test_attempts_seeds_and_callbacks_each_draw_anew():
     assert len(by_attempt) == len(by_seed) == len(by_callback) == 20
 
 
-def test_plan_is_the_same_in_another_process_whatever_its_hash_seed():
+def test_plan_is_the_same_in_another_process_whatever_its_hash_seed() -> None:
     callback_id = uuid.UUID(int=1234)
     code = (
         "import uuid; from callback_routing_sim import ServiceProfile, plan_attempt; "
@@ -55,7 +55,7 @@ def test_plan_is_the_same_in_another_process_whatever_its_hash_seed():
     assert run.stdout.split() == [repr(plan.handle_seconds), plan.outcome.value]
 
 
-def test_probabilities_are_respected_over_many_callbacks():
+def test_probabilities_are_respected_over_many_callbacks() -> None:
     plans = [plan_attempt(1, PROFILE, callback_id, 1) for callback_id in IDS]
     outcomes = Counter(plan.outcome for plan in plans)
     dialled = [plan for plan in plans if not plan.abandons]
@@ -71,14 +71,14 @@ def test_probabilities_are_respected_over_many_callbacks():
     assert mean_handle == pytest.approx(3.0, abs=0.05)
 
 
-def test_an_abandoning_customer_is_never_dialled():
+def test_an_abandoning_customer_is_never_dialled() -> None:
     plans = [plan_attempt(1, PROFILE, callback_id, 1) for callback_id in IDS[:2000]]
     abandoning = [plan for plan in plans if plan.abandons]
     assert abandoning
     assert all(plan.dial_failure is None for plan in abandoning)
 
 
-def test_certain_and_impossible_probabilities():
+def test_certain_and_impossible_probabilities() -> None:
     always = ServiceProfile(dial_failure_probability=1.0, busy_share=1.0)
     never = ServiceProfile(dial_failure_probability=0.0, abandon_probability=0.0)
     everyone_leaves = ServiceProfile(abandon_probability=1.0)
@@ -88,7 +88,7 @@ def test_certain_and_impossible_probabilities():
         assert plan_attempt(1, everyone_leaves, callback_id, 1).abandons
 
 
-def test_changing_one_probability_keeps_the_other_draws():
+def test_changing_one_probability_keeps_the_other_draws() -> None:
     calmer = PROFILE.model_copy(update={"abandon_probability": 0.0})
     for callback_id in IDS[:200]:
         before = plan_attempt(1, PROFILE, callback_id, 1)

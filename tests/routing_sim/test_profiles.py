@@ -11,7 +11,7 @@ from callback_routing_sim.profiles import ProfileError
 from tests.support import BIN
 
 
-def test_defaults_for_services_not_listed():
+def test_defaults_for_services_not_listed() -> None:
     profiles = parse_profiles("{}")
     profile = profiles.for_service("anything")
     assert profile == ServiceProfile()
@@ -21,7 +21,7 @@ def test_defaults_for_services_not_listed():
     assert profile.route_point_of("sales") == "RP-sales"
 
 
-def test_listed_services_take_missing_keys_from_the_default_profile():
+def test_listed_services_take_missing_keys_from_the_default_profile() -> None:
     profiles = parse_profiles(
         json.dumps({"sales": {"agents": 1, "route_point": "+442079460000"}}),
         json.dumps({"agents": 4, "handle_seconds_min": 0.01, "handle_seconds_max": 0.02}),
@@ -59,14 +59,16 @@ def test_listed_services_take_missing_keys_from_the_default_profile():
         ),
     ],
 )
-def test_a_bad_profile_is_one_line_naming_the_setting(services, default, message):
+def test_a_bad_profile_is_one_line_naming_the_setting(
+    services: str, default: str, message: str
+) -> None:
     with pytest.raises(ProfileError) as raised:
         parse_profiles(services, default)
     assert message in str(raised.value)
     assert "\n" not in str(raised.value)
 
 
-def test_the_service_refuses_to_start_on_a_bad_profile():
+def test_the_service_refuses_to_start_on_a_bad_profile() -> None:
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",

@@ -5,14 +5,17 @@ import itertools
 import json
 import random
 import uuid
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from callback_routing_sim import parse_profiles, plan_attempt
 from callback_shared.kafka import make_broker
-from callback_shared.models import DeadLetter, RoutingEvent
+from callback_shared.models import DeadLetter, DueCallback, RoutingCommand, RoutingEvent
+from callback_shared.settings import PlatformSettings
 
 from tests.routing_sim.support import (
     Kind,
@@ -41,7 +44,9 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.mark.e2e
-async def test_routing_sim_routes_due_callbacks_as_planned(env, settings, tmp_path):
+async def test_routing_sim_routes_due_callbacks_as_planned(
+    env: dict[str, str], settings: PlatformSettings, tmp_path: Path
+) -> None:
     process = start_service(
         "routing-sim",
         env,
@@ -147,9 +152,11 @@ async def test_routing_sim_routes_due_callbacks_as_planned(env, settings, tmp_pa
     assert logged_outcomes == {key: events[-1].kind.value for key, events in attempts.items()}
 
 
-def assert_agents_never_double_booked(events: list[RoutingEvent], service: str, agents: int):
+def assert_agents_never_double_booked(
+    events: list[RoutingEvent], service: str, agents: int
+) -> None:
     """Each agent's reservations (ROUTING to its end) do not overlap in time."""
-    holds: dict[str, list[tuple[datetime, datetime]]] = {}
+    holds: dict[str | None, list[tuple[datetime, datetime]]] = {}
     for attempt_events in by_attempt(e for e in events if e.service_name == service).values():
         by_kind = {e.kind: e for e in attempt_events}
         end = by_kind.get(Kind.COMPLETED) or by_kind.get(Kind.DIAL_FAILED)
@@ -182,7 +189,9 @@ CANCEL_DEFAULT_PROFILE = json.dumps(
 
 
 @pytest.mark.e2e
-async def test_routing_sim_obeys_cancel_commands(env, settings, tmp_path):
+async def test_routing_sim_obeys_cancel_commands(
+    env: dict[str, str], settings: PlatformSettings, tmp_path: Path
+) -> None:
     process = start_service(
         "routing-sim",
         env,
@@ -204,7 +213,7 @@ async def test_routing_sim_obeys_cancel_commands(env, settings, tmp_path):
     events: list[RoutingEvent] = []
     dead_letters: list[DeadLetter] = []
 
-    async def until(done) -> None:
+    async def until(done: Callable[[], object]) -> None:
         async with asyncio.timeout(60):
             while not done():
                 batches = await consumer.getmany(timeout_ms=200)
@@ -214,10 +223,10 @@ async def test_routing_sim_obeys_cancel_commands(env, settings, tmp_path):
                     else:
                         events.append(RoutingEvent.model_validate_json(record.value))
 
-    def kinds(due) -> list[Kind]:
+    def kinds(due: DueCallback) -> list[Kind]:
         return [e.kind for e in events if e.callback_id == due.callback_id]
 
-    def have(kind, *dues) -> bool:
+    def have(kind: Kind, *dues: DueCallback) -> bool:
         return all(kind in kinds(due) for due in dues)
 
     try:
@@ -226,7 +235,9 @@ async def test_routing_sim_obeys_cancel_commands(env, settings, tmp_path):
         async with make_broker(settings, client_id="routing-sim-e2e") as broker:
             await broker.connect()
 
-            async def send(topic: str, message, partition: int | None = None) -> None:
+            async def send(
+                topic: str, message: DueCallback | RoutingCommand, partition: int | None = None
+            ) -> None:
                 await broker.publish(
                     message.model_dump_json().encode(),
                     topic,

@@ -3,12 +3,14 @@
 import asyncio
 import itertools
 from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
 from uuid import UUID
 
 import pytest
 from callback_routing_sim import RoutingProfiles, ServiceProfile, plan_attempt
-from callback_routing_sim.simulation import Simulation
-from callback_shared.models import DialFailure, RoutingCommandKind
+from callback_routing_sim.simulation import Publish, Simulation
+from callback_shared.models import DialFailure, RoutingCommandKind, RoutingEvent, RoutingEventKind
 
 from tests.routing_sim.support import (
     Kind,
@@ -31,12 +33,31 @@ def profiles(**profile: object) -> RoutingProfiles:
     return RoutingProfiles(default=ServiceProfile.model_validate({**FAST, **profile}))
 
 
+class Start(Protocol):
+    """The ``start`` fixture: start a simulation; its recorder keeps what it publishes."""
+
+    def __call__(
+        self,
+        routing: RoutingProfiles,
+        *,
+        seed: int = ...,
+        publish: Publish | None = ...,
+        **options: float,
+    ) -> tuple[Simulation, Recorder]: ...
+
+
 @pytest.fixture
-async def start():
+async def start() -> AsyncIterator[Start]:
     """Start simulations driven by ``run()``; cancel them (a clean stop) after the test."""
     tasks: list[asyncio.Task[None]] = []
 
-    def start(routing: RoutingProfiles, *, seed: int = 1, publish=None, **options):
+    def start(
+        routing: RoutingProfiles,
+        *,
+        seed: int = 1,
+        publish: Publish | None = None,
+        **options: float,
+    ) -> tuple[Simulation, Recorder]:
         recorder = Recorder()
         simulation = Simulation(routing, seed, publish or recorder, **options)
         tasks.append(asyncio.create_task(simulation.run()))
@@ -48,7 +69,7 @@ async def start():
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_every_attempt_publishes_its_plans_path_in_order(start):
+async def test_every_attempt_publishes_its_plans_path_in_order(start: Start) -> None:
     routing = profiles(
         agents=2,
         dial_failure_probability=0.3,
@@ -60,7 +81,7 @@ async def test_every_attempt_publishes_its_plans_path_in_order(start):
     await asyncio.gather(*(simulation.accept(due) for due in dues))
     await recorder.wait_until(lambda events: len(finished(events)) == 40)
 
-    outcomes = Counter()
+    outcomes: Counter[RoutingEventKind] = Counter()
     for due in dues:
         plan = plan_attempt(3, routing.default, due.callback_id, 1)
         events = by_attempt(recorder.events)[(due.callback_id, 1)]
@@ -71,7 +92,7 @@ async def test_every_attempt_publishes_its_plans_path_in_order(start):
     assert simulation.active_attempts == 0
 
 
-async def test_higher_priority_is_routed_first_then_arrival_order(start):
+async def test_higher_priority_is_routed_first_then_arrival_order(start: Start) -> None:
     routing = profiles(agents=1, dial_failure_probability=0)
     simulation, recorder = start(routing)
     # all submitted before the loop runs again: the first takes the only agent, the rest wait
@@ -90,10 +111,11 @@ async def test_higher_priority_is_routed_first_then_arrival_order(start):
     assert positions(5) == [1]
     mean = routing.default.mean_agent_seconds  # EWT: position x mean agent time / 1 agent
     for event in recorder.of(4)[:-3]:
+        assert event.position_in_queue is not None
         assert event.estimated_wait_seconds == round(event.position_in_queue * mean, 3)
 
 
-async def test_never_more_calls_at_once_than_agents(start):
+async def test_never_more_calls_at_once_than_agents(start: Start) -> None:
     simulation, recorder = start(
         profiles(agents=3, handle_seconds_min=0.005, handle_seconds_max=0.02)
     )
@@ -101,7 +123,7 @@ async def test_never_more_calls_at_once_than_agents(start):
         simulation.submit(due_callback(n))
     await recorder.wait_until(lambda events: len(finished(events)) == 30)
 
-    reserved: set[str] = set()
+    reserved: set[str | None] = set()
     on_call, most_on_call, most_reserved = 0, 0, 0
     for event in recorder.events:  # published in the order the simulation made them
         if event.kind == Kind.ROUTING:
@@ -119,7 +141,7 @@ async def test_never_more_calls_at_once_than_agents(start):
     assert agents == {"sales-agent-1", "sales-agent-2", "sales-agent-3"}
 
 
-async def test_planned_abandons_never_take_an_agent(start):
+async def test_planned_abandons_never_take_an_agent(start: Start) -> None:
     routing = profiles(
         agents=5, abandon_probability=1.0, abandon_after_seconds=30, patience_seconds=0.01
     )
@@ -136,7 +158,7 @@ async def test_planned_abandons_never_take_an_agent(start):
         assert recorder.of(n)[-1].diagnostic_data["reason"] == "plan"
 
 
-async def test_a_customer_out_of_patience_abandons_while_agents_are_busy(start):
+async def test_a_customer_out_of_patience_abandons_while_agents_are_busy(start: Start) -> None:
     routing = profiles(
         agents=1,
         dial_failure_probability=0,
@@ -162,7 +184,9 @@ async def test_a_customer_out_of_patience_abandons_while_agents_are_busy(start):
 @pytest.mark.parametrize(
     ("busy_share", "failure"), [(0.0, DialFailure.NO_ANSWER), (1.0, DialFailure.BUSY)]
 )
-async def test_failed_dials_free_the_agent(start, busy_share, failure):
+async def test_failed_dials_free_the_agent(
+    start: Start, busy_share: float, failure: DialFailure
+) -> None:
     simulation, recorder = start(
         profiles(agents=1, dial_failure_probability=1.0, busy_share=busy_share)
     )
@@ -178,7 +202,7 @@ async def test_failed_dials_free_the_agent(start, busy_share, failure):
         assert Kind.PROCESSING not in {e.kind for e in events}
 
 
-async def test_duplicates_are_ignored_and_a_new_attempt_starts_over(start):
+async def test_duplicates_are_ignored_and_a_new_attempt_starts_over(start: Start) -> None:
     simulation, recorder = start(profiles(dial_failure_probability=0))
     assert await simulation.accept(due_callback(1)) is True
     assert await simulation.accept(due_callback(1)) is False
@@ -194,11 +218,11 @@ async def test_duplicates_are_ignored_and_a_new_attempt_starts_over(start):
     assert second[-1].kind == Kind.COMPLETED
 
 
-async def test_accept_returns_once_queued_is_published(start):
+async def test_accept_returns_once_queued_is_published(start: Start) -> None:
     gate, entered = asyncio.Event(), asyncio.Event()
-    published = []
+    published: list[RoutingEvent] = []
 
-    async def slow_publish(events):
+    async def slow_publish(events: Sequence[RoutingEvent]) -> None:
         entered.set()
         await gate.wait()
         published.extend(events)
@@ -213,10 +237,11 @@ async def test_accept_returns_once_queued_is_published(start):
     assert published[0].kind == Kind.QUEUED
 
 
-async def test_failed_publishes_are_retried_without_loss_or_reordering(start):
-    recorder, failures = Recorder(), []
+async def test_failed_publishes_are_retried_without_loss_or_reordering(start: Start) -> None:
+    recorder = Recorder()
+    failures: list[int] = []
 
-    async def flaky_publish(events):
+    async def flaky_publish(events: Sequence[RoutingEvent]) -> None:
         if len(failures) < 3:
             failures.append(len(events))
             raise ConnectionError("broker unavailable")
@@ -238,10 +263,10 @@ async def test_failed_publishes_are_retried_without_loss_or_reordering(start):
         assert events[-1].kind == Kind.COMPLETED
 
 
-async def test_stopping_cancels_waiting_acceptances_and_refuses_new_callbacks():
+async def test_stopping_cancels_waiting_acceptances_and_refuses_new_callbacks() -> None:
     never, entered = asyncio.Event(), asyncio.Event()
 
-    async def stuck_publish(events):
+    async def stuck_publish(events: Sequence[RoutingEvent]) -> None:
         entered.set()
         await never.wait()
 
@@ -263,7 +288,7 @@ async def test_stopping_cancels_waiting_acceptances_and_refuses_new_callbacks():
 # --- commands: CANCEL and WITHDRAW ---------------------------------------------------------------
 
 
-async def test_a_cancel_takes_a_queued_callback_out_of_the_queue(start):
+async def test_a_cancel_takes_a_queued_callback_out_of_the_queue(start: Start) -> None:
     simulation, recorder = start(
         profiles(
             agents=1, dial_failure_probability=0, handle_seconds_min=0.05, handle_seconds_max=0.05
@@ -284,7 +309,7 @@ async def test_a_cancel_takes_a_queued_callback_out_of_the_queue(start):
     assert simulation.active_attempts == 0
 
 
-async def test_a_cancel_while_routing_dials_nothing_and_frees_the_agent(start):
+async def test_a_cancel_while_routing_dials_nothing_and_frees_the_agent(start: Start) -> None:
     simulation, recorder = start(profiles(agents=1, dial_failure_probability=0, dial_seconds=0.2))
     simulation.submit(due_callback(1))  # reserved the only agent: ROUTING for 0.2 s
     simulation.submit(due_callback(2))
@@ -301,7 +326,7 @@ async def test_a_cancel_while_routing_dials_nothing_and_frees_the_agent(start):
     assert simulation.active_attempts == 0
 
 
-async def test_a_cancel_while_processing_is_refused_and_the_call_completes(start):
+async def test_a_cancel_while_processing_is_refused_and_the_call_completes(start: Start) -> None:
     simulation, recorder = start(
         profiles(dial_failure_probability=0, handle_seconds_min=0.2, handle_seconds_max=0.2)
     )
@@ -325,7 +350,9 @@ async def test_a_cancel_while_processing_is_refused_and_the_call_completes(start
     assert simulation.active_attempts == 0
 
 
-async def test_a_cancel_after_a_call_is_refused_every_time_and_nothing_is_routed_again(start):
+async def test_a_cancel_after_a_call_is_refused_every_time_and_nothing_is_routed_again(
+    start: Start,
+) -> None:
     simulation, recorder = start(profiles(dial_failure_probability=0))
     await simulation.accept(due_callback(1))
     await recorder.wait_until(recorder.has(1, Kind.COMPLETED))
@@ -342,7 +369,9 @@ async def test_a_cancel_after_a_call_is_refused_every_time_and_nothing_is_routed
     assert await simulation.accept(due_callback(1, attempt=2)) is False
 
 
-async def test_a_cancel_of_an_unknown_callback_wins_over_its_later_due_callback(start):
+async def test_a_cancel_of_an_unknown_callback_wins_over_its_later_due_callback(
+    start: Start,
+) -> None:
     simulation, recorder = start(profiles())
     await simulation.handle_command(command(1, attempt=2))
     await simulation.handle_command(command(1, attempt=2))
@@ -367,8 +396,8 @@ async def test_a_cancel_of_an_unknown_callback_wins_over_its_later_due_callback(
     ],
 )
 async def test_a_cancel_after_an_attempt_ended_without_an_agent_is_cancelled(
-    start, profile, outcome
-):
+    start: Start, profile: dict[str, float], outcome: RoutingEventKind
+) -> None:
     simulation, recorder = start(profiles(**profile))
     simulation.submit(due_callback(1))
     await recorder.wait_until(recorder.has(1, outcome))
@@ -380,7 +409,7 @@ async def test_a_cancel_after_an_attempt_ended_without_an_agent_is_cancelled(
     assert await simulation.accept(due_callback(1, attempt=2)) is False
 
 
-async def test_a_withdrawn_attempt_is_dropped_silently_and_never_taken_again(start):
+async def test_a_withdrawn_attempt_is_dropped_silently_and_never_taken_again(start: Start) -> None:
     simulation, recorder = start(
         profiles(
             agents=1, dial_failure_probability=0, handle_seconds_min=0.05, handle_seconds_max=0.05
@@ -403,7 +432,7 @@ async def test_a_withdrawn_attempt_is_dropped_silently_and_never_taken_again(sta
     assert simulation.active_attempts == 0
 
 
-async def test_a_withdraw_leaves_a_call_alone(start):
+async def test_a_withdraw_leaves_a_call_alone(start: Start) -> None:
     simulation, recorder = start(
         profiles(dial_failure_probability=0, handle_seconds_min=0.1, handle_seconds_max=0.1)
     )
@@ -414,7 +443,7 @@ async def test_a_withdraw_leaves_a_call_alone(start):
     assert recorder.kinds(1)[-2:] == [Kind.PROCESSING, Kind.COMPLETED]
 
 
-async def test_a_newer_attempt_supersedes_a_held_older_one(start):
+async def test_a_newer_attempt_supersedes_a_held_older_one(start: Start) -> None:
     simulation, recorder = start(
         profiles(
             agents=1, dial_failure_probability=0, handle_seconds_min=0.05, handle_seconds_max=0.05
@@ -432,7 +461,7 @@ async def test_a_newer_attempt_supersedes_a_held_older_one(start):
     assert simulation.active_attempts == 0
 
 
-async def test_a_newer_attempt_while_routing_frees_the_agent_first(start):
+async def test_a_newer_attempt_while_routing_frees_the_agent_first(start: Start) -> None:
     simulation, recorder = start(profiles(agents=1, dial_failure_probability=0, dial_seconds=0.1))
     simulation.submit(due_callback(1))  # ROUTING
     simulation.submit(due_callback(1, attempt=2))
@@ -447,7 +476,7 @@ async def test_a_newer_attempt_while_routing_frees_the_agent_first(start):
     assert [e.kind for e in recorder.events].count(Kind.PROCESSING) == 1
 
 
-async def test_a_newer_attempt_is_ignored_while_the_older_is_on_a_call(start):
+async def test_a_newer_attempt_is_ignored_while_the_older_is_on_a_call(start: Start) -> None:
     simulation, recorder = start(
         profiles(dial_failure_probability=0, handle_seconds_min=0.1, handle_seconds_max=0.1)
     )
@@ -458,7 +487,7 @@ async def test_a_newer_attempt_is_ignored_while_the_older_is_on_a_call(start):
     assert recorder.kinds(1, attempt=2) == []
 
 
-async def test_commands_after_the_stop_are_refused():
+async def test_commands_after_the_stop_are_refused() -> None:
     simulation = Simulation(profiles(), 1, Recorder())
     running = asyncio.create_task(simulation.run())
     await asyncio.sleep(0)
@@ -474,11 +503,11 @@ async def test_commands_after_the_stop_are_refused():
 HEARTBEAT = 0.2
 
 
-def gaps(events) -> list[float]:
+def gaps(events: Sequence[RoutingEvent]) -> list[float]:
     return [(b.occurred_at - a.occurred_at).total_seconds() for a, b in itertools.pairwise(events)]
 
 
-async def test_a_waiting_callback_is_held_every_heartbeat_but_a_call_is_not(start):
+async def test_a_waiting_callback_is_held_every_heartbeat_but_a_call_is_not(start: Start) -> None:
     simulation, recorder = start(
         profiles(
             agents=1,
@@ -505,7 +534,7 @@ async def test_a_waiting_callback_is_held_every_heartbeat_but_a_call_is_not(star
     assert recorder.kinds(1) == [Kind.QUEUED, Kind.ROUTING, Kind.PROCESSING, Kind.COMPLETED]
 
 
-async def test_a_callback_being_dialled_is_held_with_its_agent(start):
+async def test_a_callback_being_dialled_is_held_with_its_agent(start: Start) -> None:
     simulation, recorder = start(
         profiles(dial_failure_probability=0, dial_seconds=0.7, heartbeat_seconds=HEARTBEAT)
     )
@@ -523,7 +552,7 @@ async def test_a_callback_being_dialled_is_held_with_its_agent(start):
         assert HEARTBEAT * 0.95 <= gap <= HEARTBEAT * 2
 
 
-async def test_a_cancelled_or_withdrawn_callback_is_no_longer_held(start):
+async def test_a_cancelled_or_withdrawn_callback_is_no_longer_held(start: Start) -> None:
     simulation, recorder = start(
         profiles(
             agents=1,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid5
 
 import pytest
@@ -27,7 +28,7 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def base_doc(cid: uuid.UUID, type_: str, desired: datetime) -> dict:
+def base_doc(cid: uuid.UUID, type_: str, desired: datetime) -> dict[str, Any]:
     return {
         "_id": cid,
         "service_name": SERVICE,
@@ -42,7 +43,9 @@ def base_doc(cid: uuid.UUID, type_: str, desired: datetime) -> dict:
     }
 
 
-def lifecycle(doc: dict, kind: LifecycleEventKind, when: datetime, **fields) -> Message:
+def lifecycle(
+    doc: dict[str, Any], kind: LifecycleEventKind, when: datetime, **fields: Any
+) -> Message:
     event = lifecycle_event(doc, kind, occurred_at=when, **fields)
     return Message(when, event.model_dump(mode="json"))
 
@@ -160,11 +163,11 @@ def checks_failing(snap: Snapshot) -> set[str]:
     return {v.check for v in audit(snap)}
 
 
-def test_a_consistent_snapshot_has_no_violation():
+def test_a_consistent_snapshot_has_no_violation() -> None:
     assert audit(consistent()) == []
 
 
-def test_timeline_that_does_not_explain_the_state():
+def test_timeline_that_does_not_explain_the_state() -> None:
     snap = consistent()
     a, _, _ = ids(snap)
     snap.callbacks[a]["state"], snap.callbacks[a]["result"] = "SCHEDULED", None
@@ -175,7 +178,7 @@ def test_timeline_that_does_not_explain_the_state():
     assert "timeline" in checks_failing(snap)
 
 
-def test_a_callback_waiting_for_nothing():
+def test_a_callback_waiting_for_nothing() -> None:
     snap = consistent()
     _, _, c = ids(snap)
     snap.callbacks[c]["dispatch_at"] = at(-60)  # due long ago, never taken
@@ -185,7 +188,7 @@ def test_a_callback_waiting_for_nothing():
     assert checks_failing(snap) == {"waiting"}
 
 
-def test_a_processing_call_past_its_end_is_explained_only_by_a_killed_routing():
+def test_a_processing_call_past_its_end_is_explained_only_by_a_killed_routing() -> None:
     from soak.audit import FaultRecord
 
     snap = consistent()
@@ -200,7 +203,7 @@ def test_a_processing_call_past_its_end_is_explained_only_by_a_killed_routing():
     assert [v for v in audit(snap) if v.check == "waiting"] == []
 
 
-def test_routing_reached_after_an_acknowledged_cancel():
+def test_routing_reached_after_an_acknowledged_cancel() -> None:
     snap = consistent()
     _, b, _ = ids(snap)
     snap.due.append(
@@ -209,7 +212,7 @@ def test_routing_reached_after_an_acknowledged_cancel():
     assert "acknowledged" in checks_failing(snap)
 
 
-def test_routing_reached_between_a_reschedule_and_its_new_time():
+def test_routing_reached_between_a_reschedule_and_its_new_time() -> None:
     snap = consistent()
     _, _, c = ids(snap)
     snap.commands.append(CommandRecord("reschedule", c, at(10), 200, {"desired_time": at(600)}))
@@ -218,7 +221,7 @@ def test_routing_reached_between_a_reschedule_and_its_new_time():
     assert "acknowledged" in checks_failing(snap)
 
 
-def test_an_agent_connected_after_routing_answered_cancelled():
+def test_an_agent_connected_after_routing_answered_cancelled() -> None:
     snap = consistent()
     a, _, _ = ids(snap)
     snap.commands.append(CommandRecord("cancel", a, at(0.8), 202))
@@ -228,7 +231,7 @@ def test_an_agent_connected_after_routing_answered_cancelled():
     assert any("connected an agent after" in v.message for v in failing)
 
 
-def test_a_record_that_contradicts_routing():
+def test_a_record_that_contradicts_routing() -> None:
     snap = consistent()
     a, _, _ = ids(snap)
     snap.callbacks[a]["result"] = "FAILED"
@@ -236,7 +239,7 @@ def test_a_record_that_contradicts_routing():
     assert "truth" in checks_failing(snap)
 
 
-def test_changes_not_announced_and_announcements_that_did_not_happen():
+def test_changes_not_announced_and_announcements_that_did_not_happen() -> None:
     snap = consistent()
     a, _, c = ids(snap)
     snap.lifecycle = [m for m in snap.lifecycle if m.value["kind"] != "STATE_CHANGED"]
@@ -269,7 +272,7 @@ def test_changes_not_announced_and_announcements_that_did_not_happen():
     assert "announced" not in checks_failing(snap)
 
 
-def test_a_report_that_differs_from_the_events():
+def test_a_report_that_differs_from_the_events() -> None:
     snap = consistent()
     snap.report[0] = {**snap.report[0], "status": "REFUSED"}
     assert checks_failing(snap) == {"report"}
@@ -277,7 +280,7 @@ def test_a_report_that_differs_from_the_events():
     assert checks_failing(snap) == {"report"}
 
 
-def test_leaked_and_double_booked_slot_places():
+def test_leaked_and_double_booked_slot_places() -> None:
     snap = consistent()
     _, b, _ = ids(snap)
     snap.slots[0]["holders"].append(uuid.UUID(b))  # the cancelled one kept its place
@@ -290,20 +293,20 @@ def test_leaked_and_double_booked_slot_places():
     assert checks_failing(snap) == {"slots"}
 
 
-def test_a_throttle_counter_that_differs_from_the_creates():
+def test_a_throttle_counter_that_differs_from_the_creates() -> None:
     snap = consistent()
     snap.counters[0]["count"] = 4
     assert checks_failing(snap) == {"throttle"}
 
 
-def test_anything_on_the_dead_letter_topic():
+def test_anything_on_the_dead_letter_topic() -> None:
     snap = consistent()
     snap.dead_letters.append(Message(at(1), {"source_topic": "t", "reason": "unknown callback"}))
     assert checks_failing(snap) == {"dead_letter"}
 
 
 @pytest.mark.parametrize(("slope", "growing"), [(0.0, False), (0.5, False), (6.0, True)])
-def test_memory_growth_is_told_from_noise(slope, growing):
+def test_memory_growth_is_told_from_noise(slope: float, growing: bool) -> None:
     samples = [
         memory.Sample(t, "svc", 1, 100 + slope * t / 60 + (3 if t % 50 == 0 else 0))
         for t in range(0, 600, 5)
