@@ -97,7 +97,10 @@ class NewCallback:
     recreated_from: UUID | None = None
 
 
-async def create_callback(api: AdminApi, principal: Principal, command: CreateCallback) -> Document:
+async def create_callback(
+    api: AdminApi, principal: Principal, command: CreateCallback
+) -> tuple[Document, ServiceConfig]:
+    """The new record, and the settings of its service it was admitted under."""
     require_service(principal, command.service_name)
     config, _ = await api.repository.service_config(command.service_name)
     try:
@@ -121,7 +124,7 @@ async def create_callback(api: AdminApi, principal: Principal, command: CreateCa
 
 async def recreate_callback(
     api: AdminApi, principal: Principal, callback_id: UUID, body: RecreateCallback
-) -> Document:
+) -> tuple[Document, ServiceConfig]:
     original = await load_callback(api.repository, principal, callback_id)
     if original[F.STATE] != CallbackState.COMPLETED:
         raise Conflict(
@@ -145,7 +148,7 @@ async def recreate_callback(
 
 async def _admit(
     api: AdminApi, principal: Principal, config: ServiceConfig, new: NewCallback
-) -> Document:
+) -> tuple[Document, ServiceConfig]:
     """Every request guard, then the record: places and counts taken atomically, given back
     if a later step fails."""
     repo = api.repository
@@ -194,7 +197,7 @@ async def _admit(
         await repo.insert(doc)
         taken.pop_all()  # stored: keep what it took
     await publish(api, doc)
-    return doc
+    return doc, config
 
 
 async def _count_open(
@@ -274,7 +277,7 @@ def check_scheduled_time(config: ServiceConfig, desired: datetime, now: datetime
 
 async def reschedule_callback(
     api: AdminApi, principal: Principal, callback_id: UUID, desired: datetime
-) -> Document:
+) -> tuple[Document, ServiceConfig]:
     repo = api.repository
     doc = await load_callback(api.repository, principal, callback_id)
     now = api.clock()
@@ -327,7 +330,7 @@ async def reschedule_callback(
         raise Conflict("the callback was dispatched or changed meanwhile; reload it")
     await repo.release_slot(config.name, previous, callback_id)
     await publish(api, updated)
-    return updated
+    return updated, config
 
 
 class CancelOutcome(StrEnum):

@@ -217,7 +217,9 @@ async def cancellation_report(api: AdminApi, principal: Principal) -> list[Repor
     return entries
 
 
-async def view(api: AdminApi, doc: Document) -> CallbackView:
-    """The view of a callback a command just wrote."""
-    config, _ = await api.repository.service_config(doc[F.SERVICE_NAME])
+async def view(api: AdminApi, doc: Document, config: ServiceConfig | None = None) -> CallbackView:
+    """The view of a callback a command just wrote (under ``config``, its service's settings, if
+    the command read them)."""
+    if config is None:
+        config, _ = await api.repository.service_config(doc[F.SERVICE_NAME])
     return callback_view(doc, config, api.clock())

@@ -14,7 +14,6 @@ collection each query then touches about one page of index entries instead of th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -393,28 +392,55 @@ class Repository:
 
         One conditional update (``open < limit``) admits, so racing creates cannot both pass.
         ``open`` never counts fewer than the open callbacks: callbacks that closed since are
-        found by a recount of the records when the limit is reached, so a create does no work
-        proportional to the stored callbacks, and no other writer keeps the count."""
+        found by a recount of the records when the limit is reached (or the count is new), so a
+        create does no work proportional to the stored callbacks, and no other writer keeps the
+        count."""
+        admission = {
+            "$push": {
+                "admitting": {
+                    "$each": [{"id": callback_id, "at": now}],
+                    "$slice": -ADMISSIONS_KEPT,
+                }
+            },
+            "$max": {"expire_at": keep_until},
+        }
         filling = Filling(count.limit, [])
         for _ in range(ADMIT_ATTEMPTS):
             result = await self.open_counts.update_one(
                 {"_id": count.key, "open": {"$lt": count.limit}},
-                {
-                    "$inc": {"open": 1, "v": 1},
-                    "$push": {
-                        "admitting": {
-                            "$each": [{"id": callback_id, "at": now}],
-                            "$slice": -ADMISSIONS_KEPT,
-                        }
-                    },
-                    "$max": {"expire_at": keep_until},
-                },
+                {"$inc": {"open": 1, "v": 1}, **admission},
             )
             if result.modified_count == 1:
                 return None
-            filling = await self._recount(count, now, keep_until)
-            if filling.total >= count.limit:
-                return filling
+            doc = await self.open_counts.find_one({"_id": count.key})
+            filling = await self._recount(count, doc, now)
+            admit = filling.total < count.limit
+            if doc is None:
+                seed = {"open": filling.total, "v": 0, "admitting": [], "expire_at": keep_until}
+                if admit:
+                    seed |= {
+                        "open": filling.total + 1,
+                        "admitting": [{"id": callback_id, "at": now}],
+                    }
+                try:
+                    await self.open_counts.insert_one(
+                        {"_id": count.key, "service": count.service_name, **seed}
+                    )
+                except DuplicateKeyError:  # a racing create made it: once more
+                    continue
+            elif admit or filling.total != doc["open"]:
+                # unless it changed meanwhile: the recounted figure, and the admission
+                change: Document = {"$set": {"open": filling.total}, "$inc": {"v": 1}}
+                if admit:
+                    change = {"$set": {"open": filling.total + 1}, "$inc": {"v": 1}, **admission}
+                result = await self.open_counts.update_one(
+                    {"_id": count.key, "v": doc["v"]}, change
+                )
+                if admit and result.modified_count == 0:
+                    continue
+            if admit:
+                return None
+            return filling
         return filling
 
     async def give_back_open(self, count: OpenCount, callback_id: UUID) -> None:
@@ -425,39 +451,28 @@ class Repository:
             {"$inc": {"open": -1, "v": 1}, "$pull": {"admitting": {"id": callback_id}}},
         )
 
-    async def _recount(self, count: OpenCount, now: datetime, keep_until: datetime) -> Filling:
-        """Set the count to the open callbacks stored plus the admitted creates not stored yet,
-        unless it changed meanwhile (counted up to the limit; ids read for a customer number's
-        count only)."""
-        doc = await self.open_counts.find_one({"_id": count.key})
+    async def _recount(self, count: OpenCount, doc: Document | None, now: datetime) -> Filling:
+        """The open callbacks stored (counted up to the limit; ids read for a customer number's
+        count only) plus the creates the count admitted lately whose record is not stored yet."""
         recent = [
             entry["id"]
             for entry in (doc or {}).get("admitting", [])
             if entry["at"] > now - ADMISSION_GRACE
         ]
-        # read before the count: a record stored in between is counted twice, never missed
-        stored = {d["_id"] async for d in self.callbacks.find({"_id": {"$in": recent}}, {"_id": 1})}
-        creating = [callback_id for callback_id in recent if callback_id not in stored]
-        open_ids: list[UUID] = []
+        creating = recent
+        if recent:
+            # read before the count: a record stored in between is counted twice, never missed
+            stored = {
+                d["_id"] async for d in self.callbacks.find({"_id": {"$in": recent}}, {"_id": 1})
+            }
+            creating = [callback_id for callback_id in recent if callback_id not in stored]
         if count.customer_number is None:
             found = await self.callbacks.count_documents(count.open_filter, limit=count.limit)
-            total = found + len(creating)
-        else:
-            cursor = self.callbacks.find(count.open_filter, {"_id": 1}).limit(count.limit)
-            open_ids = [d["_id"] async for d in cursor]
-            creating = [callback_id for callback_id in creating if callback_id not in open_ids]
-            total = len(open_ids) + len(creating)
-        if doc is None:
-            seed = {"open": total, "v": 0, "admitting": [], "expire_at": keep_until}
-            with contextlib.suppress(DuplicateKeyError):  # a racing create seeded it
-                await self.open_counts.insert_one(
-                    {"_id": count.key, "service": count.service_name, **seed}
-                )
-        elif total != doc["open"]:
-            await self.open_counts.update_one(
-                {"_id": count.key, "v": doc["v"]}, {"$set": {"open": total}, "$inc": {"v": 1}}
-            )
-        return Filling(total, open_ids + creating)
+            return Filling(found + len(creating), [])
+        cursor = self.callbacks.find(count.open_filter, {"_id": 1}).limit(count.limit)
+        open_ids = [d["_id"] async for d in cursor]
+        ids = open_ids + [callback_id for callback_id in creating if callback_id not in open_ids]
+        return Filling(len(ids), ids)
 
     async def _recount_before_use(self, service_name: str) -> None:
         """A guard of the service may have been switched on: recount its counts before use."""

@@ -53,9 +53,9 @@ reports = APIRouter(prefix="/reports", tags=["reports"])
 async def create_callback(
     api: Api, principal: Operator, command: CreateCallback, response: Response
 ) -> CallbackView:
-    doc = await commands.create_callback(api, principal, command)
+    doc, config = await commands.create_callback(api, principal, command)
     response.headers["Location"] = f"{API_PREFIX}/callbacks/{doc['_id']}"
-    return await queries.view(api, doc)
+    return await queries.view(api, doc, config)
 
 
 @callbacks.post(
@@ -136,8 +136,10 @@ async def get_callback(
 async def reschedule_callback(
     api: Api, principal: Operator, callback_id: CallbackId, command: RescheduleCallback
 ) -> CallbackView:
-    doc = await commands.reschedule_callback(api, principal, callback_id, command.desired_time)
-    return await queries.view(api, doc)
+    doc, config = await commands.reschedule_callback(
+        api, principal, callback_id, command.desired_time
+    )
+    return await queries.view(api, doc, config)
 
 
 @callbacks.post(
@@ -177,9 +179,11 @@ async def recreate_callback(
     response: Response,
     body: Annotated[RecreateCallback | None, Body()] = None,
 ) -> CallbackView:
-    doc = await commands.recreate_callback(api, principal, callback_id, body or RecreateCallback())
+    doc, config = await commands.recreate_callback(
+        api, principal, callback_id, body or RecreateCallback()
+    )
     response.headers["Location"] = f"{API_PREFIX}/callbacks/{doc['_id']}"
-    return await queries.view(api, doc)
+    return await queries.view(api, doc, config)
 
 
 @search.get(
