@@ -128,6 +128,7 @@ async def soak(args: argparse.Namespace, work_dir: Path) -> int:
         services=stored["services"],
         slots=stored["slots"],
         counters=stored["counters"],
+        open_counts=stored["open_counts"],
         report=stored["report"],
         lifecycle=topics["lifecycle"],
         due=topics["due"],

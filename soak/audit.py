@@ -23,6 +23,9 @@ Checks (each violation names its check, the callback and the evidence):
   cancelled; each scheduled callback holds one place, in its slot (none leaked, none double).
 - ``throttle``: each daily request counter equals the callbacks created for that number, day
   and service.
+- ``open_counts``: no customer number holds more open callbacks than its service's duplicate
+  check allows, no service more than its open-callbacks cap, and no create guard's count is
+  below the open callbacks it counts.
 - ``dead_letter``: nothing was parked on the dead-letter topic.
 """
 
@@ -35,6 +38,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid5
 
+from callback_admin_api.repository import OpenCount
+from callback_admin_api.rules import OPEN_CALLBACKS_ALLOWED
 from callback_exporter.report import ignore_reason, newest_per_entry, report_document
 from callback_shared.documents import EVENT_NAMESPACE
 from callback_shared.models import LifecycleEvent, ServiceConfig
@@ -104,6 +109,8 @@ class Snapshot:
     commands: list[CommandRecord]
     faults: list[FaultRecord]
     bounds: Bounds
+    #: the create guards' counts (admin-api's ``open_counts``)
+    open_counts: list[Doc] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -700,6 +707,38 @@ def check_throttle(snap: Snapshot) -> list[Violation]:
     return found
 
 
+def check_open_counts(snap: Snapshot) -> list[Violation]:
+    open_of: Counter[str] = Counter()
+    for doc in snap.callbacks.values():
+        if doc["state"] != S.COMPLETED:
+            for number in (None, doc["customer_number"]):
+                open_of[OpenCount(doc["service_name"], number, 0).key] += 1
+    found = []
+    for key, held in sorted(open_of.items()):
+        kind, service = key.split("|")[:2]
+        guards = (snap.services.get(service) or ServiceConfig(name=service)).guards
+        if kind == "number":
+            limit = OPEN_CALLBACKS_ALLOWED[guards.duplicate_check]
+            message = "more open callbacks for a number than the duplicate check allows"
+        else:
+            limit = guards.max_open_callbacks
+            message = "more open callbacks in a service than its cap"
+        if limit is not None and held > limit:
+            found.append(Violation("open_counts", None, message, {"count": key, "open": held}))
+    for count in snap.open_counts:
+        key = str(count["_id"])
+        if count["open"] < open_of[key]:
+            found.append(
+                Violation(
+                    "open_counts",
+                    None,
+                    "a create guard counts fewer open callbacks than there are",
+                    {"count": key, "counted": count["open"], "open": open_of[key]},
+                )
+            )
+    return found
+
+
 def check_dead_letters(snap: Snapshot) -> list[Violation]:
     return [
         Violation(
@@ -721,6 +760,7 @@ CHECKS = [
     check_report,
     check_slots,
     check_throttle,
+    check_open_counts,
     check_dead_letters,
 ]
 

@@ -116,6 +116,7 @@ async def read_mongo(mongo_url: str) -> dict[str, Any]:
             },
             "slots": await db.slots.find().to_list(),
             "counters": await db.request_counters.find().to_list(),
+            "open_counts": await db.open_counts.find().to_list(),
             "report": await db.cancellation_report.find().to_list(),
         }
     finally:

@@ -68,6 +68,7 @@ SERVICE_SETTINGS = {
         "guards": {
             "duplicate_check": "off",
             "max_requests_per_number_per_day": 12,
+            "max_open_callbacks": 20,
             "immediate_outside_office_hours": "accept",
         },
     },

@@ -299,6 +299,31 @@ def test_a_throttle_counter_that_differs_from_the_creates() -> None:
     assert checks_failing(snap) == {"throttle"}
 
 
+def test_open_callbacks_over_a_guard_and_a_count_below_them() -> None:
+    snap = consistent()
+    a, _, _ = ids(snap)
+    snap.open_counts = [
+        {"_id": f"service|{SERVICE}", "open": 1},
+        {"_id": f"number|{SERVICE}|{NUMBER}", "open": 1},
+    ]
+    assert audit(snap) == []
+    snap.callbacks[a]["state"] = "QUEUED"  # two open for one number under the strict check
+    snap.callbacks[a]["timeline"] = snap.callbacks[a]["timeline"][:2]
+    snap.callbacks[a]["result"] = None
+    found = [v for v in audit(snap) if v.check == "open_counts"]
+    assert {v.message for v in found} == {
+        "more open callbacks for a number than the duplicate check allows",
+        "a create guard counts fewer open callbacks than there are",
+    }
+    snap.services[SERVICE] = ServiceConfig.model_validate(
+        {"name": SERVICE, "guards": {"duplicate_check": "off", "max_open_callbacks": 1}}
+    )
+    snap.open_counts = []
+    assert [v.message for v in audit(snap) if v.check == "open_counts"] == [
+        "more open callbacks in a service than its cap"
+    ]
+
+
 def test_anything_on_the_dead_letter_topic() -> None:
     snap = consistent()
     snap.dead_letters.append(Message(at(1), {"source_topic": "t", "reason": "unknown callback"}))
