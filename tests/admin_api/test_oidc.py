@@ -226,9 +226,26 @@ async def test_verifying_in_a_request_never_waits_on_the_issuer_in_the_event_loo
 
     keys.key = watched  # type: ignore[method-assign]
     assert (await verifier.verify_async(token)).username == "sam"
-    assert (await verifier.verify_async(token)).username == "sam"
+    another = provider.sign_in("sam")  # the same token again is not verified again (below)
+    assert (await verifier.verify_async(another)).username == "sam"
     # the first verification fetched the keys in a worker thread; the second had them cached
     assert in_event_loop == [False, True]
+    assert (await verifier.verify_async(token)).username == "sam"
+    assert in_event_loop == [False, True]
+
+
+def test_a_token_verified_before_is_refused_once_expired(
+    own_provider: OidcProvider,
+) -> None:
+    verifier = TokenVerifier(oidc_settings(own_provider, jwt_leeway_seconds=0))
+    now = datetime.now(UTC)
+    soon = own_provider.sign(
+        sub="sam", iss=own_provider.issuer, aud=AUDIENCE, exp=now + timedelta(seconds=2), iat=now
+    )
+    assert verifier.verify(soon).username == "sam"
+    time.sleep(2.1)
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(soon)  # not served from what was verified
 
 
 def test_a_discovery_document_of_another_issuer_is_not_trusted(provider: OidcProvider) -> None:

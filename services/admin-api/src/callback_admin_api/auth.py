@@ -228,11 +228,27 @@ def _signing_keys(keys: list[PyJWK]) -> list[PyJWK]:
     return [key for key in keys if key.public_key_use in ("sig", None) and key.key_id]
 
 
+#: Tokens verified lately, kept (a client sends the same token with each request) while they
+#: are unexpired, for at most ``VERIFIED_FOR_SECONDS``, and, for the issuer's tokens, while the
+#: issuer still publishes the key that signed them.
+VERIFIED_TOKENS_KEPT = 1024
+VERIFIED_FOR_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    until: float  # time.time()
+    kid: str | None  # the issuer's signing key, for its tokens
+
+
 class TokenVerifier:
     """Verifies bearer tokens with the keys configured in :class:`AdminApiSettings`: the HS256
     secret, the RS256 public key, and the OIDC issuer's published keys for tokens it issued."""
 
     def __init__(self, settings: AdminApiSettings) -> None:
+        self._verified: dict[str, _Verified] = {}
+        self._verified_lock = threading.Lock()
         self._keys: dict[str, str] = {}
         if settings.jwt_secret is not None:
             self._keys["HS256"] = settings.jwt_secret.get_secret_value()
@@ -263,9 +279,14 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         """The caller a token names; may fetch the issuer's keys (blocking): in a request, use
         :meth:`verify_async`."""
+        known = self._known(token)
+        if known is not None:
+            return known
         header, issuer = _unverified(token)
         if self.issuer_keys is not None and issuer == self.issuer_keys.issuer:
-            return self._verify_issued(token, self.issuer_keys.key(_kid(header)))
+            kid = _kid(header)
+            claims = self._verify_issued(token, self.issuer_keys.key(kid))
+            return self._remember(token, claims, kid, self._oidc_claims)
         algorithm = header.get("alg")
         if algorithm not in self._keys:
             if self.issuer_keys is not None:
@@ -290,10 +311,35 @@ class TokenVerifier:
             raise InvalidToken("token expired") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"invalid token: {exc}") from None
-        return principal_from_claims(claims)
+        return self._remember(token, claims, None, ClaimNames())
+
+    def _known(self, token: str) -> Principal | None:
+        """The principal of a token verified lately, if it still holds."""
+        verified = self._verified.get(token)
+        if verified is None or time.time() >= verified.until:
+            return None
+        if verified.kid is not None and (
+            self.issuer_keys is None or self.issuer_keys.cached(verified.kid) is None
+        ):
+            return None  # the key may be withdrawn: verify again
+        return verified.principal
+
+    def _remember(
+        self, token: str, claims: dict[str, Any], kid: str | None, names: ClaimNames
+    ) -> Principal:
+        principal = principal_from_claims(claims, names)
+        until = min(float(claims["exp"]) + self._leeway, time.time() + VERIFIED_FOR_SECONDS)
+        with self._verified_lock:
+            while len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                self._verified.pop(next(iter(self._verified)))
+            self._verified[token] = _Verified(principal, until, kid)
+        return principal
 
     async def verify_async(self, token: str) -> Principal:
         """:meth:`verify`, with any fetch of the issuer's keys done in a worker thread."""
+        known = self._known(token)
+        if known is not None:
+            return known
         keys = self.issuer_keys
         if keys is not None:
             header, issuer = _unverified(token)
@@ -301,7 +347,7 @@ class TokenVerifier:
                 return await asyncio.to_thread(self.verify, token)
         return self.verify(token)
 
-    def _verify_issued(self, token: str, key: PyJWK) -> Principal:
+    def _verify_issued(self, token: str, key: PyJWK) -> dict[str, Any]:
         assert self.issuer_keys is not None
         try:
             claims = jwt.decode(
@@ -317,7 +363,7 @@ class TokenVerifier:
             raise InvalidToken("token expired") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"invalid token: {exc}") from None
-        return principal_from_claims(claims, self._oidc_claims)
+        return claims
 
 
 def _unverified(token: str) -> tuple[dict[str, Any], Any]:

@@ -404,15 +404,21 @@ class Repository:
             },
             "$max": {"expire_at": keep_until},
         }
+        below_limit = {"_id": count.key, "open": {"$lt": count.limit}}
+        below_limit_admission = {"$inc": {"open": 1, "v": 1}, **admission}
         filling = Filling(count.limit, [])
         for _ in range(ADMIT_ATTEMPTS):
-            result = await self.open_counts.update_one(
-                {"_id": count.key, "open": {"$lt": count.limit}},
-                {"$inc": {"open": 1, "v": 1}, **admission},
-            )
-            if result.modified_count == 1:
-                return None
+            # a service's count is usually below its limit; a number's is usually new or full
+            if count.customer_number is None:
+                result = await self.open_counts.update_one(below_limit, below_limit_admission)
+                if result.modified_count == 1:
+                    return None
             doc = await self.open_counts.find_one({"_id": count.key})
+            if doc is not None and doc["open"] < count.limit:
+                result = await self.open_counts.update_one(below_limit, below_limit_admission)
+                if result.modified_count == 1:
+                    return None
+                continue
             filling = await self._recount(count, doc, now)
             admit = filling.total < count.limit
             if doc is None:
