@@ -52,13 +52,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``--unit`` (``make test-unit``): keep the tests of pure cores and single handlers, the
-    ones that use no ``infra`` fixture (directly or through another fixture) and are not e2e."""
+    ones that use no ``infra`` fixture (directly or through another fixture), are not e2e and
+    start no process (marker ``process``)."""
     if not config.getoption("--unit"):
         return
     kept: list[pytest.Item] = []
     left: list[pytest.Item] = []
     for item in items:
         needs_infra = "infra" in getattr(item, "fixturenames", ())
-        (left if needs_infra or item.get_closest_marker("e2e") else kept).append(item)
+        apart = item.get_closest_marker("e2e") or item.get_closest_marker("process")
+        (left if needs_infra or apart else kept).append(item)
     config.hook.pytest_deselected(items=left)
     items[:] = kept

@@ -135,6 +135,7 @@ def test_weak_or_malformed_keys_stop_the_service_naming_the_setting(
     assert describe_error(raised.value).startswith(f"invalid configuration: {setting.upper()}:")
 
 
+@pytest.mark.process
 def test_the_cli_mints_a_token_the_api_accepts() -> None:
     env = {**os.environ, "JWT_SECRET": SECRET}
     run = subprocess.run(
@@ -164,6 +165,7 @@ def test_the_cli_mints_a_token_the_api_accepts() -> None:
     assert principal.services == {"billing", "sales"}
 
 
+@pytest.mark.process
 def test_the_cli_needs_a_key() -> None:
     env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
     run = subprocess.run(

@@ -38,6 +38,9 @@ from tests.admin_api.support import SECRET, SUPERVISOR, Tokens, immediate, probl
 from tests.console.oidc_provider import AUDIENCE, OidcProvider
 from tests.support import isolated_env
 
+#: every test here runs a real OIDC provider (node) or a service process
+pytestmark = pytest.mark.process
+
 BASE = {"kafka_bootstrap_servers": "127.0.0.1:9092", "mongodb_url": "mongodb://127.0.0.1:27017"}
 REDIRECT = "http://127.0.0.1:9/console/"
 USERS = {

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from callback_shared.mongo import (
     CALLBACK_INDEXES,
@@ -99,6 +100,7 @@ async def test_existing_topic_with_other_partition_count_is_reported_not_changed
     assert (await partitions(settings))[settings.topic_dead_letter] == 1
 
 
+@pytest.mark.process
 def test_bootstrap_refuses_bad_configuration() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS",)}
     env["MONGODB_URL"] = "mongodb://127.0.0.1:27017"

@@ -348,6 +348,7 @@ def copy_into(source: str, destination: Path, patterns: list[tuple[str, bool]]) 
         shutil.copy2(file, target)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("service", SERVICES)
 def test_build_stage_replayed_without_docker(service: str, tmp_path: Path) -> None:
     built = image(service)

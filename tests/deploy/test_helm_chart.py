@@ -24,6 +24,9 @@ from tests.deploy.conftest import (
 from tests.foundation.certs import issue_server_cert, make_ca
 
 #: oldest supported and newest bundled Kubernetes versions, and two between
+#: every test here renders the chart with helm and validates it with the deployment tools
+pytestmark = pytest.mark.process
+
 KUBERNETES_VERSIONS = ["1.27.0", "1.30.0", "1.33.0", "1.37.0"]
 #: services consuming a Kafka topic in a consumer group: replicas <= partitions
 KAFKA_CONSUMERS = {"state-tracker", "routing-sim", "exporter"}

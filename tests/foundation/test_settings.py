@@ -57,6 +57,7 @@ def test_valid_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.topic_due_callbacks == "callbacks.due"
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_refuses_to_start_with_bad_url(service: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in GOOD}
@@ -70,6 +71,7 @@ def test_service_refuses_to_start_with_bad_url(service: str) -> None:
     assert lines[0].startswith("invalid configuration: MONGODB_URL:")
 
 
+@pytest.mark.process
 def test_service_refuses_to_start_without_kafka_setting() -> None:
     env = {k: v for k, v in os.environ.items() if k not in GOOD}
     env["MONGODB_URL"] = GOOD["MONGODB_URL"]

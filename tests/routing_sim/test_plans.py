@@ -36,6 +36,7 @@ def test_attempts_seeds_and_callbacks_each_draw_anew() -> None:
     assert len(by_attempt) == len(by_seed) == len(by_callback) == 20
 
 
+@pytest.mark.process
 def test_plan_is_the_same_in_another_process_whatever_its_hash_seed() -> None:
     callback_id = uuid.UUID(int=1234)
     code = (

@@ -68,6 +68,7 @@ def test_a_bad_profile_is_one_line_naming_the_setting(
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.process
 def test_the_service_refuses_to_start_on_a_bad_profile() -> None:
     env = {
         **os.environ,
