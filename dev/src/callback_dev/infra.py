@@ -3,7 +3,8 @@
 1. ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_URL`` in the environment: a user's own cluster.
 2. A Docker engine that answers: testcontainers (Kafka and MongoDB images).
 3. Local processes on this machine: Apache Kafka (KRaft, single node, jars from Maven Central,
-   cached) and SecantusDB's ``secantusd-py`` (a MongoDB-protocol server).
+   cached) and SecantusDB's ``secantusd-py`` (a MongoDB-protocol server; its TTL monitor replaced
+   by an incremental one, see :mod:`callback_dev.secantusd_launcher`).
 
 The pytest fixtures and the ``callback-infra`` CLI (``make up``/``down``/``restart``/``status``) use
 :func:`provide`; they never care which source they got.
@@ -16,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import random
@@ -458,12 +460,16 @@ def _kafka_answers(bootstrap_servers: str, options: Mapping[str, Any] | None = N
 # --- MongoDB (SecantusDB) ----------------------------------------------------------------------
 
 
-def secantusd() -> str:
-    """``secantusd-py`` beside this interpreter (the project's venv), else on PATH."""
-    beside = Path(sys.executable).parent / "secantusd-py"
-    if beside.exists():
-        return str(beside)
-    return _require("secantusd-py", "run the local MongoDB-protocol server (PyPI: SecantusDB)")
+def secantusd() -> list[str]:
+    """The command that runs SecantusDB's server (``secantusd-py``) with its TTL monitor replaced
+    by an incremental one (:mod:`callback_dev.secantusd_launcher`): in this interpreter, which
+    must have SecantusDB installed (the project's venv: ``uv sync``)."""
+    if importlib.util.find_spec("secantus") is None:
+        raise InfraError(
+            "SecantusDB is not installed in this environment (PyPI: SecantusDB; `uv sync` "
+            "installs it): it is needed to run the local MongoDB-protocol server"
+        )
+    return [sys.executable, "-m", "callback_dev.secantusd_launcher"]
 
 
 @dataclass
@@ -486,7 +492,7 @@ class LocalMongo:
     def start(self, timeout: float = MONGO_START_TIMEOUT) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            secantusd(),
+            *secantusd(),
             "--host",
             "127.0.0.1",
             "--port",
@@ -496,10 +502,6 @@ class LocalMongo:
             "--log-level",
             "WARNING",
         ]
-        if os.environ.get("SECANTUS_TTL_SWEEP_SECONDS"):
-            # benchmarks may space out the server's TTL sweep, which stops every query for
-            # seconds once a minute at 100k callbacks (see secantusd_spaced_sweep)
-            cmd[:1] = [sys.executable, "-m", "callback_dev.secantusd_spaced_sweep"]
         self._proc = _spawn(cmd, self.log)
         self.pid = self._proc.pid
         _wait(
