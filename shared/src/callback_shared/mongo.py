@@ -85,6 +85,10 @@ def make_mongo_client(settings: PlatformSettings, **options: Any) -> AsyncMongoC
     """
     options.setdefault("serverSelectionTimeoutMS", 5000)
     options.setdefault("appname", "callback-platform")
+    if "maxidletimems" not in settings.mongodb_url.lower():
+        # servers and proxies close idle connections (SecantusDB after 300 s); a multi-document
+        # write on such a connection is not retried: leave the pool before they do
+        options.setdefault("maxIdleTimeMS", 60_000)
     w = settings.mongodb_write_concern
     options.setdefault("w", int(w) if w.isdigit() else w)
     options.setdefault("journal", settings.mongodb_journal)
