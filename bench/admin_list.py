@@ -476,10 +476,8 @@ async def _cpu(
         flush=True,
     )
     return {
-        **cpu_metrics("page", meter, len(full) * CPU_ROUNDS, idle, target=15),
-        "raw_cpu_ms_per_page": Metric(raw_pages.per(len(full) * CPU_ROUNDS), "ms"),
-        **cpu_metrics("create", creates, CREATES, idle, target=2),
-        "raw_cpu_ms_per_create": Metric(raw_creates.per(CREATES), "ms"),
+        **cpu_metrics("page", meter, len(full) * CPU_ROUNDS, idle, raw_pages, target=15),
+        **cpu_metrics("create", creates, CREATES, idle, raw_creates, target=2),
         "idle_cpu_ms_per_s": Metric(idle, "ms/s"),
         "raw_creates_per_s": Metric(raw_creates_per_s, "1/s", better="higher"),
     }

@@ -96,9 +96,11 @@ async def start_service(
     """Run a service's console script as its own process (its CPU apart from the benchmark's)
     and wait until it is ready; returns the process and its HTTP port. With
     ``BENCH_PROFILE=<command>`` that service runs under pyinstrument (report in /tmp; its CPU
-    figures then include the profiler's)."""
+    figures then include the profiler's). With ``BENCH_SERVICES_BIN=<a checkout>/.venv/bin`` the
+    services run from another checkout (a before/after comparison under the same benchmark)."""
     port = free_port()
-    argv = [str(Path(sys.executable).parent / command)]
+    scripts = os.environ.get("BENCH_SERVICES_BIN") or Path(sys.executable).parent
+    argv = [str(Path(scripts) / command)]
     if os.environ.get("BENCH_PROFILE") == command:  # e.g. BENCH_PROFILE=callback-scheduler
         report = f"/tmp/bench-profile-{command}.txt"
         argv = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", report, *argv]

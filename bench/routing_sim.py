@@ -100,8 +100,7 @@ async def run(infra: Infrastructure) -> Result:
         backend=f"{backend(infra)}; {COUNT} due callbacks, {len(events)} routing events",
     )
     result.metrics = {
-        **cpu_metrics("due_callback", meter, COUNT, idle),
-        "raw_cpu_ms_per_due_callback": Metric(raw.per(COUNT), "ms"),
+        **cpu_metrics("due_callback", meter, COUNT, idle, raw),
         "idle_cpu_ms_per_s": Metric(idle, "ms/s"),
         "routing_events_per_due_callback": Metric(len(events) / COUNT, "1"),
         "due_callbacks_per_s": Metric(COUNT / elapsed, "1/s", better="higher"),

@@ -150,8 +150,7 @@ async def run(infra: Infrastructure) -> Result:
         "apply_ratio_vs_raw": Metric(raw / ours, "ratio", target=0.8, better="higher"),
         "raw_same_writes_per_s": Metric(len(same_ops) / raw_same, "1/s", better="higher"),
         "apply_ratio_vs_raw_same_writes": Metric(raw_same / ours, "ratio", better="higher"),
-        **cpu_metrics("event", meter, len(events), idle, target=0.3),
-        "raw_cpu_ms_per_event": Metric(raw_cpu.per(len(events)), "ms"),
+        **cpu_metrics("event", meter, len(events), idle, raw_cpu, target=0.3),
         "idle_cpu_ms_per_s": Metric(idle, "ms/s"),
     }
     return result
