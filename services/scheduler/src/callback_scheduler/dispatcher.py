@@ -140,6 +140,8 @@ class Dispatcher:
         self.leader_since: datetime | None = None
         self.inherited_watermark: datetime | None = None
         self.watermark: datetime | None = None
+        #: the earliest dispatch time the last :meth:`dispatch_due` saw ahead of now
+        self.next_due_at: datetime | None = None
         self.emitted: dict[Key, datetime] = {}
         LEADER.set(0)
 
@@ -198,16 +200,20 @@ class Dispatcher:
 
     # --- emitting ----------------------------------------------------------------------------
 
-    async def dispatch_due(self) -> int:
-        """Emit what became due since the watermark; returns how many."""
+    async def dispatch_due(self, ahead: timedelta = timedelta(0)) -> int:
+        """Emit what became due since the watermark; returns how many. The same read looks
+        ``ahead`` past now: the earliest dispatch time it sees there is kept in
+        :attr:`next_due_at` (so an idle round is one round trip)."""
+        self.next_due_at = None
         if not self.leading:
             return 0
         now = self.clock()
-        window = {"$lte": now} if self.watermark is None else {"$gt": self.watermark, "$lte": now}
+        upto = now + ahead
+        window = {"$lte": upto} if self.watermark is None else {"$gt": self.watermark, "$lte": upto}
         cursor = self.callbacks.find(
             {F.DISPATCH_AT: window}, DUE_FIELDS, batch_size=self.settings.scheduler_batch
         )
-        emitted = await self._emit(cursor, redispatch=False)
+        emitted = await self._emit(cursor, redispatch=False, due_by=now)
         if self.leading:  # else it stopped half-way: the next leader goes on from the lease
             self.watermark = now
         return emitted
@@ -251,15 +257,24 @@ class Dispatcher:
             emitted += await self._emit(cursor, redispatch=redispatch)
         return emitted
 
-    async def _emit(self, docs: Any, *, redispatch: bool) -> int:
-        """Publish every document of ``docs`` (a cursor) not yet emitted, in batches per
-        partition, without waiting for each acknowledgement; remember those the broker
-        acknowledged. Raises if any failed (they stay due: the next round tries them again)."""
+    async def _emit(self, docs: Any, *, redispatch: bool, due_by: datetime | None = None) -> int:
+        """Publish every document of ``docs`` (a cursor) not yet emitted (and due by
+        ``due_by``, if given: the earliest later one is kept in :attr:`next_due_at`), in
+        batches per partition, without waiting for each acknowledgement; remember those the
+        broker acknowledged. Raises if any failed (they stay due: the next round tries them
+        again)."""
         sent: list[tuple[list[Document], asyncio.Future[Any]]] = []
         topic = self.settings.topic_due_callbacks
         async for batch in read_ahead(docs, self.settings.scheduler_batch):
             if not self.leading:
                 break
+            if due_by is not None:
+                later = [d[F.DISPATCH_AT] for d in batch if d[F.DISPATCH_AT] > due_by]
+                if later:
+                    soonest = min(later)
+                    if self.next_due_at is None or soonest < self.next_due_at:
+                        self.next_due_at = soonest
+                    batch = [d for d in batch if d[F.DISPATCH_AT] <= due_by]
             todo = [d for d in batch if redispatch or key_of(d) not in self.emitted]
             messages = []
             for doc in todo:
@@ -296,16 +311,6 @@ class Dispatcher:
             DISPATCHED.labels(str(redispatch).lower()).inc(count)
             log.info("callbacks dispatched", count=count, redispatch=redispatch)
 
-    async def next_due(self, within: timedelta) -> datetime | None:
-        """The earliest dispatch time after the watermark within ``within`` from now, if any."""
-        after = {"$gt": self.watermark} if self.watermark is not None else {}
-        doc = await self.callbacks.find_one(
-            {F.DISPATCH_AT: {**after, "$lte": self.clock() + within}},
-            {F.DISPATCH_AT: 1},
-            sort=[(F.DISPATCH_AT, 1)],
-        )
-        return doc[F.DISPATCH_AT] if doc else None
-
     # --- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -323,7 +328,7 @@ class Dispatcher:
                 if not self.leading:
                     wake = max(0.0, next_lease - loop.time())
                 else:
-                    await self.dispatch_due()
+                    await self.dispatch_due(ahead=timedelta(seconds=poll))
                     if loop.time() >= next_late:
                         await self.catch_late_writes()
                         next_late = loop.time() + LATE_WRITE_EVERY
@@ -335,7 +340,7 @@ class Dispatcher:
                             loop.time() + self.settings.scheduler_reclaim_interval_seconds
                         )
                         await self._look_for_lost(self.reclaimer)
-                    due = await self.next_due(timedelta(seconds=poll))
+                    due = self.next_due_at
                     if due is not None:
                         wake = min(poll, (due - self.clock()).total_seconds())
             except Exception:
