@@ -113,10 +113,21 @@ class OutboxRelay:
         their outboxes, for every document in one round trip (two when another writer added
         events meanwhile)."""
         field, since = self.field, self.since
-        # usually nobody added events meanwhile: then one update empties each outbox (matched
-        # on the whole array: SecantusDB matches no $all of two or more event ids)
+        # usually nobody added events meanwhile: then one update empties each outbox. Entries
+        # are only ever appended, so an outbox as long as this one's, ending with its last
+        # event, holds exactly its events (SecantusDB matches no $all of two or more event
+        # ids; matching the whole array would send every payload back)
         emptied_whole = [
-            UpdateOne({"_id": doc["_id"], field: doc[field]}, {"$unset": {field: "", since: ""}})
+            UpdateOne(
+                {
+                    "_id": doc["_id"],
+                    field: {"$size": len(doc[field])},
+                    f"{field}.{len(doc[field]) - 1}.{OutboxF.EVENT_ID}": doc[field][-1][
+                        OutboxF.EVENT_ID
+                    ],
+                },
+                {"$unset": {field: "", since: ""}},
+            )
             for doc in documents
         ]
         result = await self.collection.bulk_write(emptied_whole, ordered=False)
