@@ -131,11 +131,13 @@ def test_cursors_round_trip_and_tampering_is_refused() -> None:
             PageCursor.decode(bad)
 
 
-def test_windows_grow_with_the_density_seen() -> None:
+def test_windows_follow_the_density_seen() -> None:
     hour = timedelta(hours=1)
     assert next_window(hour, 0, 251) == 2 * hour
-    assert next_window(hour, 200, 251) == 2 * hour
-    assert next_window(hour, 10, 251) == 16 * hour
+    assert next_window(hour, 100, 100) == 1.25 * hour
+    assert next_window(hour, 200, 51) == hour * 1.25 * 51 / 200  # shrinks: a few more needed
+    assert next_window(hour, 245, 6) == 0.1 * hour  # no less than a tenth
+    assert next_window(hour, 10, 241) == 16 * hour  # no more than 16 times
 
 
 def test_the_name_recording_is_kept_four_days_after_completion() -> None:

@@ -397,6 +397,34 @@ async def test_list_queries_walk_an_index(
         assert _index_names(winning) == [index]
 
 
+@pytest.mark.parametrize(
+    ("field", "q", "driver"),
+    [
+        (SearchField.ID, "abc", "_id"),
+        (SearchField.ID, "0f1e2d3c-4b", "_id"),
+        (SearchField.ID, "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", "_id"),
+        (SearchField.ID, "ab", "time"),
+        (SearchField.PHONE_NUMBER, "+1415555", "customer_number"),
+        (SearchField.PHONE_NUMBER, "+1415", "time"),
+    ],
+)
+def test_a_selective_search_is_one_query_over_the_range(
+    field: SearchField, q: str, driver: str
+) -> None:
+    """An id prefix of 3+ hex digits (1 callback in 4,096) and a number prefix of 6+ digits
+    are read in one query over the whole range, led by their own field; a short prefix, which
+    matches many, by windows of desired time."""
+    now = now_s()
+    built = build_criteria(
+        now, now + timedelta(days=7), services=None, states=None, search_field=field, q=q
+    )
+    plan = query_plan(built)
+    assert (plan.driver, plan.windowed) == (driver, driver == "time")
+    (stream,) = plan.streams
+    if driver != "time":
+        assert next(iter(stream)) == driver
+
+
 def test_search_clauses_are_values_only() -> None:
     start, end = now_s(), now_s() + timedelta(days=1)
     criteria = build_criteria(

@@ -33,6 +33,9 @@ from callback_shared.states import CallbackState
 MAX_STREAMS = 8
 #: A phone-number prefix with at least this many digits drives the query by the number index.
 SELECTIVE_NUMBER_DIGITS = 6
+#: A callback-id prefix with at least this many hexadecimal digits drives the query by ``_id``:
+#: ids are random, so it matches about one callback in 16^digits (1 in 4,096 from 3).
+SELECTIVE_ID_DIGITS = 3
 PREFIX_END = "\uffff"
 
 
@@ -191,7 +194,7 @@ def query_plan(criteria: ListCriteria) -> QueryPlan:
     if search:
         stream: Document = {k: v for k, v in list_filter(criteria).items() if k != F.DESIRED_TIME}
         field_ = criteria.search_field
-        if field_ is SearchField.ID and not isinstance(search["_id"], dict):
+        if field_ is SearchField.ID and _id_digits(search["_id"]) >= SELECTIVE_ID_DIGITS:
             return QueryPlan([_lead("_id", stream)], driver="_id", windowed=False)
         if field_ is SearchField.PHONE_NUMBER:
             digits = len(search[F.CUSTOMER_NUMBER]["$gte"]) - 1
@@ -213,6 +216,14 @@ def query_plan(criteria: ListCriteria) -> QueryPlan:
             stream[F.STATE] = str(state)
         streams.append(stream)
     return QueryPlan(streams, driver="time", windowed=True)
+
+
+def _id_digits(clause: Any) -> int:
+    """How many leading hexadecimal digits an id clause fixes (32 for a whole id)."""
+    if not isinstance(clause, dict):
+        return 32
+    lowest, highest = clause["$gte"].hex, clause["$lte"].hex
+    return next((at for at, (a, b) in enumerate(zip(lowest, highest, strict=True)) if a != b), 32)
 
 
 def _lead(key: str, stream: Document) -> Document:

@@ -51,12 +51,13 @@ def page_order(doc: Document) -> tuple[datetime, bytes]:
     return doc[F.DESIRED_TIME], doc["_id"].bytes
 
 
-def next_window(window: timedelta, found: int, needed: int) -> timedelta:
-    """Grow the window after one that held too few: by the density seen, within 2x..16x."""
+def next_window(window: timedelta, found: int, still_needed: int) -> timedelta:
+    """The window after one that held too few (``found``): sized by the density seen for what
+    is ``still_needed``, with a quarter to spare, within 0.1x..16x; after an empty one, 2x."""
     if found == 0:
         # gently: an empty stretch (a night, a closed day) may end in a busy one
         return window * 2
-    return window * min(16.0, max(2.0, 1.25 * needed / found))
+    return window * min(16.0, max(0.1, 1.25 * still_needed / found))
 
 
 def window_filter(plan: QueryPlan, stream: Document, desired_time: Any) -> Document:
@@ -225,7 +226,7 @@ class Repository:
             found += batch[:needed]
             if len(batch) >= needed:
                 break
-            window = next_window(window, len(batch), needed)
+            window = next_window(window, len(batch), needed - len(batch))
             lower, inclusive = upper, True
         took = found[-1][F.DESIRED_TIME] - found[0][F.DESIRED_TIME] if found else timedelta(0)
         if took > timedelta(0):
