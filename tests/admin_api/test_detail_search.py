@@ -63,7 +63,7 @@ async def test_search_by_number_spans_every_retained_record_with_the_guides_colu
     client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    wanted = number(77)
+    wanted = number(7077)
     old = stored_callback(
         service,
         customer_number=wanted,
@@ -77,9 +77,9 @@ async def test_search_by_number_spans_every_retained_record_with_the_guides_colu
         diagnostic_data={"ors_session": "abc"},
     )
     future = stored_callback(service, customer_number=wanted, desired=now + timedelta(days=20))
-    other_number = stored_callback(service, customer_number=number(78))
+    other_number = stored_callback(service, customer_number=number(7078))
     await mongo[CALLBACKS].insert_many([old, future, other_number])
-    for q in (wanted, wanted.removeprefix("+"), "+1 (415) 555-0077"):
+    for q in (wanted, wanted.removeprefix("+"), "+1 (415) 555-7077"):
         response = await client.get("/api/v1/search", params={"q": q}, headers=tokens.monitor())
         assert response.status_code == 200, response.text
         rows = response.json()["items"]
@@ -108,10 +108,10 @@ async def test_search_by_number_spans_every_retained_record_with_the_guides_colu
         "can_recreate": True,
     }
     # a SCHEDULED one past its window, found by search, carries the warning as the list does
-    late = stored_callback(service, customer_number=number(79), desired=now - timedelta(hours=1))
+    late = stored_callback(service, customer_number=number(7079), desired=now - timedelta(hours=1))
     await mongo[CALLBACKS].insert_one(late)
     (row,) = (
-        await client.get("/api/v1/search", params={"q": number(79)}, headers=tokens.monitor())
+        await client.get("/api/v1/search", params={"q": number(7079)}, headers=tokens.monitor())
     ).json()["items"]
     listed = (await client.get(f"/api/v1/callbacks/{late['_id']}", headers=tokens.monitor())).json()
     assert row["overdue"] is True
