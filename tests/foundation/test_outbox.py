@@ -67,3 +67,37 @@ async def test_flush_publishes_and_empties_outboxes_keeping_what_others_added(
     # the other writer's event stays for its own flush (or the relay)
     assert [e["event_id"] for e in after[raced["_id"]][F.OUTBOX]] == [later["event_id"]]
     assert after[raced["_id"]][F.OUTBOX_SINCE] is not None
+
+
+async def test_settle_empties_a_whole_outbox_at_once_and_keeps_what_came_after(
+    settings: PlatformSettings, db: AsyncDatabase[Document]
+) -> None:
+    """An outbox of several events is emptied by the one conditional update; an outbox as long
+    as the settled one but ending with an event added later (some of ours removed meanwhile)
+    keeps that event."""
+    whole, shifted = callback(), callback()
+    kinds = [LifecycleEventKind.CREATED, LifecycleEventKind.RESCHEDULED]
+    for doc in (whole, shifted):
+        doc[F.OUTBOX] = [entry(settings, doc, kind) for kind in kinds]
+        doc[F.OUTBOX_SINCE] = utcnow()
+    settled = [dict(whole), dict(shifted)]
+    await db[CALLBACKS].insert_many([whole, shifted])
+    # on ``shifted``, another flush removed the first event and a writer appended one: the
+    # outbox is as long as ours again, and its last event is not ours
+    first = shifted[F.OUTBOX][0]["event_id"]
+    await db[CALLBACKS].update_one(
+        {"_id": shifted["_id"]}, {"$pull": {F.OUTBOX: {"event_id": first}}}
+    )
+    later = entry(settings, shifted, LifecycleEventKind.CANCELLED)
+    await db[CALLBACKS].update_one({"_id": shifted["_id"]}, with_outbox({}, [later]))
+
+    broker = make_broker(settings, "test-outbox-settle")
+    await broker.start()
+    try:
+        await OutboxRelay(db[CALLBACKS], broker).settle(settled)
+    finally:
+        await broker.stop()
+    after = {doc["_id"]: doc for doc in await db[CALLBACKS].find().to_list()}
+    assert F.OUTBOX not in after[whole["_id"]] and F.OUTBOX_SINCE not in after[whole["_id"]]
+    assert [e["event_id"] for e in after[shifted["_id"]][F.OUTBOX]] == [later["event_id"]]
+    assert after[shifted["_id"]][F.OUTBOX_SINCE] is not None
