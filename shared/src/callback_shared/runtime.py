@@ -261,6 +261,13 @@ class ServiceRuntime:
             return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
+#: How long an idle HTTP connection is kept open: longer than the clients' and load balancers'
+#: own (httpx 5 s, cloud load balancers 60 s), so the client, not the service, closes an idle
+#: one; a service closing first races the client's next request on it, which then fails
+#: ("server disconnected without sending a response", or a 502 from the balancer).
+KEEP_ALIVE_SECONDS = 75
+
+
 def serve(runtime: ServiceRuntime) -> None:
     """Serve the runtime's app until SIGTERM/SIGINT; returns normally (exit code 0)."""
     settings = runtime.settings
@@ -270,6 +277,7 @@ def serve(runtime: ServiceRuntime) -> None:
         port=settings.http_port,
         log_config=None,
         access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
