@@ -19,7 +19,6 @@ import copy
 import random
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -33,9 +32,7 @@ from callback_admin_api.main import build
 from callback_admin_api.settings import AdminApiSettings
 from callback_admin_api.tokens import mint_token
 from callback_dev.infra import Infrastructure
-from callback_shared.documents import new_callback_document, timeline_entry
 from callback_shared.models import (
-    CallbackType,
     DuplicateCheck,
     RequestGuards,
     ServiceConfig,
@@ -49,11 +46,17 @@ from callback_shared.mongo import (
     make_mongo_client,
 )
 from callback_shared.runtime import ServiceRuntime
-from callback_shared.states import CallbackResult, CallbackState
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 
-from bench.common import consume, isolated_settings, produce, start_service, stop_service
+from bench.common import (
+    consume,
+    isolated_settings,
+    produce,
+    seeded_record,
+    start_service,
+    stop_service,
+)
 from bench.harness import (
     CpuMeter,
     Metric,
@@ -72,34 +75,8 @@ CREATE_CONCURRENCY = 8
 CPU_ROUNDS = 10
 CPU_SERVICE = "bench-create-cpu"
 SECRET = secrets.token_urlsafe(48)
-STATES = [
-    (CallbackState.COMPLETED, CallbackResult.AGENT),
-    (CallbackState.COMPLETED, CallbackResult.CANCELLED_BY_ADMIN),
-    (CallbackState.COMPLETED, CallbackResult.ABANDONED_IN_QUEUE),
-    (CallbackState.QUEUED, None),
-    (CallbackState.ROUTING, None),
-    (CallbackState.PROCESSING, None),
-]
-
-
-def _record(rng: random.Random, now: Any) -> Document:
-    desired = now + timedelta(seconds=rng.uniform(-14 * 86_400, 14 * 86_400))
-    desired = desired.replace(microsecond=desired.microsecond // 1000 * 1000)
-    doc = new_callback_document(
-        callback_id=uuid.UUID(int=rng.getrandbits(128), version=4),
-        service_name=rng.choice(SERVICES),
-        customer_number=f"+1415{rng.randrange(10**7):07d}",
-        type=rng.choice(list(CallbackType)),
-        desired_time=desired,
-        now=desired - timedelta(hours=1),
-        created_by="seed",
-    )
-    if desired < now:
-        state, result = rng.choice(STATES)
-        doc.pop("dispatch_at")
-        doc.update(state=state.value, result=result.value if result else None, updated_at=desired)
-        doc["timeline"].append(timeline_entry(desired, state, "routing", result=result))
-    return doc
+#: seeded desired times: evenly this far back and ahead of the seeding
+RETAINED = timedelta(days=14)
 
 
 async def _seed(collection: AsyncCollection[Document], now: Any) -> float:
@@ -107,7 +84,10 @@ async def _seed(collection: AsyncCollection[Document], now: Any) -> float:
     started = time.perf_counter()
     batch = 5_000
     for _ in range(RECORDS // batch):
-        await collection.insert_many([_record(rng, now) for _ in range(batch)], ordered=False)
+        await collection.insert_many(
+            [seeded_record(rng, now, SERVICES, RETAINED, RETAINED) for _ in range(batch)],
+            ordered=False,
+        )
     return time.perf_counter() - started
 
 

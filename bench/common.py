@@ -5,20 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import sys
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from callback_dev.infra import Infrastructure, free_port
-from callback_shared.documents import new_callback_document
+from callback_shared.documents import new_callback_document, timeline_entry
 from callback_shared.kafka import ensure_topics
-from callback_shared.models import CallbackType, utcnow
+from callback_shared.models import CallbackType, RoutingEvent, RoutingEventKind, utcnow
 from callback_shared.mongo import (
     CALLBACKS,
     SHARED_INDEXES,
@@ -27,6 +28,7 @@ from callback_shared.mongo import (
     make_mongo_client,
 )
 from callback_shared.settings import PlatformSettings, SettingsT
+from callback_shared.states import CallbackResult, CallbackState
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -66,6 +68,69 @@ def callback_documents(
             now=now,
         )
         for n, at in enumerate(desired_times)
+    ]
+
+
+#: the states a seeded callback whose desired time has passed is left in
+PAST_STATES = [
+    (CallbackState.COMPLETED, CallbackResult.AGENT),
+    (CallbackState.COMPLETED, CallbackResult.CANCELLED_BY_ADMIN),
+    (CallbackState.COMPLETED, CallbackResult.ABANDONED_IN_QUEUE),
+    (CallbackState.QUEUED, None),
+    (CallbackState.ROUTING, None),
+    (CallbackState.PROCESSING, None),
+]
+#: a routed callback's events, in order
+ROUTING_KINDS = [
+    RoutingEventKind.QUEUED,
+    RoutingEventKind.ROUTING,
+    RoutingEventKind.PROCESSING,
+    RoutingEventKind.COMPLETED,
+]
+
+
+def seeded_record(
+    rng: random.Random,
+    now: datetime,
+    services: Sequence[str],
+    past: timedelta,
+    future: timedelta,
+) -> Document:
+    """A callback of one of ``services`` desired between ``past`` before ``now`` and ``future``
+    after it: still waiting if ahead, else in one of :data:`PAST_STATES`."""
+    desired = now + timedelta(seconds=rng.uniform(-past.total_seconds(), future.total_seconds()))
+    desired = desired.replace(microsecond=desired.microsecond // 1000 * 1000)
+    doc = new_callback_document(
+        callback_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+        service_name=rng.choice(services),
+        customer_number=f"+1415{rng.randrange(10**7):07d}",
+        type=rng.choice(list(CallbackType)),
+        desired_time=desired,
+        now=desired - timedelta(hours=1),
+        created_by="seed",
+    )
+    if desired < now:
+        state, result = rng.choice(PAST_STATES)
+        doc.pop("dispatch_at")
+        doc.update(state=state.value, result=result.value if result else None, updated_at=desired)
+        doc["timeline"].append(timeline_entry(desired, state, "routing", result=result))
+    return doc
+
+
+def routing_events(docs: list[Document]) -> list[RoutingEvent]:
+    """Routing's events taking each callback through :data:`ROUTING_KINDS` (attempt 1), each
+    kind for every callback before the next kind."""
+    return [
+        RoutingEvent(
+            callback_id=doc["_id"],
+            kind=kind,
+            service_name=doc["service_name"],
+            attempt=1,
+            sequence=sequence,
+            agent="agent-1" if kind is RoutingEventKind.ROUTING else None,
+        )
+        for sequence, kind in enumerate(ROUTING_KINDS)
+        for doc in docs
     ]
 
 

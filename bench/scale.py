@@ -50,7 +50,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,19 +61,14 @@ from callback_admin_api.settings import AdminApiSettings
 from callback_admin_api.tokens import mint_token
 from callback_dev.infra import Infrastructure
 from callback_scheduler.settings import SchedulerSettings
-from callback_shared.documents import new_callback_document, timeline_entry
 from callback_shared.models import (
-    CallbackType,
     DuplicateCheck,
     RequestGuards,
-    RoutingEvent,
-    RoutingEventKind,
     ServiceConfig,
     utcnow,
 )
 from callback_shared.mongo import CALLBACKS, Document, make_mongo_client
 from callback_shared.settings import PlatformSettings
-from callback_shared.states import CallbackResult, CallbackState
 from callback_state_tracker.settings import StateTrackerSettings
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -83,6 +78,8 @@ from bench.common import (
     isolated_settings,
     prepare,
     produce,
+    routing_events,
+    seeded_record,
     start_service,
     stop_service,
 )
@@ -119,20 +116,6 @@ SECRET = secrets.token_urlsafe(48)
 PAST, FUTURE = timedelta(days=13), timedelta(days=15)
 #: no routing runs here to take what the scheduler emits: never emit it again during the run
 REDISPATCH_AFTER_SECONDS = 3600.0
-PAST_STATES = [
-    (CallbackState.COMPLETED, CallbackResult.AGENT),
-    (CallbackState.COMPLETED, CallbackResult.CANCELLED_BY_ADMIN),
-    (CallbackState.COMPLETED, CallbackResult.ABANDONED_IN_QUEUE),
-    (CallbackState.QUEUED, None),
-    (CallbackState.ROUTING, None),
-    (CallbackState.PROCESSING, None),
-]
-ROUTING_KINDS = [
-    RoutingEventKind.QUEUED,
-    RoutingEventKind.ROUTING,
-    RoutingEventKind.PROCESSING,
-    RoutingEventKind.COMPLETED,
-]
 #: the list's scenarios (query parameters): each read page 1, then page 2 by its cursor
 LISTS: dict[str, dict[str, Any]] = {
     "14d_4services_2states": {
@@ -292,33 +275,16 @@ def _service(name: str) -> ServiceConfig:
     )
 
 
-def _record(rng: random.Random, now: datetime) -> Document:
-    desired = now + timedelta(seconds=rng.uniform(-PAST.total_seconds(), FUTURE.total_seconds()))
-    desired = desired.replace(microsecond=desired.microsecond // 1000 * 1000)
-    doc = new_callback_document(
-        callback_id=uuid.UUID(int=rng.getrandbits(128), version=4),
-        service_name=rng.choice(SERVICES),
-        customer_number=f"+1415{rng.randrange(10**7):07d}",
-        type=rng.choice(list(CallbackType)),
-        desired_time=desired,
-        now=desired - timedelta(hours=1),
-        created_by="seed",
-    )
-    if desired < now:
-        state, result = rng.choice(PAST_STATES)
-        doc.pop("dispatch_at")
-        doc.update(state=state.value, result=result.value if result else None, updated_at=desired)
-        doc["timeline"].append(timeline_entry(desired, state, "routing", result=result))
-    return doc
-
-
 async def _seed(ctx: Context, count: int) -> float:
     """``count`` more callbacks; inserts per second."""
     now = utcnow()
     started = time.perf_counter()
     done = 0
     while done < count:
-        batch = [_record(ctx.rng, now) for _ in range(min(SEED_BATCH, count - done))]
+        batch = [
+            seeded_record(ctx.rng, now, SERVICES, PAST, FUTURE)
+            for _ in range(min(SEED_BATCH, count - done))
+        ]
         await ctx.db[CALLBACKS].insert_many(batch, ordered=False)
         ctx.seeded += [doc["_id"] for doc in batch]
         done += len(batch)
@@ -499,18 +465,7 @@ async def _routing(ctx: Context, pid: int) -> Phase:
                 [utcnow() + timedelta(hours=2)] * count, service_name=ROUTING_SERVICE
             )
             await insert(ctx.db, docs)
-            events = [
-                RoutingEvent(
-                    callback_id=doc["_id"],
-                    kind=kind,
-                    service_name=doc["service_name"],
-                    attempt=1,
-                    sequence=sequence,
-                    agent="agent-1" if kind is RoutingEventKind.ROUTING else None,
-                )
-                for sequence, kind in enumerate(ROUTING_KINDS)
-                for doc in docs
-            ]
+            events = routing_events(docs)
             messages = [(event.key, event.model_dump_json().encode()) for event in events]
             keys = {str(doc["_id"]).encode() for doc in docs}
             measured = count == ROUTED

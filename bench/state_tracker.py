@@ -13,31 +13,27 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 from callback_dev.infra import Infrastructure
-from callback_shared.models import DialRetryPolicy, RoutingEvent, RoutingEventKind, utcnow
+from callback_shared.models import DialRetryPolicy, utcnow
 from callback_shared.mongo import CALLBACKS
 from callback_state_tracker.changes import plan_change
 from callback_state_tracker.settings import StateTrackerSettings
 from pymongo import UpdateOne
 
 from bench.common import (
+    ROUTING_KINDS,
     callback_documents,
     consume,
     insert,
     isolated_settings,
     prepare,
     produce,
+    routing_events,
     start_service,
     stop_service,
 )
 from bench.harness import CpuMeter, Metric, Result, backend, cpu_metrics, idle_cpu_ms_per_s
 
 CALLBACKS_COUNT = 5_000
-KINDS = [
-    RoutingEventKind.QUEUED,
-    RoutingEventKind.ROUTING,
-    RoutingEventKind.PROCESSING,
-    RoutingEventKind.COMPLETED,
-]
 BATCH = 500
 
 
@@ -47,18 +43,7 @@ async def run(infra: Infrastructure) -> Result:
     now = utcnow()
     ours_docs = callback_documents([now] * CALLBACKS_COUNT)
     await insert(db, ours_docs)
-    events = [
-        RoutingEvent(
-            callback_id=doc["_id"],
-            kind=kind,
-            service_name=doc["service_name"],
-            attempt=1,
-            sequence=sequence,
-            agent="agent-1" if kind is RoutingEventKind.ROUTING else None,
-        )
-        for sequence, kind in enumerate(KINDS)
-        for doc in ours_docs
-    ]
+    events = routing_events(ours_docs)
     messages = [(event.key, event.model_dump_json().encode()) for event in events]
 
     # ours: the real state-tracker process applies them as they come, batch by batch
@@ -107,7 +92,7 @@ async def run(infra: Infrastructure) -> Result:
                 }
             },
         )
-        for sequence, kind in enumerate(KINDS)
+        for sequence, kind in enumerate(ROUTING_KINDS)
         for doc in ours_docs
     ]
     started = time.perf_counter()
