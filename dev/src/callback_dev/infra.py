@@ -148,6 +148,17 @@ def _tail(log: Path, lines: int = 15) -> str:
     return ""
 
 
+def _process_state(proc: subprocess.Popen[bytes] | None, log: Path) -> str:
+    """How a local server process is doing, for a test's failure message: running, or its exit
+    code (negative: the signal that ended it) and the end of its log."""
+    if proc is None:
+        return "not started"
+    code = proc.poll()
+    if code is None:
+        return f"running (pid {proc.pid})"
+    return f"exited with {code}; the end of {log}:\n{_tail(log)}"
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
@@ -436,6 +447,9 @@ class LocalKafka:
             _stop_process(self.pid)
             self.pid = self._proc = None
 
+    def state(self) -> str:
+        return _process_state(self._proc, self.log)
+
 
 def _kafka_answers(bootstrap_servers: str, options: Mapping[str, Any] | None = None) -> bool:
     async def check() -> bool:
@@ -516,6 +530,9 @@ class LocalMongo:
         if self.pid is not None:
             _stop_process(self.pid)
             self.pid = self._proc = None
+
+    def state(self) -> str:
+        return _process_state(self._proc, self.log)
 
 
 def _mongo_answers(url: str) -> bool:

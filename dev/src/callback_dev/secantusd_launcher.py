@@ -31,6 +31,7 @@ A sweep that deleted anything logs one line (how many, how long, the longest loc
 
 from __future__ import annotations
 
+import faulthandler
 import functools
 import logging
 import os
@@ -272,6 +273,7 @@ def main() -> None:
     if missing:
         sys.exit(f"secantusd_launcher: SecantusDB lacks {', '.join(missing)}: update the sweep")
     log.setLevel(logging.INFO)  # the sweep's reports, whatever --log-level says
+    faulthandler.enable()  # a native crash (WiredTiger) leaves every thread's stack in the log
     wt_storage.Storage._ttl_sweep_loop = sweep_loop
     period = os.environ.get(PERIOD_VARIABLE)
     if period:
