@@ -18,7 +18,14 @@ from callback_admin_api.listing import (
 from callback_admin_api.numbers import InvalidNumber, normalise_customer_number
 from callback_admin_api.repository import next_window
 from callback_admin_api.rules import completion_time, keeps_name_recording
-from callback_admin_api.schedule import is_open, is_slot_start, openings, slot_starts
+from callback_admin_api.schedule import (
+    is_open,
+    is_slot_start,
+    local_date,
+    openings,
+    slot_starts,
+    start_of_day,
+)
 from callback_shared.models import OfficeHours, ServiceConfig
 from callback_shared.states import CallbackState
 from pydantic import ValidationError
@@ -55,6 +62,44 @@ def test_office_hours_weekdays_closed_dates_and_midnight_closing() -> None:
     assert len(slot_starts(config, monday)) == 8
     assert is_slot_start(config, datetime(2030, 1, 7, 23, 45, tzinfo=UTC))
     assert not is_slot_start(config, datetime(2030, 1, 7, 23, 50, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        PARIS,
+        ServiceConfig(
+            name="ny",
+            time_zone="America/New_York",
+            office_hours={
+                "sunday": [
+                    OfficeHours(opens="00:15", closes="03:10"),
+                    OfficeHours(opens="01:00", closes="02:30"),
+                ]
+            },
+            slot_length_minutes=20,
+        ),
+        ServiceConfig(name="utc", slot_length_minutes=45, closed_dates=[date(2030, 11, 3)]),
+    ],
+)
+@pytest.mark.parametrize(
+    "day", [date(2030, 3, 10), date(2030, 3, 31), date(2030, 10, 27), date(2030, 11, 3)]
+)
+def test_a_slot_start_is_one_the_day_lists(config: ServiceConfig, day: date) -> None:
+    """The direct check agrees with the listing of the moment's local day for every minute of
+    days around clock changes (skipped and repeated hours, overlapping openings, a closed date),
+    and never takes a moment off the minute."""
+    listed: dict[date, set[datetime]] = {}
+    moment = start_of_day(config, day) - timedelta(hours=3)
+    for _ in range(30 * 60):
+        local_day = local_date(config, moment)
+        if local_day not in listed:
+            listed[local_day] = set(slot_starts(config, local_day))
+        assert is_slot_start(config, moment) == (moment in listed[local_day]), moment
+        moment += timedelta(minutes=1)
+    starts = set().union(*listed.values())
+    assert starts, "the days chosen have slots"
+    assert not any(is_slot_start(config, start + timedelta(seconds=1)) for start in starts)
 
 
 def test_service_settings_validate_their_fields() -> None:

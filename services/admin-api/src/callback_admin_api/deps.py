@@ -15,7 +15,9 @@ from callback_admin_api.problems import Forbidden, ServiceUnavailable, Unauthori
 bearer = HTTPBearer(auto_error=False, description="A JWT with sub, roles and services claims.")
 
 
-def get_api(request: Request) -> AdminApi:
+async def get_api(request: Request) -> AdminApi:
+    # async, as every dependency here: FastAPI runs a plain ``def`` dependency in a worker thread,
+    # two thread hops per request for an attribute read
     if not request.app.state.runtime.connected.is_set():
         raise ServiceUnavailable("starting: MongoDB and Kafka are not connected yet")
     api: AdminApi = request.app.state.admin_api

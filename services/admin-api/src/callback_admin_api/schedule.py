@@ -77,7 +77,21 @@ def slot_starts(config: ServiceConfig, day: date) -> list[datetime]:
 
 
 def is_slot_start(config: ServiceConfig, moment: datetime) -> bool:
-    return moment in slot_starts(config, local_date(config, moment))
+    """Whether ``moment`` is one of :func:`slot_starts` of its local date, found from its own
+    local time rather than by listing the day's slots (a create checks every scheduled time)."""
+    local = moment.astimezone(config.zone)
+    day = local.date()
+    if is_closed_date(config, day):
+        return False
+    minute = local.hour * 60 + local.minute
+    length = config.slot_length_minutes
+    for hours in config.office_hours.get(Weekday.of(day), []):
+        opens = hours.opens_minute
+        on_grid = (minute - opens) % length == 0
+        if on_grid and opens <= minute and minute + length <= hours.closes_minute:
+            # the slot as slot_starts makes it: None if skipped, the first of a repeated hour
+            return _local(config, day, minute) == moment
+    return False
 
 
 def next_local_midnight(config: ServiceConfig, moment: datetime) -> datetime:
