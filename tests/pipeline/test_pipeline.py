@@ -228,9 +228,9 @@ async def _all_completed(db: AsyncDatabase[Document], count: int) -> bool:
     try:
         return await completed(db) == count
     except ConnectionFailure:
-        # the test's own client, not a service: after a MongoDB restart its monitor can still hold
-        # the refused connection of the stop for longer than one server selection (CI, once, while
-        # every service already read and wrote again); the deadline of `eventually` still applies
+        # the test's own client, not a service under test: after a MongoDB restart it once failed
+        # a server selection (CI) while every service already read and wrote again; the deadline
+        # of `eventually` still applies, and a failure then names the server's state
         return False
 
 
