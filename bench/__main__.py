@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import structlog
+import uvloop
 from callback_dev.infra import provide
 
 from bench.harness import table, write
@@ -36,7 +37,10 @@ def main() -> None:
         try:
             for name in names:
                 module = importlib.import_module(f"bench.{name}")
-                result = asyncio.run(module.run(infra))
+                # the services' event loop (uvicorn's, see callback_shared.runtime.serve): the
+                # raw drivers beside them are measured on the same loop
+                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                    result = runner.run(module.run(infra))
                 path = write(result)
                 print(table(result))
                 print(f"-> {path}\n")
