@@ -416,6 +416,7 @@ async def _cpu(
     await producer.start()
     api, port = await start_service("callback-admin-api", settings)
     pages_meter, creates, idle = CpuMeter(api.pid), CpuMeter(api.pid), CpuMeter(api.pid)
+    floor = CpuMeter(api.pid)
     raw_pages, raw_creates, raw_writes = CpuMeter(), CpuMeter(), CpuMeter()
     collection = mongo[settings.mongodb_database][CALLBACKS]
     replay_db = mongo[f"{settings.mongodb_database}_raw"]
@@ -458,6 +459,9 @@ async def _cpu(
                 writes = [command for name, command in commands if name in _WRITES]
                 await _replay(writes_db, [("", c) for c in writes], producer, topic, events)
                 raw_writes.stop()
+                floor.start()
+                await _refused(client, headers, FLOOR_REQUESTS // SLICES)
+                floor.stop()
     finally:
         await stop_service(api)
         await producer.stop()
@@ -467,7 +471,8 @@ async def _cpu(
     idle_ms_per_s = idle.used * 1000 / idle.seconds
     print(
         f"CPU of the API: {pages_meter.per(len(full) * CPU_ROUNDS):.2f} ms per page, "
-        f"{creates.per(CREATES):.2f} ms per create, idle {idle_ms_per_s:.1f} ms/s; "
+        f"{creates.per(CREATES):.2f} ms per create, {floor.per(FLOOR_REQUESTS):.2f} ms per "
+        f"refused request, idle {idle_ms_per_s:.1f} ms/s; "
         f"{len(full)} full pages x {CPU_ROUNDS}; {CREATES} creates in {SLICES} slices, "
         f"{len(create_commands)} MongoDB commands replayed; creates/s: API "
         f"{CREATES / creates.seconds:.1f}, raw writes {CREATES / raw_writes.seconds:.1f}",
@@ -480,10 +485,31 @@ async def _cpu(
         ),
         **cpu_metrics("create", creates, CREATES, idle_ms_per_s, raw_creates, target=2),
         "idle_cpu_ms_per_s": Metric(idle_ms_per_s, "ms/s"),
+        "cpu_ms_per_request_floor": Metric(
+            floor.per_less_idle(FLOOR_REQUESTS, idle_ms_per_s), "ms"
+        ),
         "creates_per_s": Metric(creates_per_s, "1/s", better="higher"),
         "raw_creates_per_s": Metric(raw_creates_per_s, "1/s", better="higher"),
         "create_ratio_vs_raw": Metric(creates_per_s / raw_creates_per_s, "x", 0.5, better="higher"),
     }
+
+
+#: Requests measuring the floor of any request: an authenticated one refused by validation.
+FLOOR_REQUESTS = 1_000
+
+
+async def _refused(client: httpx.AsyncClient, headers: dict[str, str], count: int) -> None:
+    """``count`` authenticated requests that touch no database or broker (a malformed callback
+    id, refused with a 422 problem), from as many concurrent clients as the creates: what
+    HTTP, routing, the token and an answer cost the API by themselves."""
+    todo = iter(range(count))
+
+    async def worker() -> None:
+        for _ in todo:
+            response = await client.get("/api/v1/callbacks/not-an-id", headers=headers)
+            assert response.status_code == 422, response.text
+
+    await asyncio.gather(*(worker() for _ in range(CREATE_CONCURRENCY)))
 
 
 #: The MongoDB commands that write: what a create must do at the least.
