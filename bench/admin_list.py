@@ -173,7 +173,8 @@ async def run(infra: Infrastructure) -> Result:
                 with commands.recording():
                     await _capture_creates(client, api, everyone)
                 await api.repository.save_service(_create_service(CPU_SERVICE))
-            cpu = await _cpu(settings, lists[3], commands.captured, everyone)
+            server = infra.mongo.pid if infra.mongo is not None else None
+            cpu = await _cpu(settings, lists[3], commands.captured, everyone, server)
     finally:
         cleaner = make_mongo_client(settings)
         await cleaner.drop_database(settings.mongodb_database)
@@ -395,6 +396,7 @@ async def _cpu(
     pages: list[_Page],
     create_commands: list[tuple[str, SON[str, Any]]],
     headers: dict[str, str],
+    server_pid: int | None,
 ) -> dict[str, Metric]:
     """CPU time of the admin-api process (``callback-admin-api``, over HTTP) per list page of
     250 and per create, beside the raw drivers' CPU in this process for the same database work:
@@ -417,6 +419,9 @@ async def _cpu(
     api, port = await start_service("callback-admin-api", settings)
     pages_meter, creates, idle = CpuMeter(api.pid), CpuMeter(api.pid), CpuMeter(api.pid)
     floor = CpuMeter(api.pid)
+    # the local server's CPU (when it is a process here) while the API creates and while the
+    # raw drivers write: what bounds both rates on this machine
+    server, raw_server = CpuMeter(server_pid), CpuMeter(server_pid)
     raw_pages, raw_creates, raw_writes = CpuMeter(), CpuMeter(), CpuMeter()
     collection = mongo[settings.mongodb_database][CALLBACKS]
     replay_db = mongo[f"{settings.mongodb_database}_raw"]
@@ -449,15 +454,19 @@ async def _cpu(
                 ]
                 events = [(r.key, r.value) for r in lifecycle[numbers.start : numbers.stop]]
                 creates.start()
+                server.start()
                 await _creates(client, headers, CPU_SERVICE, "+1650254", numbers)
+                server.stop()
                 creates.stop()
                 await _idle(idle)
                 raw_creates.start()
                 await _replay(replay_db, commands, producer, topic, events)
                 raw_creates.stop()
                 raw_writes.start()
+                raw_server.start()
                 writes = [command for name, command in commands if name in _WRITES]
                 await _replay(writes_db, [("", c) for c in writes], producer, topic, events)
+                raw_server.stop()
                 raw_writes.stop()
                 floor.start()
                 await _refused(client, headers, FLOOR_REQUESTS // SLICES)
@@ -475,7 +484,9 @@ async def _cpu(
         f"refused request, idle {idle_ms_per_s:.1f} ms/s; "
         f"{len(full)} full pages x {CPU_ROUNDS}; {CREATES} creates in {SLICES} slices, "
         f"{len(create_commands)} MongoDB commands replayed; creates/s: API "
-        f"{CREATES / creates.seconds:.1f}, raw writes {CREATES / raw_writes.seconds:.1f}",
+        f"{CREATES / creates.seconds:.1f}, raw writes {CREATES / raw_writes.seconds:.1f}; "
+        f"server CPU per create {server.per(CREATES):.1f} ms, per raw create "
+        f"{raw_server.per(CREATES):.1f} ms",
         flush=True,
     )
     creates_per_s, raw_creates_per_s = CREATES / creates.seconds, CREATES / raw_writes.seconds
@@ -491,6 +502,15 @@ async def _cpu(
         "creates_per_s": Metric(creates_per_s, "1/s", better="higher"),
         "raw_creates_per_s": Metric(raw_creates_per_s, "1/s", better="higher"),
         "create_ratio_vs_raw": Metric(creates_per_s / raw_creates_per_s, "x", 0.5, better="higher"),
+        **(
+            {
+                "server_cpu_ms_per_create": Metric(server.per(CREATES), "ms"),
+                "server_cpu_ms_per_raw_create": Metric(raw_server.per(CREATES), "ms"),
+                "server_cores_busy_in_creates": Metric(server.used / server.seconds, "cores"),
+            }
+            if server_pid is not None
+            else {}
+        ),
     }
 
 
