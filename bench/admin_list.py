@@ -21,9 +21,9 @@ import copy
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -58,6 +58,7 @@ from bench.common import (
     isolated_settings,
     raw_producer,
     seeded_record,
+    send_all,
     start_service,
     stop_service,
 )
@@ -79,6 +80,7 @@ CPU_ROUNDS = 10
 CPU_SERVICE = "bench-create-cpu"
 #: the CPU phase's turns of the API and the raw drivers (see ``_cpu``)
 SLICES = 10
+_T = TypeVar("_T")
 SECRET = secrets.token_urlsafe(48)
 #: seeded desired times: evenly this far back and ahead of the seeding
 RETAINED = timedelta(days=14)
@@ -305,7 +307,7 @@ async def _list_latencies(
 
 async def _capture_creates(
     client: httpx.AsyncClient, api: AdminApi, headers: dict[str, str]
-) -> float:
+) -> None:
     """Creates with every guard on, from concurrent clients, half scheduled into slots: in
     process, while their MongoDB commands are captured for the raw drivers' replay."""
     service = "bench-create"
@@ -314,7 +316,6 @@ async def _capture_creates(
     await _creates(client, headers, service, "+1650253", range(CREATES))
     elapsed = time.perf_counter() - started
     print(f"{CREATES} creates in process (captured) in {elapsed:.1f}s", flush=True)
-    return CREATES / elapsed
 
 
 def _create_service(name: str) -> ServiceConfig:
@@ -338,22 +339,20 @@ async def _creates(
 ) -> None:
     """One create per number, from concurrent clients; the odd ones scheduled into one slot."""
     slot = (utcnow() + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-    todo = iter(numbers)
     statuses: list[int] = []
 
-    async def worker() -> None:
-        for n in todo:
-            body: dict[str, Any] = {
-                "service_name": service,
-                "customer_number": f"{prefix}{n:04d}",
-                "type": "IMMEDIATE",
-            }
-            if n % 2:
-                body |= {"type": "SCHEDULED", "desired_time": slot.isoformat()}
-            response = await client.post("/api/v1/callbacks", json=body, headers=headers)
-            statuses.append(response.status_code)
+    async def create(n: int) -> None:
+        body: dict[str, Any] = {
+            "service_name": service,
+            "customer_number": f"{prefix}{n:04d}",
+            "type": "IMMEDIATE",
+        }
+        if n % 2:
+            body |= {"type": "SCHEDULED", "desired_time": slot.isoformat()}
+        response = await client.post("/api/v1/callbacks", json=body, headers=headers)
+        statuses.append(response.status_code)
 
-    await asyncio.gather(*(worker() for _ in range(CREATE_CONCURRENCY)))
+    await _concurrently(numbers, create)
     assert statuses.count(201) == len(numbers), {s: statuses.count(s) for s in set(statuses)}
 
 
@@ -464,8 +463,8 @@ async def _cpu(
                 raw_creates.stop()
                 raw_writes.start()
                 raw_server.start()
-                writes = [command for name, command in commands if name in _WRITES]
-                await _replay(writes_db, [("", c) for c in writes], producer, topic, events)
+                writes = [named for named in commands if named[0] in _WRITES]
+                await _replay(writes_db, writes, producer, topic, events)
                 raw_server.stop()
                 raw_writes.stop()
                 floor.start()
@@ -480,8 +479,9 @@ async def _cpu(
     idle_ms_per_s = idle.used * 1000 / idle.seconds
     print(
         f"CPU of the API: {pages_meter.per(len(full) * CPU_ROUNDS):.2f} ms per page, "
-        f"{creates.per(CREATES):.2f} ms per create, {floor.per(FLOOR_REQUESTS):.2f} ms per "
-        f"refused request, idle {idle_ms_per_s:.1f} ms/s; "
+        f"{creates.per(CREATES):.2f} ms per create, "
+        f"{floor.per_less_idle(FLOOR_REQUESTS, idle_ms_per_s):.2f} ms per refused request "
+        f"less idle, idle {idle_ms_per_s:.1f} ms/s; "
         f"{len(full)} full pages x {CPU_ROUNDS}; {CREATES} creates in {SLICES} slices, "
         f"{len(create_commands)} MongoDB commands replayed; creates/s: API "
         f"{CREATES / creates.seconds:.1f}, raw writes {CREATES / raw_writes.seconds:.1f}; "
@@ -522,14 +522,12 @@ async def _refused(client: httpx.AsyncClient, headers: dict[str, str], count: in
     """``count`` authenticated requests that touch no database or broker (a malformed callback
     id, refused with a 422 problem), from as many concurrent clients as the creates: what
     HTTP, routing, the token and an answer cost the API by themselves."""
-    todo = iter(range(count))
 
-    async def worker() -> None:
-        for _ in todo:
-            response = await client.get("/api/v1/callbacks/not-an-id", headers=headers)
-            assert response.status_code == 422, response.text
+    async def refused(_: int) -> None:
+        response = await client.get("/api/v1/callbacks/not-an-id", headers=headers)
+        assert response.status_code == 422, response.text
 
-    await asyncio.gather(*(worker() for _ in range(CREATE_CONCURRENCY)))
+    await _concurrently(range(count), refused)
 
 
 #: The MongoDB commands that write: what a create must do at the least.
@@ -537,6 +535,17 @@ _WRITES = {"insert", "update", "findAndModify", "delete"}
 #: The API's idle cost is measured this long between the slices, once what the last request
 #: left running (its events' publication) has had this long to end.
 IDLE_SLICE_SECONDS, SETTLE_SECONDS = 2.0, 0.5
+
+
+async def _concurrently(items: Iterable[_T], action: Callable[[_T], Awaitable[None]]) -> None:
+    """``action`` on every item, from as many concurrent clients as the creates have."""
+    todo = iter(items)
+
+    async def client() -> None:
+        for item in todo:
+            await action(item)
+
+    await asyncio.gather(*(client() for _ in range(CREATE_CONCURRENCY)))
 
 
 async def _idle(meter: CpuMeter) -> None:
@@ -557,21 +566,15 @@ async def _replay(
     API's creates have, while the producer sends ``events`` to ``topic``. Replayed out of their
     creates' order, an upsert may meet another's key: the server refused it, which is as much
     work for the driver, and it is counted, not raised."""
-    todo = iter(commands)
     refused = 0
 
-    async def worker() -> None:
+    async def run(named: tuple[str, SON[str, Any]]) -> None:
         nonlocal refused
-        for _, command in todo:
-            try:
-                await db.command(command, codec_options=db.codec_options)
-            except DuplicateKeyError:
-                refused += 1
+        try:
+            await db.command(named[1], codec_options=db.codec_options)
+        except DuplicateKeyError:
+            refused += 1
 
-    async def send() -> None:
-        sent = [await producer.send(topic, value, key=key) for key, value in events]
-        await asyncio.gather(*sent)
-
-    await asyncio.gather(*(worker() for _ in range(CREATE_CONCURRENCY)), send())
+    await asyncio.gather(_concurrently(commands, run), send_all(producer, topic, events))
     if refused:
         print(f"raw replay: {refused} of {len(commands)} commands met a duplicate key", flush=True)

@@ -210,10 +210,17 @@ async def produce(
     producer = raw_producer(settings)
     await producer.start()
     try:
-        sent = [await producer.send(topic, value, key=key) for key, value in messages]
-        await asyncio.gather(*sent)
+        await send_all(producer, topic, messages)
     finally:
         await producer.stop()
+
+
+async def send_all(
+    producer: AIOKafkaProducer, topic: str, messages: Sequence[tuple[bytes | None, bytes]]
+) -> None:
+    """Send (key, value) messages through a started producer, then wait for every ack."""
+    sent = [await producer.send(topic, value, key=key) for key, value in messages]
+    await asyncio.gather(*sent)
 
 
 async def consume(
