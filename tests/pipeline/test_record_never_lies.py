@@ -45,7 +45,9 @@ PROFILES = {
     },
     # slow dials: time to see a callback QUEUED or ROUTING, and cancel it there
     "slow": {
-        "agents": 2,
+        # one agent: the slow callbacks wait in the queue behind it (with two, a callback seen
+        # QUEUED often had a free agent already and every cancel asked there was refused)
+        "agents": 1,
         "handle_seconds_min": 0.5,
         "handle_seconds_max": 1.0,
         "dial_seconds": 1.5,
