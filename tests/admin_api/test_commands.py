@@ -217,6 +217,48 @@ async def test_a_cancel_never_overwrites_a_change_it_did_not_see(
     assert after["state"] == "PROCESSING" and after["result"] is None
 
 
+async def test_a_refusal_is_announced_when_the_call_ends_meanwhile(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    service: str,
+    api: AdminApi,
+    admin_settings: AdminApiSettings,
+) -> None:
+    """The call ends (PROCESSING to COMPLETED(AGENT)) between the cancel's read and its write:
+    the refusal's write misses, the cancel decides again on COMPLETED, and the refusal is still
+    written and announced (the report's row), in the state it was refused in."""
+    doc = stored_callback(service, state=S.PROCESSING)
+    await api.repository.callbacks.insert_one(doc)
+    real_update = api.repository.update
+    raced = False
+
+    async def update_after_the_call(filter_: Document, update: Document) -> Document | None:
+        nonlocal raced
+        if not raced:
+            raced = True
+            await api.repository.callbacks.update_one(
+                {"_id": doc["_id"]},
+                {"$set": {"state": S.COMPLETED.value, "result": R.AGENT.value}},
+            )
+        return await real_update(filter_, update)
+
+    api.repository.update = update_after_the_call  # type: ignore[method-assign]
+    try:
+        response = await client.post(f"{URL}/{doc['_id']}/cancel", headers=tokens.supervisor())
+    finally:
+        del api.repository.update
+    assert problem(response, 409)["state"] == "COMPLETED"
+    (refused,) = await lifecycle_events(
+        admin_settings.kafka_bootstrap_servers,
+        admin_settings.topic_lifecycle_events,
+        {doc["_id"]},
+        expected=1,
+    )
+    assert refused["kind"] == "CANCELLATION_REFUSED", refused
+    assert (refused["reason"], refused["previous_state"]) == ("COMPLETED", "COMPLETED")
+    assert refused["actor"] == "sam"
+
+
 async def test_reschedule_moves_the_place_and_the_retention(
     client: httpx.AsyncClient,
     tokens: Tokens,

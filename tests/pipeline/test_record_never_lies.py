@@ -165,7 +165,16 @@ async def test_a_cancel_racing_routing_is_what_routing_did(
                         str(i) in rows and rows[str(i)]["status"] != "REQUESTED" for i in everyone
                     )
 
-                await eventually(all_reported, 60, "every cancellation settled in the report")
+                try:
+                    await eventually(all_reported, 60, "every cancellation settled in the report")
+                except AssertionError as exc:
+                    rows = await reported()
+                    unsettled = {
+                        str(i): (rows.get(str(i), {}).get("status"), answers[i][0])
+                        for i in everyone
+                        if rows.get(str(i), {}).get("status") in (None, "REQUESTED")
+                    }
+                    raise AssertionError(f"{exc}: (status, answer) {unsettled}") from exc
                 report = await reported()
     finally:
         for process in processes.values():

@@ -539,9 +539,11 @@ async def apply_cancellation(
 ) -> CancelResult:
     """Write the :class:`Cancellation` of ``doc`` as seen now; a record that changed meanwhile
     (the update matched nothing) is read again and decided again, at most
-    :data:`UPDATE_ATTEMPTS` times (a refusal is not: the record stays not cancellable). Gives
-    back no slot place and publishes nothing: :func:`announce_cancellations` does, after one
-    cancel or a whole bulk cancel batch. The caller checked the grant."""
+    :data:`UPDATE_ATTEMPTS` times: a refusal too, whose write (its event in the outbox) misses
+    when the record moves on meanwhile (PROCESSING to COMPLETED), and must still be recorded for
+    the report, in the state it is refused in. Gives back no slot place and publishes nothing:
+    :func:`announce_cancellations` does, after one cancel or a whole bulk cancel batch. The
+    caller checked the grant."""
     repo = api.repository
     for _ in range(UPDATE_ATTEMPTS):
         cancellation = Cancellation(doc, principal, api.clock(), batch_id)
@@ -550,8 +552,6 @@ async def apply_cancellation(
         updated = await repo.update(*cancellation.write(api))
         if updated is not None:
             return CancelResult(cancellation.outcome, updated, cancellation.state, written=True)
-        if cancellation.outcome is CancelOutcome.REFUSED:
-            return CancelResult(CancelOutcome.REFUSED, doc, cancellation.state)
         fresh = await repo.get(doc["_id"])
         if fresh is None:
             return CancelResult(CancelOutcome.NOT_FOUND, None, None)
