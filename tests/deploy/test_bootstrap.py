@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from callback_shared.documents import number_prefixes
 from callback_shared.mongo import (
     CALLBACK_INDEXES,
     CALLBACKS,
@@ -16,11 +15,9 @@ from callback_shared.mongo import (
     CANCELLATION_REPORT_INDEXES,
     Document,
 )
-from callback_shared.record import F
 from callback_shared.settings import PlatformSettings
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.admin_api.support import stored_callback
 from tests.support import BIN
 
 
@@ -112,35 +109,3 @@ def test_bootstrap_refuses_bad_configuration() -> None:
     )
     assert run.returncode == 2
     assert run.stderr.strip() == "invalid configuration: KAFKA_BOOTSTRAP_SERVERS: Field required"
-
-
-async def test_bootstrap_fills_in_the_number_prefixes_older_records_lack(
-    env: dict[str, str], db: AsyncDatabase[Document]
-) -> None:
-    """Records stored before ``number_prefixes`` existed get them on the server, as
-    :func:`number_prefixes` makes them for new records, whatever the number's length; a record
-    that has them is left alone, and a second run finds nothing to do."""
-    numbers = ["+1", "+123", "+1234", "+14155550123", "+442071234567", "+123456789012345"]
-    older = [stored_callback("billing", customer_number=n) for n in numbers]
-    for doc in older:
-        del doc[F.NUMBER_PREFIXES]
-    newer = stored_callback("billing", customer_number="+14155550199")
-    newer[F.NUMBER_PREFIXES] = ["kept as stored"]
-    await db[CALLBACKS].insert_many([*older, newer])
-
-    first = run_bootstrap(env)
-    assert first.returncode == 0, first.stderr
-    lines = map(json.loads, first.stderr.splitlines())
-    filled = [line for line in lines if "filled" in line["event"]]
-    assert [line["callbacks"] for line in filled] == [len(older)]
-    stored = {doc["_id"]: doc async for doc in db[CALLBACKS].find()}
-    for doc in older:
-        assert stored[doc["_id"]][F.NUMBER_PREFIXES] == number_prefixes(doc[F.CUSTOMER_NUMBER])
-    assert stored[newer["_id"]][F.NUMBER_PREFIXES] == ["kept as stored"]
-    assert number_prefixes("+14155550123") == [
-        "+141", "+1415", "+14155", "+141555", "+1415555", "+14155550", "+141555501", "+1415555012"
-    ]  # fmt: skip
-
-    second = run_bootstrap(env)
-    assert second.returncode == 0, second.stderr
-    assert "filled" not in second.stderr

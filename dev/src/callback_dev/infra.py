@@ -806,19 +806,6 @@ def _launch(run_dir: Path, launch: Mapping[str, Any]) -> subprocess.Popen[bytes]
     return _spawn(list(launch["cmd"]), Path(launch["log"]), env)
 
 
-def _bootstrap(run_dir: Path, env: Mapping[str, str], timeout: float) -> None:
-    """``callback-bootstrap`` before the services, as a deployment runs it: topics, indexes,
-    and the fields records stored by an older release lack (the data of an earlier ``make up``
-    is kept)."""
-    log = run_dir / "logs" / "bootstrap.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [str(Path(sys.executable).parent / "callback-bootstrap"), "--timeout", str(timeout)]
-    with log.open("wb") as out:
-        done = subprocess.run(cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise InfraError(f"callback-bootstrap exited with {done.returncode}; see {log}")
-
-
 def _await_ready(
     name: str, launch: Mapping[str, Any], proc: subprocess.Popen[bytes], timeout: float
 ) -> None:
@@ -879,7 +866,6 @@ def up(
         inherited = {
             k: v for k, v in os.environ.items() if k in settings and k not in secret_settings
         }
-        _bootstrap(run_dir, {**os.environ, **inherited, **infra.env(), **secrets}, timeout)
         procs: dict[str, subprocess.Popen[bytes]] = {}
         for name in SERVICES:
             url = f"http://127.0.0.1:{ports[name]}"

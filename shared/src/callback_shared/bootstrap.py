@@ -11,10 +11,6 @@ callbacks, the Cancellation Summary Report). A service's own collections (admin-
 request counters and bulk cancel jobs) are its own business: it creates their indexes when it
 starts, before it turns ready. Being shared code, this step runs in every service image.
 
-Records stored by an older release get the fields this one reads (``number_prefixes``), on the
-server, only where missing: this step alone does it (``make up`` runs it too, before the
-services), so it must run before the services of a new release.
-
 Exit codes: 0 done; 1 Kafka or MongoDB did not answer within ``--timeout``; 2 bad configuration.
 """
 
@@ -25,21 +21,17 @@ import asyncio
 from typing import Any
 
 import structlog
-from pymongo.asynchronous.database import AsyncDatabase
 from tenacity import AsyncRetrying, RetryError, stop_after_delay, wait_exponential_jitter
 
-from callback_shared.documents import NUMBER_PREFIXES_EXPRESSION
 from callback_shared.kafka import ensure_topics, make_admin_client, topics
 from callback_shared.log import configure_logging
 from callback_shared.mongo import (
     CALLBACKS,
     SHARED_INDEXES,
-    Document,
     database,
     ensure_indexes,
     make_mongo_client,
 )
-from callback_shared.record import F
 from callback_shared.settings import PlatformSettings, load_settings
 
 NAME = "bootstrap"
@@ -61,29 +53,14 @@ async def bootstrap_kafka(settings: PlatformSettings) -> dict[str, int]:
 
 
 async def bootstrap_mongo(settings: PlatformSettings) -> list[str]:
-    """Create missing indexes and fill in the fields records stored by an older release lack;
-    return the names of the indexes of the callbacks collection."""
+    """Create missing indexes; return the names of the indexes of the callbacks collection."""
     client = make_mongo_client(settings)
     try:
         db = database(client, settings)
         await ensure_indexes(db, SHARED_INDEXES)
-        filled = await fill_in_number_prefixes(db)
-        if filled:
-            log.info("number prefixes filled in on older records", callbacks=filled)
         return sorted(await db[CALLBACKS].index_information())
     finally:
         await client.close()
-
-
-async def fill_in_number_prefixes(db: AsyncDatabase[Document]) -> int:
-    """Set ``number_prefixes`` on the records stored before it existed (the search box's phone
-    prefixes read it): one update on the server, of those records only, so a second run changes
-    nothing. Returns how many it set."""
-    result = await db[CALLBACKS].update_many(
-        {F.NUMBER_PREFIXES: {"$exists": False}},
-        [{"$set": {F.NUMBER_PREFIXES: NUMBER_PREFIXES_EXPRESSION}}],
-    )
-    return result.modified_count
 
 
 async def bootstrap(settings: PlatformSettings, retry_seconds: float) -> None:

@@ -56,39 +56,8 @@ DISPATCH_FIELDS = (F.DISPATCH_AT,)
 INTERNAL_FIELDS = (
     F.ID, F.EXPIRE_AT, F.ATTEMPT, F.DISPATCH_AT, F.CANCELLED_IN_BATCH,
     F.ROUTING_SEQUENCE, F.APPLIED_EVENTS, F.OUTBOX, F.OUTBOX_SINCE, F.COMPLETED_AT,
-    F.ROUTING_SEEN_AT, F.CANCEL_PENDING_SINCE, F.NUMBER_PREFIXES,
+    F.ROUTING_SEEN_AT, F.CANCEL_PENDING_SINCE,
 )  # fmt: skip
-
-#: How many digits the stored prefixes of a customer number have (:func:`number_prefixes`):
-#: fewer match too many callbacks to be worth a key; more, few enough for ``customer_number``'s
-#: own index.
-NUMBER_PREFIX_DIGITS = range(3, 11)
-
-
-def number_prefixes(customer_number: str) -> list[str]:
-    """The stored prefixes of an E.164 number: "+" and each count of leading digits in
-    :data:`NUMBER_PREFIX_DIGITS` the number has."""
-    digits = len(customer_number) - 1
-    return [customer_number[: 1 + n] for n in NUMBER_PREFIX_DIGITS if n <= digits]
-
-
-_NUMBER_LENGTH = {"$strLenCP": f"${F.CUSTOMER_NUMBER}"}
-#: :func:`number_prefixes` as an aggregation expression over the stored number: what the
-#: bootstrap step sets on records stored before the field existed.
-NUMBER_PREFIXES_EXPRESSION = {
-    "$map": {
-        # each prefix's length in characters: "+" and 3 digits, up to the number's own length
-        # or "+" and 10 digits
-        "input": {
-            "$range": [
-                1 + NUMBER_PREFIX_DIGITS.start,
-                {"$add": [{"$min": [_NUMBER_LENGTH, NUMBER_PREFIX_DIGITS.stop]}, 1]},
-            ]
-        },
-        "as": "length",
-        "in": {"$substrCP": [f"${F.CUSTOMER_NUMBER}", 0, "$$length"]},
-    }
-}
 
 
 def not_yet_due(doc: Document, now: datetime) -> bool:
@@ -164,7 +133,6 @@ def new_callback_document(
         F.ID: callback_id,
         F.SERVICE_NAME: service_name,
         F.CUSTOMER_NUMBER: customer_number,
-        F.NUMBER_PREFIXES: number_prefixes(customer_number),
         F.TYPE: type.value,
         F.DESIRED_TIME: desired_time,
         F.STATE: CallbackState.SCHEDULED.value,

@@ -44,13 +44,6 @@ CALLBACK_INDEXES: list[IndexModel] = [
         [(F.SERVICE_NAME, ASCENDING), (F.CUSTOMER_NUMBER, ASCENDING), (F.STATE, ASCENDING)],
         name="open_by_service_number",
     ),
-    # the search box by a phone-number prefix of 3 to 10 digits: an equality on one stored prefix,
-    # read in windows of desired time like the list (a range of numbers read every match of the
-    # prefix: 0.6 s for a 6-digit one at 300k callbacks on the local server, and growing)
-    IndexModel(
-        [(F.NUMBER_PREFIXES, ASCENDING), (F.DESIRED_TIME, ASCENDING), ("_id", ASCENDING)],
-        name="by_number_prefix",
-    ),
     # the search box by id prefix: a range of ids. MongoDB's own ``_id`` index serves it (this
     # one then costs a key per callback, like ``_id_``); the local server looks up ``_id`` by
     # equality only and scanned the collection for a range (13 s at 300k callbacks)

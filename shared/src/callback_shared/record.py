@@ -58,7 +58,6 @@ class CallbackDocument(TypedDict, total=False):
     _id: Required[UUID]
     service_name: Required[str]
     customer_number: Required[str]
-    number_prefixes: list[str]
     type: Required[str]
     desired_time: Required[datetime]
     state: Required[str]
@@ -99,10 +98,6 @@ class F:
     ID: Final = "_id"
     SERVICE_NAME: Final = "service_name"
     CUSTOMER_NUMBER: Final = "customer_number"
-    #: The customer number's leading digits, from 3 to 10 of them ("+141", ..., "+1415555012"):
-    #: the search box's phone-number prefix is an equality on one of them
-    #: (:func:`~callback_shared.documents.number_prefixes`).
-    NUMBER_PREFIXES: Final = "number_prefixes"
     TYPE: Final = "type"
     DESIRED_TIME: Final = "desired_time"
     STATE: Final = "state"

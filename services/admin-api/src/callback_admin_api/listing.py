@@ -25,17 +25,14 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from callback_shared.documents import NUMBER_PREFIX_DIGITS
 from callback_shared.mongo import Document
 from callback_shared.record import F
 from callback_shared.states import CallbackState
 
 #: Above this many (service, state) pairs, a page is one query with ``$in`` clauses.
 MAX_STREAMS = 8
-#: A phone-number prefix with more digits than any stored prefix (:data:`NUMBER_PREFIX_DIGITS`)
-#: drives one query by the number index (it matches a few numbers); one of those digit counts is
-#: an equality on the stored prefixes, read in windows of desired time; a shorter one matches so
-#: many callbacks that windows of desired time alone fill a page.
+#: A phone-number prefix with at least this many digits drives the query by the number index.
+SELECTIVE_NUMBER_DIGITS = 6
 #: A callback-id prefix with at least this many hexadecimal digits drives the query by ``_id``:
 #: ids are random, so it matches about one callback in 16^digits (1 in 4,096 from 3).
 SELECTIVE_ID_DIGITS = 3
@@ -191,10 +188,8 @@ class QueryPlan:
 
 
 def query_plan(criteria: ListCriteria) -> QueryPlan:
-    """Which index drives a page: a whole id or an id prefix, or a number prefix longer than
-    any stored one, drive one query over the range; a number prefix of
-    :data:`NUMBER_PREFIX_DIGITS` is an equality on the stored prefixes, in windows of desired
-    time; otherwise windows of desired time, one query per (service, state) pair."""
+    """Which index drives a page: a whole id or a selective number prefix drive one query over
+    the range; otherwise windows of desired time, one query per (service, state) pair."""
     search = criteria.search
     if search:
         stream: Document = {k: v for k, v in list_filter(criteria).items() if k != F.DESIRED_TIME}
@@ -202,15 +197,10 @@ def query_plan(criteria: ListCriteria) -> QueryPlan:
         if field_ is SearchField.ID and _id_digits(search["_id"]) >= SELECTIVE_ID_DIGITS:
             return QueryPlan([_lead("_id", stream)], driver="_id", windowed=False)
         if field_ is SearchField.PHONE_NUMBER:
-            prefix = search[F.CUSTOMER_NUMBER]["$gte"]
-            digits = len(prefix) - 1
-            if digits >= NUMBER_PREFIX_DIGITS.stop:
+            digits = len(search[F.CUSTOMER_NUMBER]["$gte"]) - 1
+            if digits >= SELECTIVE_NUMBER_DIGITS:
                 lead = _lead(F.CUSTOMER_NUMBER, stream)
                 return QueryPlan([lead], driver=F.CUSTOMER_NUMBER, windowed=False)
-            if digits in NUMBER_PREFIX_DIGITS:
-                rest = {k: v for k, v in stream.items() if k != F.CUSTOMER_NUMBER}
-                lead = {F.NUMBER_PREFIXES: prefix, **rest}
-                return QueryPlan([lead], driver=F.NUMBER_PREFIXES, windowed=True)
         return QueryPlan([stream], driver="time", windowed=True)
     services = sorted(criteria.services) if criteria.services is not None else [None]
     states = sorted(criteria.states) if criteria.states is not None else [None]

@@ -39,8 +39,7 @@ from callback_admin_api.listing import ListCriteria, PageCursor, QueryPlan, list
 
 #: Fields a list page never needs (the timeline is shown by the detail view only).
 READ_CHUNK = 50
-#: What a list, a search or a bulk cancel reads of a record: all but the long internal arrays.
-LIST_PROJECTION = {F.TIMELINE: 0, F.OUTBOX: 0, F.APPLIED_EVENTS: 0, F.NUMBER_PREFIXES: 0}
+LIST_PROJECTION = {F.TIMELINE: 0, F.OUTBOX: 0, F.APPLIED_EVENTS: 0}
 PAGE_SORT = [(F.DESIRED_TIME, ASCENDING), ("_id", ASCENDING)]
 #: First window of desired time read for a page, unless the cursor carries a better one.
 INITIAL_WINDOW = timedelta(hours=1)
@@ -176,7 +175,9 @@ class Repository:
     async def get_many(self, callback_ids: Iterable[UUID]) -> list[Document]:
         """The callbacks of these ids that exist, without their timeline (live updates)."""
         wanted = list(set(callback_ids))
-        cursor = self.callbacks.find({"_id": {"$in": wanted}}, LIST_PROJECTION)
+        cursor = self.callbacks.find(
+            {"_id": {"$in": wanted}}, {F.TIMELINE: 0, F.OUTBOX: 0, F.APPLIED_EVENTS: 0}
+        )
         return await cursor.to_list()
 
     async def insert(self, doc: Document) -> None:
@@ -286,7 +287,7 @@ class Repository:
 
     async def search(self, filter_: Document, limit: int) -> list[Document]:
         """Callback Search: every retained record matching, latest desired time first."""
-        cursor = self.callbacks.find(filter_, LIST_PROJECTION)
+        cursor = self.callbacks.find(filter_, {F.TIMELINE: 0, F.OUTBOX: 0, F.APPLIED_EVENTS: 0})
         return (
             await cursor.sort([(F.DESIRED_TIME, DESCENDING), ("_id", ASCENDING)])
             .limit(limit)
