@@ -1,6 +1,7 @@
 """Cancel, reschedule and recreate through HTTP: rules, actors, places, lifecycle events."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -187,6 +188,27 @@ async def test_processing_and_completed_callbacks_cannot_be_cancelled(
     assert refused["actor"] == "sam"
 
 
+@contextmanager
+def changed_before_the_write(api: AdminApi, doc: Document, fields: Document) -> Iterator[None]:
+    """Within it, the record ``doc`` gets ``fields`` (routing's change) just before the
+    command's first conditional update: the command read it as it was, and its write misses."""
+    real_update = api.repository.update
+    raced = False
+
+    async def update_after_the_change(filter_: Document, update: Document) -> Document | None:
+        nonlocal raced
+        if not raced:
+            raced = True
+            await api.repository.callbacks.update_one({"_id": doc["_id"]}, {"$set": fields})
+        return await real_update(filter_, update)
+
+    api.repository.update = update_after_the_change  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del api.repository.update
+
+
 async def test_a_cancel_never_overwrites_a_change_it_did_not_see(
     client: httpx.AsyncClient, tokens: Tokens, service: str, api: AdminApi
 ) -> None:
@@ -194,23 +216,8 @@ async def test_a_cancel_never_overwrites_a_change_it_did_not_see(
     conditional update misses, the cancel decides again on PROCESSING and refuses."""
     doc = stored_callback(service, state=S.ROUTING)
     await api.repository.callbacks.insert_one(doc)
-    real_update = api.repository.update
-    raced = False
-
-    async def update_after_routing(filter_: Document, update: Document) -> Document | None:
-        nonlocal raced
-        if not raced:
-            raced = True
-            await api.repository.callbacks.update_one(
-                {"_id": doc["_id"]}, {"$set": {"state": S.PROCESSING.value}}
-            )
-        return await real_update(filter_, update)
-
-    api.repository.update = update_after_routing  # type: ignore[method-assign]
-    try:
+    with changed_before_the_write(api, doc, {"state": S.PROCESSING.value}):
         response = await client.post(f"{URL}/{doc['_id']}/cancel", headers=tokens.supervisor())
-    finally:
-        del api.repository.update
     assert problem(response, 409)["state"] == "PROCESSING"
     after = await api.repository.get(doc["_id"])
     assert after is not None
@@ -229,24 +236,9 @@ async def test_a_refusal_is_announced_when_the_call_ends_meanwhile(
     written and announced (the report's row), in the state it was refused in."""
     doc = stored_callback(service, state=S.PROCESSING)
     await api.repository.callbacks.insert_one(doc)
-    real_update = api.repository.update
-    raced = False
-
-    async def update_after_the_call(filter_: Document, update: Document) -> Document | None:
-        nonlocal raced
-        if not raced:
-            raced = True
-            await api.repository.callbacks.update_one(
-                {"_id": doc["_id"]},
-                {"$set": {"state": S.COMPLETED.value, "result": R.AGENT.value}},
-            )
-        return await real_update(filter_, update)
-
-    api.repository.update = update_after_the_call  # type: ignore[method-assign]
-    try:
+    ended = {"state": S.COMPLETED.value, "result": R.AGENT.value}
+    with changed_before_the_write(api, doc, ended):
         response = await client.post(f"{URL}/{doc['_id']}/cancel", headers=tokens.supervisor())
-    finally:
-        del api.repository.update
     assert problem(response, 409)["state"] == "COMPLETED"
     (refused,) = await lifecycle_events(
         admin_settings.kafka_bootstrap_servers,

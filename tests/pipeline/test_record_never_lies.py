@@ -159,22 +159,23 @@ async def test_a_cancel_racing_routing_is_what_routing_did(
                     rows = response.json() if response.status_code == 200 else []
                     return {row["callback_id"]: row for row in rows}
 
-                async def all_reported() -> bool:
+                async def unsettled() -> dict[str, tuple[str | None, int]]:
+                    """Callbacks without a settled row: (the row's status, the cancel's answer)."""
                     rows = await reported()
-                    return all(
-                        str(i) in rows and rows[str(i)]["status"] != "REQUESTED" for i in everyone
-                    )
+                    statuses = {str(i): rows.get(str(i), {}).get("status") for i in everyone}
+                    return {
+                        str(i): (statuses[str(i)], answers[i][0])
+                        for i in everyone
+                        if statuses[str(i)] in (None, "REQUESTED")
+                    }
+
+                async def all_reported() -> bool:
+                    return not await unsettled()
 
                 try:
                     await eventually(all_reported, 60, "every cancellation settled in the report")
                 except AssertionError as exc:
-                    rows = await reported()
-                    unsettled = {
-                        str(i): (rows.get(str(i), {}).get("status"), answers[i][0])
-                        for i in everyone
-                        if rows.get(str(i), {}).get("status") in (None, "REQUESTED")
-                    }
-                    raise AssertionError(f"{exc}: (status, answer) {unsettled}") from exc
+                    raise AssertionError(f"{exc}: (status, answer) {await unsettled()}") from exc
                 report = await reported()
     finally:
         for process in processes.values():
