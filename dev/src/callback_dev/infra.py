@@ -515,10 +515,10 @@ class LocalMongo:
             str(self.work_dir / "data"),
             "--log-level",
             "WARNING",
-            # No replica set, so no oplog: the platform uses neither change streams nor
-            # transactions (docs/design.md), and SecantusDB's oplog doubled the server's CPU per
-            # write (insert 1.7 -> 3.4 ms, update 2.4 -> 4.5 ms, A/B on this VM) and could stall
-            # the server for minutes in its prune once the oplog reached its 100k-entry cap.
+            # No replica set, so no oplog and no retryable writes: the platform uses neither
+            # change streams nor transactions (docs/design.md); the two cost a third of the
+            # server's CPU per write, and the oplog's prune stalled the server for minutes
+            # (README, "Development").
             "--standalone",
         ]
         self._proc = _spawn(cmd, self.log)

@@ -37,8 +37,9 @@ from callback_admin_api.collections import (
 )
 from callback_admin_api.listing import ListCriteria, PageCursor, QueryPlan, list_filter
 
-#: Fields a list page never needs (the timeline is shown by the detail view only).
 READ_CHUNK = 50
+#: What a list, a search, live updates or a bulk cancel read of a record: all but the long
+#: internal arrays (the timeline is shown by the detail view only).
 LIST_PROJECTION = {F.TIMELINE: 0, F.OUTBOX: 0, F.APPLIED_EVENTS: 0}
 PAGE_SORT = [(F.DESIRED_TIME, ASCENDING), ("_id", ASCENDING)]
 #: First window of desired time read for a page, unless the cursor carries a better one.
@@ -175,9 +176,7 @@ class Repository:
     async def get_many(self, callback_ids: Iterable[UUID]) -> list[Document]:
         """The callbacks of these ids that exist, without their timeline (live updates)."""
         wanted = list(set(callback_ids))
-        cursor = self.callbacks.find(
-            {"_id": {"$in": wanted}}, {F.TIMELINE: 0, F.OUTBOX: 0, F.APPLIED_EVENTS: 0}
-        )
+        cursor = self.callbacks.find({"_id": {"$in": wanted}}, LIST_PROJECTION)
         return await cursor.to_list()
 
     async def insert(self, doc: Document) -> None:
@@ -287,7 +286,7 @@ class Repository:
 
     async def search(self, filter_: Document, limit: int) -> list[Document]:
         """Callback Search: every retained record matching, latest desired time first."""
-        cursor = self.callbacks.find(filter_, {F.TIMELINE: 0, F.OUTBOX: 0, F.APPLIED_EVENTS: 0})
+        cursor = self.callbacks.find(filter_, LIST_PROJECTION)
         return (
             await cursor.sort([(F.DESIRED_TIME, DESCENDING), ("_id", ASCENDING)])
             .limit(limit)
