@@ -9,7 +9,7 @@ import httpx
 import pytest
 from callback_admin_api.collections import SLOTS
 from callback_admin_api.settings import AdminApiSettings
-from callback_shared.mongo import CALLBACKS, Document
+from callback_shared.mongo import CALLBACKS, SERVICES, Document
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.admin_api.support import (
@@ -212,6 +212,29 @@ async def test_requests_per_number_per_day_are_throttled(
     # another number is not throttled
     other = await client.post(CALLBACKS_URL, json=immediate(service, number(2)), headers=headers)
     assert other.status_code == 201
+
+
+async def test_settings_changed_by_another_replica_apply_to_the_next_create(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
+    """Each create reads its service's settings: a change another admin-api replica stored
+    (written here straight into MongoDB) applies at once, whatever this process read before."""
+    await configure(
+        client,
+        tokens,
+        service,
+        guards={"duplicate_check": "off", "max_requests_per_number_per_day": 3},
+    )
+    headers = tokens.supervisor()
+    first = await client.post(CALLBACKS_URL, json=immediate(service), headers=headers)
+    assert first.status_code == 201, first.text
+    changed = await mongo[SERVICES].update_one(
+        {"_id": service}, {"$set": {"guards.max_requests_per_number_per_day": 1}}
+    )
+    assert changed.modified_count == 1
+    problem(await client.post(CALLBACKS_URL, json=immediate(service), headers=headers), 429)
+    shown = await client.get(f"/api/v1/services/{service}", headers=headers)
+    assert shown.json()["settings"]["guards"]["max_requests_per_number_per_day"] == 1
 
 
 async def test_a_refused_request_does_not_use_up_the_daily_allowance(

@@ -122,6 +122,11 @@ class OpenCount:
         return {**filter_, F.STATE: {"$in": sorted(OPEN_STATES)}}
 
 
+#: Services whose parsed settings are kept (:meth:`Repository._config`); far more than any
+#: contact centre has.
+PARSED_SERVICES_KEPT = 10_000
+
+
 class Repository:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.callbacks = db[CALLBACKS]
@@ -132,6 +137,8 @@ class Repository:
         self.open_counts = db[OPEN_COUNTS]
         #: the database itself, for the shared report queries
         self.db = db
+        #: each service's settings as last read, and parsed (see :meth:`_config`)
+        self._configs: dict[str, tuple[Document, ServiceConfig]] = {}
 
     # --- services -------------------------------------------------------------------------------
 
@@ -140,23 +147,34 @@ class Repository:
         doc = await self.services.find_one({"_id": name})
         if doc is None:
             return ServiceConfig(name=name), False
-        return ServiceConfig.from_document(doc), True
+        return self._config(doc), True
 
     async def service_configs(self, names: Iterable[str]) -> dict[str, ServiceConfig]:
         wanted = sorted(set(names))
         configs = {name: ServiceConfig(name=name) for name in wanted}
         if wanted:
             async for doc in self.services.find({"_id": {"$in": wanted}}):
-                configs[doc["_id"]] = ServiceConfig.from_document(doc)
+                configs[doc["_id"]] = self._config(doc)
         return configs
 
     async def stored_services(self, names: Iterable[str] | None) -> list[ServiceConfig]:
         """Stored settings: of ``names``, or of every service when ``names`` is None."""
         filter_: Document = {} if names is None else {"_id": {"$in": sorted(set(names))}}
-        return [
-            ServiceConfig.from_document(doc)
-            async for doc in self.services.find(filter_).sort("_id", 1)
-        ]
+        return [self._config(doc) async for doc in self.services.find(filter_).sort("_id", 1)]
+
+    def _config(self, doc: Document) -> ServiceConfig:
+        """The settings a stored document holds. Every command reads its service's settings
+        from MongoDB (a change made through any replica applies to the next command); a document
+        read unchanged since the last time is not validated again (settings are immutable)."""
+        name = doc["_id"]
+        known = self._configs.get(name)
+        if known is not None and known[0] == doc:
+            return known[1]
+        config = ServiceConfig.from_document(doc)
+        if len(self._configs) >= PARSED_SERVICES_KEPT:
+            self._configs.clear()
+        self._configs[name] = (doc, config)
+        return config
 
     async def save_service(self, config: ServiceConfig) -> None:
         body = config.model_dump(mode="json", exclude={"name"})
