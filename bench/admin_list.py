@@ -543,6 +543,7 @@ async def _refused(client: httpx.AsyncClient, headers: dict[str, str], count: in
     await _concurrently(range(count), refused)
 
 
+#: A key's partition, as the API's producer picks it (``callback_shared.kafka.send_keyed``).
 _PARTITIONER = DefaultPartitioner()
 #: The MongoDB commands that write: what a create must do at the least.
 _WRITES = {"insert", "update", "findAndModify", "delete"}
