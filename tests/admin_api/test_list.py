@@ -11,7 +11,7 @@ from callback_admin_api.listing import ListCriteria, SearchField, build_criteria
 from callback_admin_api.repository import LIST_PROJECTION, PAGE_SORT, window_filter
 from callback_shared.documents import OVERDUE_MESSAGE
 from callback_shared.models import CallbackType
-from callback_shared.mongo import CALLBACKS, Document
+from callback_shared.mongo import CALLBACKS, Document, backfill_number_prefixes
 from callback_shared.states import CallbackResult, CallbackState
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -179,6 +179,10 @@ async def test_search_box_matches_prefixes_of_each_column(
     assert await got("phone_number", "+1415555") == sorted([a, c])
     assert await got("phone_number", "1415555001") == sorted([a, c])  # without + ; 0011 and 0012
     assert await got("phone_number", "+44 20") == [b]
+    # six digits: the stored prefix (an index of its own)
+    assert await got("phone_number", "+141555") == sorted([a, c])
+    assert await got("phone_number", "44 (207) 1") == [b]
+    assert await got("phone_number", "+141556") == []
     assert await got("service_name", service) == sorted([a, b, c])
     assert await got("service_name", other) == [c]
     assert await got("id", a[:8]) == [a]
@@ -405,13 +409,14 @@ async def test_list_queries_walk_an_index(
         (SearchField.ID, "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", "_id"),
         (SearchField.ID, "ab", "time"),
         (SearchField.PHONE_NUMBER, "+1415555", "customer_number"),
+        (SearchField.PHONE_NUMBER, "+14155", "time"),
         (SearchField.PHONE_NUMBER, "+1415", "time"),
     ],
 )
 def test_a_selective_search_is_one_query_over_the_range(
     field: SearchField, q: str, driver: str
 ) -> None:
-    """An id prefix of 3+ hex digits (1 callback in 4,096) and a number prefix of 6+ digits
+    """An id prefix of 3+ hex digits (1 callback in 4,096) and a number prefix of 7+ digits
     are read in one query over the whole range, led by their own field; a short prefix, which
     matches many, by windows of desired time."""
     now = now_s()
@@ -423,6 +428,70 @@ def test_a_selective_search_is_one_query_over_the_range(
     (stream,) = plan.streams
     if driver != "time":
         assert next(iter(stream)) == driver
+
+
+@pytest.mark.parametrize(
+    ("services", "states", "streams"),
+    [
+        (None, None, 1),
+        (frozenset({"billing", "sales"}), frozenset({S.QUEUED}), 2),
+        (frozenset({f"s{n}" for n in range(9)}), None, 1),  # above MAX_STREAMS: $in
+    ],
+)
+async def test_a_six_digit_number_prefix_is_read_by_its_stored_prefix(
+    mongo: AsyncDatabase[Document],
+    services: frozenset[str] | None,
+    states: frozenset[S] | None,
+    streams: int,
+) -> None:
+    """A 6-digit prefix is an equality on ``customer_number_prefix``, read in windows of desired
+    time like the list (bounded by the page, not by how many share the prefix); each query of
+    a page walks ``by_customer_number_prefix``."""
+    now = now_s()
+    await seed(mongo, [stored_callback("billing", desired=now + timedelta(minutes=1))])
+    built = build_criteria(
+        now,
+        now + timedelta(days=7),
+        services=services,
+        states=states,
+        search_field=SearchField.PHONE_NUMBER,
+        q="+1 (415) 55",
+    )
+    assert built.search == {"customer_number_prefix": "+141555"}
+    plan = query_plan(built)
+    assert (plan.driver, plan.windowed, len(plan.streams)) == (
+        "customer_number_prefix",
+        True,
+        streams,
+    )
+    for stream in plan.streams:
+        assert next(iter(stream)) == "customer_number_prefix"
+        filter_ = window_filter(plan, stream, {"$gte": built.start, "$lt": built.end})
+        cursor = mongo[CALLBACKS].find(filter_, LIST_PROJECTION).sort(PAGE_SORT).limit(251)
+        winning = (await cursor.explain())["queryPlanner"]["winningPlan"]
+        if services is None:
+            # with service and state clauses too, the choice is the server's: MongoDB walks
+            # this index or by_service_state_desired_time; the local server scans
+            assert _index_names(winning) == ["by_customer_number_prefix"], str(winning)
+
+
+async def test_records_stored_before_the_number_prefix_get_it_and_are_found(
+    client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
+) -> None:
+    """A record stored by an earlier version (no ``customer_number_prefix``) is given it at the
+    next start (``ensure_indexes``), and a 6-digit search finds it."""
+    old = stored_callback(service, customer_number="+33142685300")
+    del old["customer_number_prefix"]
+    await seed(mongo, [old])
+    headers = tokens.monitor(service)
+    base = {"range": "next_7_days", "service": service, "field": "phone_number"}
+    assert ids(await listed(client, headers, **base, q="+3314268")) == [str(old["_id"])]
+    assert ids(await listed(client, headers, **base, q="+331426")) == []  # not yet
+    assert await backfill_number_prefixes(mongo) >= 1
+    stored = await mongo[CALLBACKS].find_one({"_id": old["_id"]})
+    assert stored is not None and stored["customer_number_prefix"] == "+331426"
+    assert ids(await listed(client, headers, **base, q="+331426")) == [str(old["_id"])]
+    assert await backfill_number_prefixes(mongo) == 0
 
 
 def test_search_clauses_are_values_only() -> None:

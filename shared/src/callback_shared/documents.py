@@ -37,7 +37,7 @@ from callback_shared.models import (
     expire_at,
 )
 from callback_shared.mongo import Document
-from callback_shared.record import CancelRequestF, F
+from callback_shared.record import CancelRequestF, F, number_prefix
 from callback_shared.states import CallbackResult, CallbackState
 
 #: Namespace of event ids derived from what they announce (the same change, the same id).
@@ -54,7 +54,7 @@ DISPATCH_FIELDS = (F.DISPATCH_AT,)
 
 #: Fields of the document that the API never shows.
 INTERNAL_FIELDS = (
-    F.ID, F.EXPIRE_AT, F.ATTEMPT, F.DISPATCH_AT, F.CANCELLED_IN_BATCH,
+    F.ID, F.CUSTOMER_NUMBER_PREFIX, F.EXPIRE_AT, F.ATTEMPT, F.DISPATCH_AT, F.CANCELLED_IN_BATCH,
     F.ROUTING_SEQUENCE, F.APPLIED_EVENTS, F.OUTBOX, F.OUTBOX_SINCE, F.COMPLETED_AT,
     F.ROUTING_SEEN_AT, F.CANCEL_PENDING_SINCE,
 )  # fmt: skip
@@ -133,6 +133,7 @@ def new_callback_document(
         F.ID: callback_id,
         F.SERVICE_NAME: service_name,
         F.CUSTOMER_NUMBER: customer_number,
+        F.CUSTOMER_NUMBER_PREFIX: number_prefix(customer_number),
         F.TYPE: type.value,
         F.DESIRED_TIME: desired_time,
         F.STATE: CallbackState.SCHEDULED.value,

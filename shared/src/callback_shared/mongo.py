@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import structlog
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
-from callback_shared.record import F
+from callback_shared.record import NUMBER_PREFIX_EXPRESSION, F
 from callback_shared.settings import PlatformSettings
 
 CALLBACKS = "callbacks"
@@ -17,6 +18,8 @@ SERVICES = "services"
 #: The Cancellation Summary Report: one entry per actor, batch and callback, written by the
 #: exporter and read by admin-api (see :mod:`callback_shared.reports`).
 CANCELLATION_REPORT = "cancellation_report"
+
+log = structlog.get_logger(__name__)
 
 Document = dict[str, Any]
 #: Indexes by collection name: what a service creates at start (:func:`ensure_indexes`).
@@ -39,6 +42,13 @@ CALLBACK_INDEXES: list[IndexModel] = [
     # Callback Search and the search box by number; duplicate checks and throttling
     IndexModel(
         [(F.CUSTOMER_NUMBER, ASCENDING), (F.DESIRED_TIME, DESCENDING)], name="by_customer_number"
+    ),
+    # the search box by a phone prefix of exactly NUMBER_PREFIX_DIGITS digits: equality on the
+    # prefix, then desired time, so a page reads about a page of entries (a prefix range on
+    # ``by_customer_number`` reads every callback with that prefix)
+    IndexModel(
+        [(F.CUSTOMER_NUMBER_PREFIX, ASCENDING), (F.DESIRED_TIME, ASCENDING), ("_id", ASCENDING)],
+        name="by_customer_number_prefix",
     ),
     IndexModel(
         [(F.SERVICE_NAME, ASCENDING), (F.CUSTOMER_NUMBER, ASCENDING), (F.STATE, ASCENDING)],
@@ -162,10 +172,25 @@ async def ensure_indexes(
     db: AsyncDatabase[Document], collections: CollectionIndexes | None = None
 ) -> list[str]:
     """Create the indexes of the callbacks collection, which every service uses, and those of
-    ``collections`` (a service's own collections, and the shared ones it uses). Idempotent: a
+    ``collections`` (a service's own collections, and the shared ones it uses); then set the
+    fields derived for an index on records stored before the field existed. Idempotent: a
     second run changes nothing."""
     created = await db[CALLBACKS].create_indexes(list(CALLBACK_INDEXES))
     for name, indexes in (collections or {}).items():
         if name != CALLBACKS:
             created += await db[name].create_indexes(list(indexes))
+    await backfill_number_prefixes(db)
     return created
+
+
+async def backfill_number_prefixes(db: AsyncDatabase[Document]) -> int:
+    """Set ``customer_number_prefix`` on the records that lack it (stored before it existed);
+    how many. Finding none is one lookup in ``by_customer_number_prefix`` (a missing field is
+    indexed as null)."""
+    result = await db[CALLBACKS].update_many(
+        {F.CUSTOMER_NUMBER_PREFIX: None},
+        [{"$set": {F.CUSTOMER_NUMBER_PREFIX: NUMBER_PREFIX_EXPRESSION}}],
+    )
+    if result.modified_count:
+        log.info("customer number prefixes set on stored callbacks", count=result.modified_count)
+    return result.modified_count

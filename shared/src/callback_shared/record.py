@@ -58,6 +58,7 @@ class CallbackDocument(TypedDict, total=False):
     _id: Required[UUID]
     service_name: Required[str]
     customer_number: Required[str]
+    customer_number_prefix: str
     type: Required[str]
     desired_time: Required[datetime]
     state: Required[str]
@@ -98,6 +99,11 @@ class F:
     ID: Final = "_id"
     SERVICE_NAME: Final = "service_name"
     CUSTOMER_NUMBER: Final = "customer_number"
+    #: The customer number's first :data:`NUMBER_PREFIX_DIGITS`
+    #: digits with its "+" (country and area code, mostly): the search box's index for a phone
+    #: prefix of exactly that many digits, read a page at a time like the list. Set at insert;
+    #: ``callback-bootstrap`` sets it on records stored before it existed.
+    CUSTOMER_NUMBER_PREFIX: Final = "customer_number_prefix"
     TYPE: Final = "type"
     DESIRED_TIME: Final = "desired_time"
     STATE: Final = "state"
@@ -177,3 +183,16 @@ def path(*fields: str) -> str:
     """A dotted path into a nested field, for filters and updates:
     ``path(F.CANCEL_REQUEST, CancelRequestF.STATUS)``."""
     return ".".join(fields)
+
+
+#: Digits of a customer number (after its "+") kept in ``customer_number_prefix``.
+NUMBER_PREFIX_DIGITS = 6
+
+
+def number_prefix(customer_number: str) -> str:
+    """The ``customer_number_prefix`` of an E.164 number: "+" and its first digits."""
+    return customer_number[: NUMBER_PREFIX_DIGITS + 1]
+
+
+#: :func:`number_prefix` as a MongoDB expression (to set it on stored records).
+NUMBER_PREFIX_EXPRESSION = {"$substrCP": [f"${F.CUSTOMER_NUMBER}", 0, NUMBER_PREFIX_DIGITS + 1]}

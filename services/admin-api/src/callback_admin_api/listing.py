@@ -6,8 +6,13 @@ per (service, state) pair when there are few (each walks a compound index on
 ``service_name, state, desired_time, _id``), the search box's clause added as a residual, and
 whether the page is read in growing windows of desired time (see the repository).
 
+A phone prefix of exactly :data:`~callback_shared.record.NUMBER_PREFIX_DIGITS` digits is the
+stored ``customer_number_prefix`` (equality): its pages are read like the list's, led by that
+field, so a page reads about a page of entries however many callbacks share the prefix.
+
 User input only ever becomes a *value* in these filters: prefixes are range bounds
-(``{$gte: q, $lt: q + '\\uffff'}``), never a regular expression or an operator.
+(``{$gte: q, $lt: q + '\\uffff'}``) or the stored prefix, never a regular expression or an
+operator.
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from callback_shared.mongo import Document
-from callback_shared.record import F
+from callback_shared.record import NUMBER_PREFIX_DIGITS, F
 from callback_shared.states import CallbackState
 
 #: Above this many (service, state) pairs, a page is one query with ``$in`` clauses.
 MAX_STREAMS = 8
-#: A phone-number prefix with at least this many digits drives the query by the number index.
-SELECTIVE_NUMBER_DIGITS = 6
+#: A phone-number prefix of more digits than the stored ``customer_number_prefix`` drives one
+#: query by the number index (it reads every callback with that prefix: few, from 7 digits).
+SELECTIVE_NUMBER_DIGITS = NUMBER_PREFIX_DIGITS + 1
 #: A callback-id prefix with at least this many hexadecimal digits drives the query by ``_id``:
 #: ids are random, so it matches about one callback in 16^digits (1 in 4,096 from 3).
 SELECTIVE_ID_DIGITS = 3
@@ -144,6 +150,9 @@ def search_clause(search_field: SearchField, q: str) -> Document:
         if not digits.isdigit() or not digits.isascii():
             raise InvalidCriteria("q", "a phone number prefix holds digits only")
         prefix = "+" + digits
+        if len(digits) == NUMBER_PREFIX_DIGITS:
+            # the stored prefix: equality, so a page is read like the list's, by desired time
+            return {F.CUSTOMER_NUMBER_PREFIX: prefix}
         return {F.CUSTOMER_NUMBER: {"$gte": prefix, "$lt": prefix + PREFIX_END}}
     if search_field is SearchField.SERVICE_NAME:
         return {F.SERVICE_NAME: {"$gte": q, "$lt": q + PREFIX_END}}
@@ -189,24 +198,38 @@ class QueryPlan:
 
 def query_plan(criteria: ListCriteria) -> QueryPlan:
     """Which index drives a page: a whole id or a selective number prefix drive one query over
-    the range; otherwise windows of desired time, one query per (service, state) pair."""
+    the range; the stored number prefix, windows of desired time per (service, state) pair
+    after it; otherwise windows of desired time, one query per (service, state) pair."""
     search = criteria.search
     if search:
         stream: Document = {k: v for k, v in list_filter(criteria).items() if k != F.DESIRED_TIME}
         field_ = criteria.search_field
         if field_ is SearchField.ID and _id_digits(search["_id"]) >= SELECTIVE_ID_DIGITS:
             return QueryPlan([_lead("_id", stream)], driver="_id", windowed=False)
+        if F.CUSTOMER_NUMBER_PREFIX in search:
+            streams = [{**search, **pair} for pair in _pair_streams(criteria)]
+            return QueryPlan(streams, driver=F.CUSTOMER_NUMBER_PREFIX, windowed=True)
         if field_ is SearchField.PHONE_NUMBER:
             digits = len(search[F.CUSTOMER_NUMBER]["$gte"]) - 1
             if digits >= SELECTIVE_NUMBER_DIGITS:
                 lead = _lead(F.CUSTOMER_NUMBER, stream)
                 return QueryPlan([lead], driver=F.CUSTOMER_NUMBER, windowed=False)
         return QueryPlan([stream], driver="time", windowed=True)
+    return QueryPlan(_pair_streams(criteria), driver="time", windowed=True)
+
+
+def _pair_streams(criteria: ListCriteria) -> list[Document]:
+    """The service and state clauses of a page's queries: one query per (service, state) pair
+    (each walks an index by equality), or one with ``$in`` clauses above :data:`MAX_STREAMS`."""
     services = sorted(criteria.services) if criteria.services is not None else [None]
     states = sorted(criteria.states) if criteria.states is not None else [None]
     if len(services) * len(states) > MAX_STREAMS:
-        stream = {k: v for k, v in list_filter(criteria).items() if k != F.DESIRED_TIME}
-        return QueryPlan([stream], driver="time", windowed=True)
+        stream: Document = {}
+        if criteria.services is not None:
+            stream[F.SERVICE_NAME] = _one_or_in(criteria.services)
+        if criteria.states is not None:
+            stream[F.STATE] = _one_or_in(criteria.states)
+        return [stream]
     streams = []
     for service, state in itertools.product(services, states):
         stream = {}
@@ -215,7 +238,7 @@ def query_plan(criteria: ListCriteria) -> QueryPlan:
         if state is not None:
             stream[F.STATE] = str(state)
         streams.append(stream)
-    return QueryPlan(streams, driver="time", windowed=True)
+    return streams
 
 
 def _id_digits(clause: Any) -> int:
