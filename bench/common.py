@@ -95,15 +95,17 @@ def seeded_record(
     services: Sequence[str],
     past: timedelta,
     future: timedelta,
+    customer_number: str | None = None,
 ) -> Document:
     """A callback of one of ``services`` desired between ``past`` before ``now`` and ``future``
-    after it: still waiting if ahead, else in one of :data:`PAST_STATES`."""
+    after it: still waiting if ahead, else in one of :data:`PAST_STATES`; its number
+    ``customer_number``, or ``+1415`` and 7 random digits."""
     desired = now + timedelta(seconds=rng.uniform(-past.total_seconds(), future.total_seconds()))
     desired = desired.replace(microsecond=desired.microsecond // 1000 * 1000)
     doc = new_callback_document(
         callback_id=uuid.UUID(int=rng.getrandbits(128), version=4),
         service_name=rng.choice(services),
-        customer_number=f"+1415{rng.randrange(10**7):07d}",
+        customer_number=customer_number or f"+1415{rng.randrange(10**7):07d}",
         type=rng.choice(list(CallbackType)),
         desired_time=desired,
         now=desired - timedelta(hours=1),

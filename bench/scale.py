@@ -2,7 +2,8 @@
 
 One database is seeded incrementally (10k callbacks, everything measured, up to 100k, measured,
 up to 300k, measured): four weeks of desired times (13 days back, 15 ahead, evenly) over 20
-services with stored settings and every request guard on, past callbacks in every state; those
+services with stored settings and every request guard on, past callbacks in every state, numbers
+``+1415`` and 7 random digits (one in 10 of a busy exchange: ``+141577`` and 5); those
 that come due during the run are emitted once (no routing runs: the scheduler emits nothing
 again within the hour). At each size admin-api, scheduler and state-tracker run as their own
 processes (``start_service``, restarted per size) and this process, their client, measures:
@@ -13,7 +14,8 @@ processes (``start_service``, restarted per size) and this process, their client
 * ``list_page`` / ``list_next``: GET /callbacks, 250 a page, a range preset with service and
   state filters (and one without), then the following page by cursor;
 * ``search``: GET /callbacks with ``field`` + ``q`` (phone-number prefixes of 5, 6 and 8
-  digits, a callback-id prefix, a service-name prefix), within the default range;
+  digits, the 6-digit prefix of a busy exchange, a callback-id prefix, a service-name prefix),
+  within the default range; ``search_<scenario>_rows_<size>``: the rows of its first page;
 * ``detail``: GET /callbacks/{id} of seeded callbacks;
 * ``dispatch_minute``: 1k callbacks due at one instant (service ``bench-dispatch``): from the
   due instant until the scheduler has put the last one on the due topic; 10 rounds (10k
@@ -29,7 +31,9 @@ CPU per operation is the service process's (``/proc``) over the phase, beside Se
 (``server_cpu_ms_per_*``); ``*_less_idle`` takes out the process's idle rate (measured after
 the phases) over the phase's wall time. Resident memory (VmRSS, sampled every 0.5 s, and the
 kernel's peak VmHWM) of every service process: ``rss_mb_max`` over the run, ``rss_mb_<service>``
-at the end of the largest size. ``growth_<op>`` = p50 at the largest size / p50 at the smallest.
+at the end of the largest size. ``growth_<op>`` = p50 at the largest size / p50 at the
+smallest; ``growth_search_same_answer``: the same over the search scenarios whose first page
+holds as many rows at both sizes (the others' answers grow with the data).
 
 ``SCALE_SIZES=2000,5000,10000`` (sizes), ``SCALE_ROUNDS`` (repetitions of each interactive
 scenario, default 30), ``SCALE_OPS=create,detail`` (only those) and ``SCALE_WARMUP=0`` (no
@@ -105,6 +109,8 @@ IDLE_SECONDS = 10.0
 #: one unmeasured pass at the smallest size first (SCALE_WARMUP=0: none)
 WARM_UP = os.environ.get("SCALE_WARMUP", "1") != "0"
 SEED_BATCH = 5_000
+#: a busy exchange: this share of the seeded callbacks have numbers with this 6-digit prefix
+BUSY_PREFIX, BUSY_SHARE = "+141577", 0.1
 
 SERVICES = [f"service-{n:02d}" for n in range(20)]
 #: the measured operations' own services (their callbacks are deleted after each phase)
@@ -131,6 +137,7 @@ LISTS: dict[str, dict[str, Any]] = {
 SEARCHES: dict[str, dict[str, Any]] = {
     "phone5": {"field": "phone_number", "q": "+14155"},
     "phone6": {"field": "phone_number", "q": "+141555"},
+    "phone6_busy": {"field": "phone_number", "q": BUSY_PREFIX},
     "phone8": {"field": "phone_number", "q": "+14155550"},
     "id3": {"field": "id", "q": "abc"},
     "service": {"field": "service_name", "q": "service-1"},
@@ -177,6 +184,8 @@ class Phase:
     operations: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     scenarios: dict[str, list[float]] = field(default_factory=dict)
+    #: the rows of each scenario's first page (searches)
+    rows: dict[str, int] = field(default_factory=dict)
     cpu: CpuMeter = field(default_factory=CpuMeter)
     server: CpuMeter | None = None
 
@@ -281,10 +290,11 @@ async def _seed(ctx: Context, count: int) -> float:
     started = time.perf_counter()
     done = 0
     while done < count:
-        batch = [
-            seeded_record(ctx.rng, now, SERVICES, PAST, FUTURE)
-            for _ in range(min(SEED_BATCH, count - done))
-        ]
+        batch = []
+        for _ in range(min(SEED_BATCH, count - done)):
+            busy = ctx.rng.random() < BUSY_SHARE
+            number = f"{BUSY_PREFIX}{ctx.rng.randrange(10**5):05d}" if busy else None
+            batch.append(seeded_record(ctx.rng, now, SERVICES, PAST, FUTURE, number))
         await ctx.db[CALLBACKS].insert_many(batch, ordered=False)
         ctx.seeded += [doc["_id"] for doc in batch]
         done += len(batch)
@@ -352,6 +362,7 @@ async def _searches(ctx: Context, http: httpx.AsyncClient, pid: int) -> Phase:
     found = ", ".join(f"{k} {v}" for k, v in counts.items())
     print(f"  search items on page 1: {found}", flush=True)
     phase = ctx.phase(pid)
+    phase.rows = counts
     phase.start()
     for _ in range(ROUNDS):
         for name, params in SEARCHES.items():
@@ -687,6 +698,8 @@ def _metrics(
                 metrics[f"server_cpu_ms_per_{op}_{tag}"] = Metric(phase.server.per(count), "ms")
             for name, values in phase.scenarios.items():
                 metrics[f"{op}_{name}_p50_ms_{tag}"] = Metric(median(values), "ms")
+            for name, rows in phase.rows.items():
+                metrics[f"{op}_{name}_rows_{tag}"] = Metric(rows, "rows")
     low, high = chosen[0], chosen[-1]
 
     def growth(name: str, target: float | None = None) -> Metric:
@@ -697,6 +710,12 @@ def _metrics(
         metrics[f"growth_{op}"] = growth(op, GROWTH_TARGETS.get(op))
         for name in figures[low][0][op].scenarios if op in ("search", "list_page") else ():
             metrics[f"growth_{op}_{name}"] = growth(f"{op}_{name}")
+    if "search" in figures[low][0]:
+        searches = figures[low][0]["search"], figures[high][0]["search"]
+        same = [name for name, rows in searches[0].rows.items() if searches[1].rows[name] == rows]
+        if same:
+            pooled = [median([v for n in same for v in s.scenarios[n]]) for s in searches]
+            metrics["growth_search_same_answer"] = Metric(pooled[1] / pooled[0], "x")
     metrics["rss_mb_max"] = Metric(max(memory.peak.values()), "MB", target=RSS_TARGET_MB)
     for size in chosen:
         _, extra = figures[size]
