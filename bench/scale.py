@@ -762,12 +762,11 @@ def plot(metrics: dict[str, Metric], chosen: Iterable[int], to: Path = PLOT) -> 
         growth = metrics[f"growth_{op}"].value
         axes.plot(xs, values, marker="o", label=f"{op} ({service}), x{growth:.2f}")
     # the scenarios of a pooled operation that grew past the target, dashed
-    for op in ("list_page", "search"):
-        prefix = f"growth_{op}_"
-        for key, metric in metrics.items():
-            if not key.startswith(prefix) or metric.value <= GROWTH_TARGETS[op]:
+    for op, scenarios in (("list_page", LISTS), ("search", SEARCHES)):
+        for scenario in scenarios:
+            metric = metrics.get(f"growth_{op}_{scenario}")
+            if metric is None or metric.value <= GROWTH_TARGETS[op]:
                 continue
-            scenario = key.removeprefix(prefix)
             values = [metrics[f"{op}_{scenario}_p50_ms_{label(size)}"].value for size in xs]
             axes.plot(
                 xs,
