@@ -99,10 +99,10 @@ class F:
     ID: Final = "_id"
     SERVICE_NAME: Final = "service_name"
     CUSTOMER_NUMBER: Final = "customer_number"
-    #: The customer number's first :data:`NUMBER_PREFIX_DIGITS`
-    #: digits with its "+" (country and area code, mostly): the search box's index for a phone
-    #: prefix of exactly that many digits, read a page at a time like the list. Set at insert;
-    #: ``callback-bootstrap`` sets it on records stored before it existed.
+    #: The customer number's "+" and first :data:`NUMBER_PREFIX_DIGITS` digits (country and
+    #: area code, mostly): the search box's index for a phone prefix of exactly that many
+    #: digits, read a page at a time like the list. Set at insert; ``ensure_indexes`` (every
+    #: service's start, ``callback-bootstrap``) sets it on records stored before it existed.
     CUSTOMER_NUMBER_PREFIX: Final = "customer_number_prefix"
     TYPE: Final = "type"
     DESIRED_TIME: Final = "desired_time"
