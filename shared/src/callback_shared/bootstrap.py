@@ -9,7 +9,9 @@ idempotent: existing topics are left as they are (a partition count that differs
 Indexes: those of the shared collections (:data:`~callback_shared.mongo.SHARED_INDEXES`: the
 callbacks, the Cancellation Summary Report). A service's own collections (admin-api's slots,
 request counters and bulk cancel jobs) are its own business: it creates their indexes when it
-starts, before it turns ready. Being shared code, this step runs in every service image.
+starts, before it turns ready. Being shared code, this step runs in every service image. After
+the indexes, records stored by an earlier version get the fields an index of this one needs
+(``customer_number_prefix``, see :func:`~callback_shared.mongo.ensure_indexes`).
 
 Exit codes: 0 done; 1 Kafka or MongoDB did not answer within ``--timeout``; 2 bad configuration.
 """
