@@ -86,6 +86,13 @@ async def test_the_console_on_the_real_system(
         table = await page.locator("table.callbacks").inner_text()
         assert "other" not in table and "quiet" not in table
         assert OTHER_NUMBER not in table and OVERDUE_NUMBER not in table
+        # the search box by a 6-digit phone prefix (read through the stored prefix), as typed
+        search = page.get_by_role("searchbox", name="Search")
+        await search.fill("+1 (415) 56")
+        await expect(row(page, IMMEDIATE_NUMBER)).to_have_count(0, timeout=WAIT)
+        await search.fill("+1 (415) 55")
+        await expect(row(page, IMMEDIATE_NUMBER)).to_be_visible(timeout=WAIT)
+        await search.fill("")
         await page.get_by_role("tab", name="Tools").click()
         await page.get_by_label("Callback ID or phone number").fill(OTHER_NUMBER)
         await page.get_by_role("button", name="Search", exact=True).click()

@@ -174,15 +174,23 @@ def _one_or_in(values: frozenset[str] | frozenset[CallbackState]) -> Any:
     return ordered[0] if len(ordered) == 1 else {"$in": ordered}
 
 
+def _filter_clauses(criteria: ListCriteria) -> Document:
+    """The service and state filters' clauses (one value, or ``$in``)."""
+    clauses: Document = {}
+    if criteria.services is not None:
+        clauses[F.SERVICE_NAME] = _one_or_in(criteria.services)
+    if criteria.states is not None:
+        clauses[F.STATE] = _one_or_in(criteria.states)
+    return clauses
+
+
 def list_filter(criteria: ListCriteria) -> Document:
     """The one MongoDB filter selecting every callback the criteria show."""
-    filter_: Document = {F.DESIRED_TIME: {"$gte": criteria.start, "$lt": criteria.end}}
-    if criteria.services is not None:
-        filter_[F.SERVICE_NAME] = _one_or_in(criteria.services)
-    if criteria.states is not None:
-        filter_[F.STATE] = _one_or_in(criteria.states)
-    filter_.update(criteria.search)
-    return filter_
+    return {
+        F.DESIRED_TIME: {"$gte": criteria.start, "$lt": criteria.end},
+        **_filter_clauses(criteria),
+        **criteria.search,
+    }
 
 
 @dataclass(frozen=True)
@@ -202,7 +210,7 @@ def query_plan(criteria: ListCriteria) -> QueryPlan:
     after it; otherwise windows of desired time, one query per (service, state) pair."""
     search = criteria.search
     if search:
-        stream: Document = {k: v for k, v in list_filter(criteria).items() if k != F.DESIRED_TIME}
+        stream: Document = {**_filter_clauses(criteria), **search}
         field_ = criteria.search_field
         if field_ is SearchField.ID and _id_digits(search["_id"]) >= SELECTIVE_ID_DIGITS:
             return QueryPlan([_lead("_id", stream)], driver="_id", windowed=False)
@@ -224,13 +232,8 @@ def _pair_streams(criteria: ListCriteria) -> list[Document]:
     services = sorted(criteria.services) if criteria.services is not None else [None]
     states = sorted(criteria.states) if criteria.states is not None else [None]
     if len(services) * len(states) > MAX_STREAMS:
-        stream: Document = {}
-        if criteria.services is not None:
-            stream[F.SERVICE_NAME] = _one_or_in(criteria.services)
-        if criteria.states is not None:
-            stream[F.STATE] = _one_or_in(criteria.states)
-        return [stream]
-    streams = []
+        return [_filter_clauses(criteria)]
+    streams: list[Document] = []
     for service, state in itertools.product(services, states):
         stream = {}
         if service is not None:
