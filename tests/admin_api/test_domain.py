@@ -185,6 +185,18 @@ def test_windows_follow_the_density_seen() -> None:
     assert next_window(hour, 10, 241) == 16 * hour  # no more than 16 times
 
 
+def test_windows_take_the_density_over_the_stretch_that_held_callbacks() -> None:
+    hour = timedelta(hours=1)
+    # 99 callbacks in the last hour of a 16-hour window (its start was before the oldest kept):
+    # the density is that of the last hour (and the gap before the first), not of 16 hours
+    assert next_window(16 * hour, 99, 198, occupied=hour) == hour * 100 / 99 * 1.25 * 2
+    # callbacks from the window's start: the whole window
+    assert next_window(hour, 100, 100, occupied=hour) == 1.25 * hour
+    assert next_window(hour, 100, 100, occupied=0.999 * hour) == 1.25 * hour  # never wider
+    # a lone callback at the very end: the stretch is taken as no less than 1/16 of the window
+    assert next_window(16 * hour, 1, 10, occupied=timedelta(seconds=1)) == hour * 12.5
+
+
 def test_the_name_recording_is_kept_four_days_after_completion() -> None:
     completed = datetime(2030, 1, 1, tzinfo=UTC)
     doc = {

@@ -7,8 +7,14 @@ from uuid import UUID
 
 import httpx
 import pytest
-from callback_admin_api.listing import ListCriteria, SearchField, build_criteria, query_plan
-from callback_admin_api.repository import LIST_PROJECTION, PAGE_SORT, window_filter
+from callback_admin_api.listing import (
+    ListCriteria,
+    QueryPlan,
+    SearchField,
+    build_criteria,
+    query_plan,
+)
+from callback_admin_api.repository import LIST_PROJECTION, PAGE_SORT, Repository, window_filter
 from callback_shared.documents import OVERDUE_MESSAGE
 from callback_shared.models import CallbackType
 from callback_shared.mongo import CALLBACKS, Document, backfill_number_prefixes
@@ -255,6 +261,44 @@ async def test_sparse_results_are_found_across_a_wide_range(
     page = await listed(client, tokens.monitor(), service=service, range="last_30_days")
     assert ids(page) == [str(d["_id"]) for d in docs]
     assert page["next_cursor"] is None
+
+
+async def test_a_page_after_an_empty_stretch_reads_about_a_page(
+    service: str, mongo: AsyncDatabase[Document]
+) -> None:
+    """A range that starts 29 hours before the oldest callback (as "last 30 days" starts
+    before the oldest kept): the window that first reaches callbacks holds 2 hours of them in
+    16, and the next is sized by those 2 hours. Sized by the 16 it would match 1,300 callbacks
+    for the 130 still needed (a server that applies the limit after reading them all reads
+    them all)."""
+    start = now_s() - timedelta(days=3)
+    first = start + timedelta(hours=29)
+    docs = [stored_callback(service, desired=first + timedelta(minutes=m)) for m in range(1500)]
+    await seed(mongo, docs)
+    criteria = build_criteria(
+        start,
+        start + timedelta(days=2),
+        services=frozenset({service}),
+        states=None,
+        search_field=None,
+        q=None,
+    )
+    plan = query_plan(criteria)
+    repository = Repository(mongo)
+    matched: list[int] = []
+    read = repository._read
+
+    async def counted(plan: QueryPlan, stream: Document, desired_time: Any, limit: int) -> Any:
+        filter_ = window_filter(plan, stream, desired_time)
+        matched.append(await mongo[CALLBACKS].count_documents(filter_))
+        return await read(plan, stream, desired_time, limit)
+
+    repository._read = counted  # type: ignore[method-assign]
+    found, _ = await repository.page(criteria, plan, None, 250)
+    assert [doc["_id"] for doc in found] == [doc["_id"] for doc in docs[:250]]
+    # windows of 1, 2, 4 and 8 hours before the first; 16 hours whose last 2 hold 120
+    assert matched[:5] == [0, 0, 0, 0, 120]
+    assert sum(matched) <= 1.5 * 250, matched
 
 
 async def test_overdue_warning_and_scheduled_marker(

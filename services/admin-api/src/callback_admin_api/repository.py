@@ -52,13 +52,25 @@ def page_order(doc: Document) -> tuple[datetime, bytes]:
     return doc[F.DESIRED_TIME], doc["_id"].bytes
 
 
-def next_window(window: timedelta, found: int, still_needed: int) -> timedelta:
+def next_window(
+    window: timedelta, found: int, still_needed: int, occupied: timedelta | None = None
+) -> timedelta:
     """The window after one that held too few (``found``): sized by the density seen for what
-    is ``still_needed``, with a quarter to spare, within 0.1x..16x; after an empty one, 2x."""
+    is ``still_needed``, with a quarter to spare, within 0.1x..16x; after an empty one, 2x.
+
+    ``occupied`` is the stretch from the window's first callback to its end. The density is
+    taken over that stretch (and the gap expected before a first of ``found``), not over the
+    whole window: the window that first reaches stored callbacks (a range that starts before
+    the oldest kept, which expire 14 days after their desired time) is mostly empty, and its
+    whole width would make the next window read several pages' worth."""
     if found == 0:
         # gently: an empty stretch (a night, a closed day) may end in a busy one
         return window * 2
-    return window * min(16.0, max(0.1, 1.25 * still_needed / found))
+    seen = window
+    if occupied is not None:
+        # ``found`` callbacks over a stretch leave on average 1/(found + 1) of it before the first
+        seen = min(window, max(window / 16, occupied * (found + 1) / found))
+    return seen * min(16.0, max(0.1, 1.25 * still_needed / found))
 
 
 def window_filter(plan: QueryPlan, stream: Document, desired_time: Any) -> Document:
@@ -243,7 +255,8 @@ class Repository:
             found += batch[:needed]
             if len(batch) >= needed:
                 break
-            window = next_window(window, len(batch), needed - len(batch))
+            occupied = upper - batch[0][F.DESIRED_TIME] if batch else None
+            window = next_window(window, len(batch), needed - len(batch), occupied)
             lower, inclusive = upper, True
         took = found[-1][F.DESIRED_TIME] - found[0][F.DESIRED_TIME] if found else timedelta(0)
         if took > timedelta(0):
