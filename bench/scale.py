@@ -16,6 +16,8 @@ processes (``start_service``, restarted per size) and this process, their client
 * ``search``: GET /callbacks with ``field`` + ``q`` (phone-number prefixes of 5, 6 and 8
   digits, the 6-digit prefix of a busy exchange, a callback-id prefix, a service-name prefix),
   within the default range; ``search_<scenario>_rows_<size>``: the rows of its first page;
+  ``search_floor_*``: the same first pages read by this process's raw client with the least
+  work (the admin API's queries over exactly the stretch of desired time each page holds);
 * ``detail``: GET /callbacks/{id} of seeded callbacks;
 * ``dispatch_minute``: 1k callbacks due at one instant (service ``bench-dispatch``): from the
   due instant until the scheduler has put the last one on the due topic; 10 rounds (10k
@@ -33,7 +35,9 @@ the phases) over the phase's wall time. Resident memory (VmRSS, sampled every 0.
 kernel's peak VmHWM) of every service process: ``rss_mb_max`` over the run, ``rss_mb_<service>``
 at the end of the largest size. ``growth_<op>`` = p50 at the largest size / p50 at the
 smallest; ``growth_search_same_answer``: the same over the search scenarios whose first page
-holds as many rows at both sizes (the others' answers grow with the data).
+holds as many rows at both sizes (the others' answers grow with the data);
+``growth_search_floor``: ``growth_search`` of the raw client's least-work reads of the same
+answers (the part of the growth that is the answers' own on this server).
 
 ``SCALE_SIZES=2000,5000,10000`` (sizes), ``SCALE_ROUNDS`` (repetitions of each interactive
 scenario, default 30), ``SCALE_OPS=create,detail`` (only those) and ``SCALE_WARMUP=0`` (no
@@ -54,13 +58,22 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from aiokafka import AIOKafkaConsumer
-from callback_admin_api.repository import Repository
+from callback_admin_api.listing import (
+    RangePreset,
+    SearchField,
+    build_criteria,
+    query_plan,
+    resolve_range,
+)
+from callback_admin_api.repository import LIST_PROJECTION, PAGE_SORT, Repository, window_filter
+from callback_admin_api.rules import MAX_PAGE_SIZE
 from callback_admin_api.settings import AdminApiSettings
 from callback_admin_api.tokens import mint_token
 from callback_dev.infra import Infrastructure
@@ -186,6 +199,8 @@ class Phase:
     scenarios: dict[str, list[float]] = field(default_factory=dict)
     #: the rows of each scenario's first page (searches)
     rows: dict[str, int] = field(default_factory=dict)
+    #: each search scenario's answer read by the raw client with the least work (see _floor)
+    floor: dict[str, list[float]] = field(default_factory=dict)
     cpu: CpuMeter = field(default_factory=CpuMeter)
     server: CpuMeter | None = None
 
@@ -356,9 +371,13 @@ async def _lists(ctx: Context, http: httpx.AsyncClient, pid: int) -> tuple[Phase
 
 async def _searches(ctx: Context, http: httpx.AsyncClient, pid: int) -> Phase:
     counts: dict[str, int] = {}
+    answers: dict[str, list[Document]] = {}
     for name, params in SEARCHES.items():  # warm-up, and how many each finds (of a page)
+        now = utcnow()
         _, response = await _timed(http.get("/api/v1/callbacks", params=params))
-        counts[name] = len(response.json()["items"])
+        items = response.json()["items"]
+        counts[name] = len(items)
+        answers[name] = _answer_queries(params, items, now)
     found = ", ".join(f"{k} {v}" for k, v in counts.items())
     print(f"  search items on page 1: {found}", flush=True)
     phase = ctx.phase(pid)
@@ -369,7 +388,46 @@ async def _searches(ctx: Context, http: httpx.AsyncClient, pid: int) -> Phase:
             elapsed, _ = await _timed(http.get("/api/v1/callbacks", params=params))
             phase.add(elapsed, name)
     phase.stop()
+    for _ in range(ROUNDS):
+        for name, queries in answers.items():
+            started = time.perf_counter()
+            rows = await _read_answer(ctx.db, queries)
+            phase.floor.setdefault(name, []).append((time.perf_counter() - started) * 1000)
+            if rows != counts[name]:
+                print(f"  search {name}: the floor read {rows} rows, the page {counts[name]}")
     return phase
+
+
+def _answer_queries(params: dict[str, Any], items: list[Any], now: datetime) -> list[Document]:
+    """The least a server can be asked for a search's first page: the admin API's own queries
+    for it (same indexes), over exactly the stretch of desired time the page holds (the whole
+    range when it holds nothing), so no window reads more than the answer."""
+    start, end = resolve_range(RangePreset.LAST_14_DAYS, None, None, now=now, zone=ZoneInfo("UTC"))
+    criteria = build_criteria(
+        start,
+        end,
+        services=None,
+        states=None,
+        search_field=SearchField(params["field"]),
+        q=params["q"],
+    )
+    plan = query_plan(criteria)
+    times: Document = {"$gte": start, "$lt": end}
+    if items:
+        first, last = (datetime.fromisoformat(items[at]["desired_time"]) for at in (0, -1))
+        # BSON times are whole milliseconds; "$lte" on the middle key of a compound index
+        # misses the bound on SecantusDB 0.7.0b3 (the admin API never sends it)
+        upto = last.astimezone(UTC) + timedelta(milliseconds=1)
+        times = {"$gte": first.astimezone(UTC), "$lt": upto}
+    return [window_filter(plan, stream, times) for stream in plan.streams]
+
+
+async def _read_answer(db: AsyncDatabase[Document], queries: list[Document]) -> int:
+    rows = 0
+    for query in queries:
+        cursor = db[CALLBACKS].find(query, LIST_PROJECTION).sort(PAGE_SORT).limit(MAX_PAGE_SIZE)
+        rows += len(await cursor.to_list())
+    return rows
 
 
 async def _creates(ctx: Context, http: httpx.AsyncClient, pid: int, index: int) -> Phase:
@@ -716,6 +774,15 @@ def _metrics(
         if same:
             pooled = [median([v for n in same for v in s.scenarios[n]]) for s in searches]
             metrics["growth_search_same_answer"] = Metric(pooled[1] / pooled[0], "x")
+        # the same answers read by the raw client with the least work: how much of the growth
+        # is the answers' own (more rows at 300k) on this server
+        for size in chosen:
+            floor = figures[size][0]["search"].floor
+            for name, values in floor.items():
+                metrics[f"search_floor_{name}_p50_ms_{label(size)}"] = Metric(median(values), "ms")
+            pooled_floor = median([v for values in floor.values() for v in values])
+            metrics[f"search_floor_p50_ms_{label(size)}"] = Metric(pooled_floor, "ms")
+        metrics["growth_search_floor"] = growth("search_floor")
     metrics["rss_mb_max"] = Metric(max(memory.peak.values()), "MB", target=RSS_TARGET_MB)
     for size in chosen:
         _, extra = figures[size]
@@ -761,6 +828,13 @@ def plot(metrics: dict[str, Metric], chosen: Iterable[int], to: Path = PLOT) -> 
         values = [metrics[f"{op}_p50_ms_{label(size)}"].value for size in xs]
         growth = metrics[f"growth_{op}"].value
         axes.plot(xs, values, marker="o", label=f"{op} ({service}), x{growth:.2f}")
+    floor = metrics.get("growth_search_floor")
+    if floor is not None:
+        # the search's answers read by the raw client with the least work: what they cost alone
+        values = [metrics[f"search_floor_p50_ms_{label(size)}"].value for size in xs]
+        axes.plot(
+            xs, values, linestyle=":", marker="o", label=f"search floor (raw), x{floor.value:.2f}"
+        )
     # the scenarios of a pooled operation that grew past the target, dashed
     for op, scenarios in (("list_page", LISTS), ("search", SEARCHES)):
         for scenario in scenarios:
