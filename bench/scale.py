@@ -34,7 +34,10 @@ CPU per operation is the service process's (``/proc``) over the phase, beside Se
 the phases) over the phase's wall time. Resident memory (VmRSS, sampled every 0.5 s, and the
 kernel's peak VmHWM) of every service process: ``rss_mb_max`` over the run, ``rss_mb_<service>``
 at the end of the largest size. ``growth_<op>`` = p50 at the largest size / p50 at the
-smallest; ``growth_search_same_answer``: the same over the search scenarios whose first page
+smallest; ``growth_<op>_paired`` = p50 at the largest size / p50 of the same requests against a
+database of the smallest size made right after each (its own admin-api; see
+:class:`Reference`), which the VM's drift over the run does not move;
+``growth_search_same_answer``: ``growth_search`` over the search scenarios whose first page
 holds as many rows at both sizes (the others' answers grow with the data);
 ``growth_search_floor``: ``growth_search`` of the raw client's least-work reads of the same
 answers (the part of the growth that is the answers' own on this server).
@@ -201,6 +204,9 @@ class Phase:
     rows: dict[str, int] = field(default_factory=dict)
     #: each search scenario's answer read by the raw client with the least work (see _floor)
     floor: dict[str, list[float]] = field(default_factory=dict)
+    #: the same requests against the reference (the smallest size), see :class:`Reference`
+    ref_latencies_ms: list[float] = field(default_factory=list)
+    ref_scenarios: dict[str, list[float]] = field(default_factory=dict)
     cpu: CpuMeter = field(default_factory=CpuMeter)
     server: CpuMeter | None = None
 
@@ -219,6 +225,12 @@ class Phase:
         self.latencies_ms.append(latency_ms)
         if scenario is not None:
             self.scenarios.setdefault(scenario, []).append(latency_ms)
+
+    def add_ref(self, latency_ms: float, scenario: str | None = None) -> None:
+        """The same request against the reference, made right after this one."""
+        self.ref_latencies_ms.append(latency_ms)
+        if scenario is not None:
+            self.ref_scenarios.setdefault(scenario, []).append(latency_ms)
 
 
 def _rss_mb(pid: int, key: str = "VmRSS") -> float | None:
@@ -256,6 +268,30 @@ class Memory:
 
 
 @dataclass
+class Reference:
+    """The smallest size again, beside every measured one: a database seeded alike, with its
+    own admin-api. Each interactive request (create, list page, search, detail) at a size is
+    followed by the same request against it, so both are timed by the same machine within the
+    same second. The VM's speed drifts over a run (the admin-api's own CPU per create was 4.7
+    ms at 10k and 7.35 ms at 300k in one run, 6.2 and 4.4 in another), which ``growth_<op>``,
+    comparing phases minutes apart, carries; ``growth_<op>_paired`` (p50 at the largest size ÷
+    the reference's p50 in the same phase) does not. Its requests are left out of the phase's
+    CPU meters."""
+
+    admin: AdminApiSettings
+    db: AsyncDatabase[Document]
+    rng: random.Random
+    seeded: list[uuid.UUID] = field(default_factory=list)
+    http: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self.http is None:
+            raise RuntimeError("the reference's admin-api is not running")
+        return self.http
+
+
+@dataclass
 class Context:
     infra: Infrastructure
     db: AsyncDatabase[Document]
@@ -264,6 +300,7 @@ class Context:
     tracker: StateTrackerSettings
     memory: Memory
     rng: random.Random
+    ref: Reference
     seeded: list[uuid.UUID] = field(default_factory=list)
 
     @property
@@ -284,6 +321,17 @@ async def _timed(request: Awaitable[httpx.Response], expect: int = 200) -> tuple
     return elapsed, response
 
 
+async def _ref_timed(
+    phase: Phase, request: Awaitable[httpx.Response], expect: int = 200
+) -> tuple[float, Any]:
+    """A request to the reference, with the phase's CPU meters (the size's) paused."""
+    phase.stop()
+    try:
+        return await _timed(request, expect)
+    finally:
+        phase.start()
+
+
 # --- seeding -------------------------------------------------------------------------------------
 
 
@@ -299,19 +347,21 @@ def _service(name: str) -> ServiceConfig:
     )
 
 
-async def _seed(ctx: Context, count: int) -> float:
-    """``count`` more callbacks; inserts per second."""
+async def _seed(
+    db: AsyncDatabase[Document], rng: random.Random, seeded: list[uuid.UUID], count: int
+) -> float:
+    """``count`` more callbacks (their ids onto ``seeded``); inserts per second."""
     now = utcnow()
     started = time.perf_counter()
     done = 0
     while done < count:
         batch = []
         for _ in range(min(SEED_BATCH, count - done)):
-            busy = ctx.rng.random() < BUSY_SHARE
-            number = f"{BUSY_PREFIX}{ctx.rng.randrange(10**5):05d}" if busy else None
-            batch.append(seeded_record(ctx.rng, now, SERVICES, PAST, FUTURE, number))
-        await ctx.db[CALLBACKS].insert_many(batch, ordered=False)
-        ctx.seeded += [doc["_id"] for doc in batch]
+            busy = rng.random() < BUSY_SHARE
+            number = f"{BUSY_PREFIX}{rng.randrange(10**5):05d}" if busy else None
+            batch.append(seeded_record(rng, now, SERVICES, PAST, FUTURE, number))
+        await db[CALLBACKS].insert_many(batch, ordered=False)
+        seeded += [doc["_id"] for doc in batch]
         done += len(batch)
         if done % 50_000 < SEED_BATCH:
             rate = done / (time.perf_counter() - started)
@@ -323,9 +373,9 @@ async def _delete(ctx: Context, service: str) -> None:
     await ctx.db[CALLBACKS].delete_many({"service_name": service})
 
 
-async def _delete_ids(ctx: Context, ids: list[uuid.UUID]) -> None:
+async def _delete_ids(db: AsyncDatabase[Document], ids: list[uuid.UUID]) -> None:
     for at in range(0, len(ids), 50):  # long $in lists are slow on the test server
-        await ctx.db[CALLBACKS].delete_many({"_id": {"$in": ids[at : at + 50]}})
+        await db[CALLBACKS].delete_many({"_id": {"$in": ids[at : at + 50]}})
 
 
 # --- the operations ------------------------------------------------------------------------------
@@ -333,13 +383,17 @@ async def _delete_ids(ctx: Context, ids: list[uuid.UUID]) -> None:
 
 async def _details(ctx: Context, http: httpx.AsyncClient, pid: int) -> Phase:
     ids = ctx.rng.sample(ctx.seeded, DETAILS + 10)
-    for callback_id in ids[:10]:  # warm-up
+    ref_ids = ctx.ref.rng.sample(ctx.ref.seeded, DETAILS + 10)
+    for callback_id, ref_id in zip(ids[:10], ref_ids[:10], strict=True):  # warm-up
         await _timed(http.get(f"/api/v1/callbacks/{callback_id}"))
+        await _timed(ctx.ref.client.get(f"/api/v1/callbacks/{ref_id}"))
     phase = ctx.phase(pid)
     phase.start()
-    for callback_id in ids[10:]:
+    for callback_id, ref_id in zip(ids[10:], ref_ids[10:], strict=True):
         elapsed, _ = await _timed(http.get(f"/api/v1/callbacks/{callback_id}"))
         phase.add(elapsed)
+        elapsed, _ = await _ref_timed(phase, ctx.ref.client.get(f"/api/v1/callbacks/{ref_id}"))
+        phase.add_ref(elapsed)
     phase.stop()
     return phase
 
@@ -348,21 +402,33 @@ async def _lists(ctx: Context, http: httpx.AsyncClient, pid: int) -> tuple[Phase
     """Page 1 of each scenario, then page 2 by its cursor; scenarios interleaved."""
     for params in LISTS.values():  # warm-up
         await _timed(http.get("/api/v1/callbacks", params=params))
+        await _timed(ctx.ref.client.get("/api/v1/callbacks", params=params))
     first, following = ctx.phase(pid), ctx.phase(pid)
     # one meter for both (the pages alternate): the CPU per page is shared by both phases
     both = ctx.phase(pid)
+
+    def own(request: Awaitable[httpx.Response]) -> Awaitable[tuple[float, Any]]:
+        return _timed(request)
+
+    def ref(request: Awaitable[httpx.Response]) -> Awaitable[tuple[float, Any]]:
+        return _ref_timed(both, request)
+
+    sides = (
+        (http, own, first.add, following.add),
+        (ctx.ref.client, ref, first.add_ref, following.add_ref),
+    )
     both.start()
     for _ in range(ROUNDS):
         for name, params in LISTS.items():
-            elapsed, response = await _timed(http.get("/api/v1/callbacks", params=params))
-            first.add(elapsed, name)
-            cursor = response.json()["next_cursor"]
-            if cursor is None:
-                continue  # a small development size: one page
-            elapsed, _ = await _timed(
-                http.get("/api/v1/callbacks", params={**params, "cursor": cursor})
-            )
-            following.add(elapsed, name)
+            for client, timed, add_first, add_next in sides:
+                elapsed, response = await timed(client.get("/api/v1/callbacks", params=params))
+                add_first(elapsed, name)
+                cursor = response.json()["next_cursor"]
+                if cursor is None:
+                    continue  # a small development size: one page
+                following_page = {**params, "cursor": cursor}
+                elapsed, _ = await timed(client.get("/api/v1/callbacks", params=following_page))
+                add_next(elapsed, name)
     both.stop()
     for phase in (first, following):
         phase.cpu, phase.server = both.cpu, both.server
@@ -373,6 +439,7 @@ async def _searches(ctx: Context, http: httpx.AsyncClient, pid: int) -> Phase:
     counts: dict[str, int] = {}
     answers: dict[str, list[Document]] = {}
     for name, params in SEARCHES.items():  # warm-up, and how many each finds (of a page)
+        await _timed(ctx.ref.client.get("/api/v1/callbacks", params=params))
         now = utcnow()
         _, response = await _timed(http.get("/api/v1/callbacks", params=params))
         items = response.json()["items"]
@@ -387,6 +454,9 @@ async def _searches(ctx: Context, http: httpx.AsyncClient, pid: int) -> Phase:
         for name, params in SEARCHES.items():
             elapsed, _ = await _timed(http.get("/api/v1/callbacks", params=params))
             phase.add(elapsed, name)
+            request = ctx.ref.client.get("/api/v1/callbacks", params=params)
+            elapsed, _ = await _ref_timed(phase, request)
+            phase.add_ref(elapsed, name)
     phase.stop()
     for _ in range(ROUNDS):
         for name, queries in answers.items():
@@ -434,8 +504,9 @@ async def _creates(ctx: Context, http: httpx.AsyncClient, pid: int, index: int) 
     """One at a time, over the seeded services; half scheduled into one slot of each."""
     slot = (utcnow() + timedelta(days=1, hours=index)).replace(minute=0, second=0, microsecond=0)
     created: list[uuid.UUID] = []
+    ref_created: list[uuid.UUID] = []
 
-    async def create(n: int) -> float:
+    def create(n: int, client: httpx.AsyncClient) -> Awaitable[httpx.Response]:
         body: dict[str, Any] = {
             "service_name": SERVICES[n % len(SERVICES)],
             "customer_number": f"+1650{253 + index:03d}{n:04d}",
@@ -443,20 +514,28 @@ async def _creates(ctx: Context, http: httpx.AsyncClient, pid: int, index: int) 
         }
         if n % 2:
             body |= {"type": "SCHEDULED", "desired_time": slot.isoformat()}
-        elapsed, response = await _timed(http.post("/api/v1/callbacks", json=body), expect=201)
-        created.append(uuid.UUID(response.headers["Location"].rsplit("/", 1)[1]))
-        return elapsed
+        return client.post("/api/v1/callbacks", json=body)
+
+    def note(response: httpx.Response, ids: list[uuid.UUID]) -> None:
+        ids.append(uuid.UUID(response.headers["Location"].rsplit("/", 1)[1]))
 
     # warm-up: one create per service, which also recounts its open callbacks once
     for n in range(len(SERVICES)):
-        await create(n)
+        note((await _timed(create(n, http), expect=201))[1], created)
+        note((await _timed(create(n, ctx.ref.client), expect=201))[1], ref_created)
     phase = ctx.phase(pid)
     phase.start()
     for n in range(len(SERVICES), len(SERVICES) + CREATES):
-        phase.add(await create(n))
+        elapsed, response = await _timed(create(n, http), expect=201)
+        phase.add(elapsed)
+        note(response, created)
+        elapsed, response = await _ref_timed(phase, create(n, ctx.ref.client), expect=201)
+        phase.add_ref(elapsed)
+        note(response, ref_created)
     phase.stop()
     # not left for the later phases and sizes (the scheduler emits the immediate ones)
-    await _delete_ids(ctx, created)
+    await _delete_ids(ctx.db, created)
+    await _delete_ids(ctx.ref.db, ref_created)
     return phase
 
 
@@ -588,14 +667,22 @@ async def _measure(ctx: Context, index: int) -> tuple[dict[str, Phase], dict[str
     try:
         admin, port = await start_service("callback-admin-api", ctx.admin)
         started["admin-api"] = admin
+        started["admin-api (reference)"], ref_port = await start_service(
+            "callback-admin-api", ctx.ref.admin
+        )
         started["scheduler"], _ = await start_service("callback-scheduler", ctx.scheduler)
         started["state-tracker"], _ = await start_service("callback-state-tracker", ctx.tracker)
-        pids = {name: process.pid for name, process in started.items()}
+        pids = {name: process.pid for name, process in started.items() if "(" not in name}
         ctx.memory.pids.update(pids)
         phases: dict[str, Phase] = {}
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=900
-        ) as http:
+        async with (
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=900
+            ) as http,
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{ref_port}", headers=auth, timeout=900
+            ) as ctx.ref.http,
+        ):
             wanted = {op for op, _ in operations()}
             if "detail" in wanted:
                 phases["detail"] = await _details(ctx, http, pids["admin-api"])
@@ -626,6 +713,7 @@ async def _measure(ctx: Context, index: int) -> tuple[dict[str, Phase], dict[str
         if ctx.server_pid is not None:
             extra["rss_end"]["secantusdb"] = _rss_mb(ctx.server_pid)
     finally:
+        ctx.ref.http = None
         for name, process in started.items():
             ctx.memory.forget(name)
             await stop_service(process)
@@ -642,6 +730,13 @@ async def run(infra: Infrastructure) -> Result:
     # SecantusDB drops a connection idle for 5 minutes, and a delete_many is not retried on
     # another: this client's phases leave it idle longer than that
     db = make_mongo_client(admin, maxIdleTimeMS=60_000)[admin.mongodb_database]
+    ref_admin = isolated_settings(AdminApiSettings, infra, jwt_secret=SECRET)
+    await (await prepare(ref_admin)).client.close()
+    ref = Reference(
+        admin=ref_admin,
+        db=make_mongo_client(ref_admin, maxIdleTimeMS=60_000)[ref_admin.mongodb_database],
+        rng=random.Random(14),
+    )
     ctx = Context(
         infra=infra,
         db=db,
@@ -652,9 +747,14 @@ async def run(infra: Infrastructure) -> Result:
         tracker=StateTrackerSettings(**shared),
         memory=Memory(),
         rng=random.Random(14),
+        ref=ref,
     )
     repository = Repository(db)
     chosen = sizes()
+    print(f"seeding the reference: {chosen[0]} callbacks...", flush=True)
+    await _seed(ref.db, ref.rng, ref.seeded, chosen[0])
+    for name in SERVICES:
+        await Repository(ref.db).save_service(_service(name))
     figures: dict[int, tuple[dict[str, Phase], dict[str, Any]]] = {}
     sampler = asyncio.create_task(ctx.memory.sample())
     loads: list[str] = []
@@ -662,7 +762,7 @@ async def run(infra: Infrastructure) -> Result:
     try:
         for index, size in enumerate(chosen):
             print(f"seeding up to {size} callbacks...", flush=True)
-            seed_per_s = await _seed(ctx, size - len(ctx.seeded))
+            seed_per_s = await _seed(ctx.db, ctx.rng, ctx.seeded, size - len(ctx.seeded))
             # the seeding wrote no open counts: recount them at their next use
             for name in SERVICES:
                 await repository.save_service(_service(name))
@@ -682,6 +782,8 @@ async def run(infra: Infrastructure) -> Result:
         sampler.cancel()
         await ctx.db.client.drop_database(admin.mongodb_database)
         await ctx.db.client.close()
+        await ref.db.client.drop_database(ref_admin.mongodb_database)
+        await ref.db.client.close()
     result = Result(
         "scale",
         backend=f"{backend(infra)}; {', '.join(label(s) for s in chosen)} stored callbacks; "
@@ -701,9 +803,11 @@ def _print_size(size: int, phases: dict[str, Phase], extra: dict[str, Any]) -> N
     for op, service in _measured(phases):
         phase = phases[op]
         cpu = phase.cpu.per(_divisor(op, phases))
+        ref = phase.ref_latencies_ms
         print(
             f"  {op:16} n {phase.operations:4}  p50 {median(phase.latencies_ms):9.1f} ms  "
             f"p99 {percentile(phase.latencies_ms, 99):9.1f} ms  {service} CPU {cpu:8.2f} ms/op"
+            + (f"  reference p50 {median(ref):7.1f} ms" if ref else "")
         )
         for name, values in phase.scenarios.items():
             print(f"      {name:24} p50 {median(values):9.1f} ms")
@@ -758,16 +862,32 @@ def _metrics(
                 metrics[f"{op}_{name}_p50_ms_{tag}"] = Metric(median(values), "ms")
             for name, rows in phase.rows.items():
                 metrics[f"{op}_{name}_rows_{tag}"] = Metric(rows, "rows")
+            if phase.ref_latencies_ms:
+                metrics[f"{op}_ref_p50_ms_{tag}"] = Metric(median(phase.ref_latencies_ms), "ms")
+                for name, values in phase.ref_scenarios.items():
+                    metrics[f"{op}_{name}_ref_p50_ms_{tag}"] = Metric(median(values), "ms")
     low, high = chosen[0], chosen[-1]
 
     def growth(name: str, target: float | None = None) -> Metric:
         p50 = [metrics[f"{name}_p50_ms_{label(size)}"].value for size in (low, high)]
         return Metric(p50[1] / p50[0], "x", target=target)
 
+    def paired(name: str, size: int, target: float | None = None) -> Metric:
+        tag = label(size)
+        ratio = metrics[f"{name}_p50_ms_{tag}"].value / metrics[f"{name}_ref_p50_ms_{tag}"].value
+        return Metric(ratio, "x", target=target)
+
     for op, _ in measured:
         metrics[f"growth_{op}"] = growth(op, GROWTH_TARGETS.get(op))
         for name in figures[low][0][op].scenarios if op in ("search", "list_page") else ():
             metrics[f"growth_{op}_{name}"] = growth(f"{op}_{name}")
+        if figures[high][0][op].ref_latencies_ms:
+            # against the reference in the same second; at the smallest size both hold as many
+            # callbacks, so that ratio is the pairing's own spread
+            metrics[f"growth_{op}_paired"] = paired(op, high, GROWTH_TARGETS.get(op))
+            metrics[f"paired_{op}_at_{label(low)}"] = paired(op, low)
+            for name in figures[high][0][op].ref_scenarios:
+                metrics[f"growth_{op}_{name}_paired"] = paired(f"{op}_{name}", high)
     if "search" in figures[low][0]:
         searches = figures[low][0]["search"], figures[high][0]["search"]
         same = [name for name, rows in searches[0].rows.items() if searches[1].rows[name] == rows]
