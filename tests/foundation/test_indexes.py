@@ -9,6 +9,7 @@ import pytest
 from callback_admin_api.collections import ADMIN_INDEXES
 from callback_shared.models import RETENTION, expire_at, utcnow
 from callback_shared.mongo import CALLBACKS, Document, ensure_indexes
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 
@@ -38,6 +39,15 @@ async def test_a_service_creates_the_callbacks_indexes_and_those_of_the_collecti
         assert {model.document["name"] for model in indexes} <= set(
             await db[name].index_information()
         ), name
+
+
+async def test_indexes_for_the_callbacks_collection_come_from_one_list_only(
+    db: AsyncDatabase[Document],
+) -> None:
+    extra = {CALLBACKS: [IndexModel([("customer_name", ASCENDING)], name="by_customer_name")]}
+    with pytest.raises(ValueError, match="CALLBACK_INDEXES"):
+        await ensure_indexes(db, extra)
+    assert await db.list_collection_names() == []  # refused before anything was created
 
 
 @pytest.mark.slow

@@ -174,9 +174,14 @@ async def ensure_indexes(
     """Create the indexes of the callbacks collection, which every service uses, and those of
     ``collections`` (a service's own collections, and the shared ones it uses); then set the
     fields derived for an index on records stored before the field existed. Idempotent: a
-    second run changes nothing."""
+    second run changes nothing. The callbacks collection's indexes are :data:`CALLBACK_INDEXES`
+    (as in :data:`SHARED_INDEXES`); another list for it in ``collections`` is refused (it was
+    once silently ignored)."""
+    collections = collections or {}
+    if collections.get(CALLBACKS, CALLBACK_INDEXES) is not CALLBACK_INDEXES:
+        raise ValueError(f"the {CALLBACKS!r} indexes are CALLBACK_INDEXES; add an index there")
     created = await db[CALLBACKS].create_indexes(list(CALLBACK_INDEXES))
-    for name, indexes in (collections or {}).items():
+    for name, indexes in collections.items():
         if name != CALLBACKS:
             created += await db[name].create_indexes(list(indexes))
     await backfill_number_prefixes(db)
