@@ -301,6 +301,44 @@ async def test_a_page_after_an_empty_stretch_reads_about_a_page(
     assert sum(matched) <= 1.5 * 250, matched
 
 
+async def test_the_stretch_past_retention_is_one_window(
+    service: str, mongo: AsyncDatabase[Document]
+) -> None:
+    """``last_30_days`` starts 16 days before the oldest callback kept: that stretch (where
+    only callbacks the TTL monitor has yet to delete remain) is one query, and the windows
+    start from the retention edge. Crossed in doubling windows, the first to reach the
+    callbacks was 256 hours wide and matched all 1,500."""
+    now = now_s()
+    first = now - timedelta(days=14) + timedelta(hours=29)
+    docs = [stored_callback(service, desired=first + timedelta(minutes=m)) for m in range(1500)]
+    expired = stored_callback(service, desired=now - timedelta(days=20))  # not deleted yet
+    await seed(mongo, [expired, *docs])
+    criteria = build_criteria(
+        now - timedelta(days=30),
+        now,
+        services=frozenset({service}),
+        states=None,
+        search_field=None,
+        q=None,
+    )
+    repository = Repository(mongo)
+    windows: list[tuple[datetime, int]] = []
+    read = repository._read
+
+    async def counted(plan: QueryPlan, stream: Document, desired_time: Any, limit: int) -> Any:
+        filter_ = window_filter(plan, stream, desired_time)
+        windows.append((desired_time["$lt"], await mongo[CALLBACKS].count_documents(filter_)))
+        return await read(plan, stream, desired_time, limit)
+
+    repository._read = counted  # type: ignore[method-assign]
+    found, _ = await repository.page(criteria, query_plan(criteria), None, 250)
+    assert [doc["_id"] for doc in found] == [expired["_id"]] + [doc["_id"] for doc in docs[:249]]
+    edge, matched = windows[0]
+    assert abs(edge - (now - timedelta(days=14))) < timedelta(minutes=1)
+    assert matched == 1  # the one past its expiry
+    assert sum(count for _, count in windows) <= 1 + 1.5 * 250, windows
+
+
 async def test_overdue_warning_and_scheduled_marker(
     client: httpx.AsyncClient, tokens: Tokens, service: str, mongo: AsyncDatabase[Document]
 ) -> None:

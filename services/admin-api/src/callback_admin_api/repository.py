@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from callback_shared.models import RETENTION, ServiceConfig
+from callback_shared.models import RETENTION, ServiceConfig, utcnow
 from callback_shared.mongo import CALLBACKS, SERVICES, Document
 from callback_shared.record import F
 from callback_shared.states import OPEN_STATES
@@ -230,9 +230,13 @@ class Repository:
 
         Windows of desired time are read one after the other, each growing by the density seen,
         until the page is full or the range ends; each window is one query per stream of the
-        plan, merged in order.
+        plan, merged in order. The stretch of the range more than :data:`RETENTION` ago is one
+        window: it holds only callbacks past their expiry that the TTL monitor has yet to delete
+        (``last_30_days`` starts 16 days into it), and crossing it in doubling windows sent the
+        first window to reach kept callbacks hundreds of hours wide.
         """
         found: list[Document] = []
+        expired_before = utcnow() - RETENTION
         span = criteria.end - criteria.start
         window = span
         if plan.windowed:
@@ -245,7 +249,8 @@ class Repository:
         elif after is not None and after.desired_time >= criteria.end:
             return [], window
         while len(found) < limit and lower < criteria.end:
-            upper = min(lower + window, criteria.end)
+            past_expiry = lower < expired_before
+            upper = min(expired_before if past_expiry else lower + window, criteria.end)
             time_clause = {"$gte" if inclusive else "$gt": lower, "$lt": upper}
             needed = limit - len(found)
             batch: list[Document] = []
@@ -255,8 +260,9 @@ class Repository:
             found += batch[:needed]
             if len(batch) >= needed:
                 break
-            occupied = upper - batch[0][F.DESIRED_TIME] if batch else None
-            window = next_window(window, len(batch), needed - len(batch), occupied)
+            if not past_expiry:
+                occupied = upper - batch[0][F.DESIRED_TIME] if batch else None
+                window = next_window(window, len(batch), needed - len(batch), occupied)
             lower, inclusive = upper, True
         took = found[-1][F.DESIRED_TIME] - found[0][F.DESIRED_TIME] if found else timedelta(0)
         if took > timedelta(0):
