@@ -1,6 +1,7 @@
 """The list: ranges, filters, the search box, pages and cursors, overdue warning, indexes."""
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -337,6 +338,12 @@ async def test_the_stretch_past_retention_is_one_window(
     assert abs(edge - (now - timedelta(days=14))) < timedelta(minutes=1)
     assert matched == 1  # the one past its expiry
     assert sum(count for _, count in windows) <= 1 + 1.5 * 250, windows
+    # the default range starts at the edge (a few seconds before it by now): its first window
+    # is the first hour, not a sliver up to the edge
+    windows.clear()
+    criteria = replace(criteria, start=now - timedelta(days=14))
+    await repository.page(criteria, query_plan(criteria), None, 250)
+    assert windows[0][0] == criteria.start + timedelta(hours=1)
 
 
 async def test_overdue_warning_and_scheduled_marker(

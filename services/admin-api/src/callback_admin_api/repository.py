@@ -230,8 +230,9 @@ class Repository:
 
         Windows of desired time are read one after the other, each growing by the density seen,
         until the page is full or the range ends; each window is one query per stream of the
-        plan, merged in order. The stretch of the range more than :data:`RETENTION` ago is one
-        window: it holds only callbacks past their expiry that the TTL monitor has yet to delete
+        plan, merged in order. The stretch of the range more than :data:`RETENTION` ago, when
+        wider than the window, is one window: it holds only callbacks past their expiry that
+        the TTL monitor has yet to delete
         (``last_30_days`` starts 16 days into it), and crossing it in doubling windows sent the
         first window to reach kept callbacks hundreds of hours wide.
         """
@@ -249,7 +250,8 @@ class Repository:
         elif after is not None and after.desired_time >= criteria.end:
             return [], window
         while len(found) < limit and lower < criteria.end:
-            past_expiry = lower < expired_before
+            # one window to the retention edge, when it is further away than a window
+            past_expiry = plan.windowed and lower + window < expired_before
             upper = min(expired_before if past_expiry else lower + window, criteria.end)
             time_clause = {"$gte" if inclusive else "$gt": lower, "$lt": upper}
             needed = limit - len(found)
