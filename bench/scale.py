@@ -947,7 +947,9 @@ def plot(metrics: dict[str, Metric], chosen: Iterable[int], to: Path = PLOT) -> 
             continue
         values = [metrics[f"{op}_p50_ms_{label(size)}"].value for size in xs]
         growth = metrics[f"growth_{op}"].value
-        axes.plot(xs, values, marker="o", label=f"{op} ({service}), x{growth:.2f}")
+        paired = metrics.get(f"growth_{op}_paired")
+        also = f" (paired x{paired.value:.2f})" if paired is not None else ""
+        axes.plot(xs, values, marker="o", label=f"{op} ({service}), x{growth:.2f}{also}")
     floor = metrics.get("growth_search_floor")
     if floor is not None:
         # the search's answers read by the raw client with the least work: what they cost alone
@@ -976,7 +978,10 @@ def plot(metrics: dict[str, Metric], chosen: Iterable[int], to: Path = PLOT) -> 
     axes.minorticks_off()
     axes.set_xlabel("stored callbacks")
     axes.set_ylabel("p50 latency (ms)")
-    axes.set_title("Latency with stored callbacks (legend: growth, p50 largest / smallest)")
+    axes.set_title(
+        "Latency with stored callbacks (legend: growth, p50 largest / smallest;\n"
+        "paired: against the smallest size in the same second)"
+    )
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     figure.tight_layout()
