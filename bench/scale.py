@@ -40,7 +40,9 @@ database of the smallest size made right after each (its own admin-api; see
 ``growth_search_same_answer``: ``growth_search`` over the search scenarios whose first page
 holds as many rows at both sizes (the others' answers grow with the data);
 ``growth_search_floor``: ``growth_search`` of the raw client's least-work reads of the same
-answers (the part of the growth that is the answers' own on this server).
+answers (the part of the growth that is the answers' own on this server), and
+``growth_search_floor_paired`` against the same reads of the reference's answers, each right
+after its own.
 
 ``SCALE_SIZES=2000,5000,10000`` (sizes), ``SCALE_ROUNDS`` (repetitions of each interactive
 scenario, default 30), ``SCALE_OPS=create,detail`` (only those) and ``SCALE_WARMUP=0`` (no
@@ -204,6 +206,7 @@ class Phase:
     rows: dict[str, int] = field(default_factory=dict)
     #: each search scenario's answer read by the raw client with the least work (see _floor)
     floor: dict[str, list[float]] = field(default_factory=dict)
+    ref_floor: dict[str, list[float]] = field(default_factory=dict)
     #: the same requests against the reference (the smallest size), see :class:`Reference`
     ref_latencies_ms: list[float] = field(default_factory=list)
     ref_scenarios: dict[str, list[float]] = field(default_factory=dict)
@@ -437,9 +440,13 @@ async def _lists(ctx: Context, http: httpx.AsyncClient, pid: int) -> tuple[Phase
 
 async def _searches(ctx: Context, http: httpx.AsyncClient, pid: int) -> Phase:
     counts: dict[str, int] = {}
+    #: each scenario's least-work queries for its first page: here, and on the reference
     answers: dict[str, list[Document]] = {}
+    ref_answers: dict[str, list[Document]] = {}
     for name, params in SEARCHES.items():  # warm-up, and how many each finds (of a page)
-        await _timed(ctx.ref.client.get("/api/v1/callbacks", params=params))
+        now = utcnow()
+        _, response = await _timed(ctx.ref.client.get("/api/v1/callbacks", params=params))
+        ref_answers[name] = _answer_queries(params, response.json()["items"], now)
         now = utcnow()
         _, response = await _timed(http.get("/api/v1/callbacks", params=params))
         items = response.json()["items"]
@@ -465,6 +472,9 @@ async def _searches(ctx: Context, http: httpx.AsyncClient, pid: int) -> Phase:
             phase.floor.setdefault(name, []).append((time.perf_counter() - started) * 1000)
             if rows != counts[name]:
                 print(f"  search {name}: the floor read {rows} rows, the page {counts[name]}")
+            started = time.perf_counter()
+            await _read_answer(ctx.ref.db, ref_answers[name])
+            phase.ref_floor.setdefault(name, []).append((time.perf_counter() - started) * 1000)
     return phase
 
 
@@ -902,7 +912,13 @@ def _metrics(
                 metrics[f"search_floor_{name}_p50_ms_{label(size)}"] = Metric(median(values), "ms")
             pooled_floor = median([v for values in floor.values() for v in values])
             metrics[f"search_floor_p50_ms_{label(size)}"] = Metric(pooled_floor, "ms")
+            ref_floor = figures[size][0]["search"].ref_floor
+            if ref_floor:
+                pooled_ref = median([v for values in ref_floor.values() for v in values])
+                metrics[f"search_floor_ref_p50_ms_{label(size)}"] = Metric(pooled_ref, "ms")
         metrics["growth_search_floor"] = growth("search_floor")
+        if figures[high][0]["search"].ref_floor:
+            metrics["growth_search_floor_paired"] = paired("search_floor", high)
     metrics["rss_mb_max"] = Metric(max(memory.peak.values()), "MB", target=RSS_TARGET_MB)
     for size in chosen:
         _, extra = figures[size]
