@@ -204,7 +204,8 @@ class Phase:
     scenarios: dict[str, list[float]] = field(default_factory=dict)
     #: the rows of each scenario's first page (searches)
     rows: dict[str, int] = field(default_factory=dict)
-    #: each search scenario's answer read by the raw client with the least work (see _floor)
+    #: each search scenario's first page read by the raw client with the least work (see
+    #: _answer_queries), here and on the reference
     floor: dict[str, list[float]] = field(default_factory=dict)
     ref_floor: dict[str, list[float]] = field(default_factory=dict)
     #: the same requests against the reference (the smallest size), see :class:`Reference`
@@ -673,16 +674,16 @@ async def _bulk_cancels(ctx: Context, http: httpx.AsyncClient, pid: int) -> Phas
 async def _measure(ctx: Context, index: int) -> tuple[dict[str, Phase], dict[str, Any]]:
     auth = {"Authorization": f"Bearer {mint_token(SECRET, 'bench-scale', ['callback_supervisor'])}"}
     started: dict[str, asyncio.subprocess.Process] = {}
+    #: the reference's admin-api: not a measured service (its memory and idle CPU not reported)
+    reference: asyncio.subprocess.Process | None = None
     extra: dict[str, Any] = {}
     try:
         admin, port = await start_service("callback-admin-api", ctx.admin)
         started["admin-api"] = admin
-        started["admin-api (reference)"], ref_port = await start_service(
-            "callback-admin-api", ctx.ref.admin
-        )
+        reference, ref_port = await start_service("callback-admin-api", ctx.ref.admin)
         started["scheduler"], _ = await start_service("callback-scheduler", ctx.scheduler)
         started["state-tracker"], _ = await start_service("callback-state-tracker", ctx.tracker)
-        pids = {name: process.pid for name, process in started.items() if "(" not in name}
+        pids = {name: process.pid for name, process in started.items()}
         ctx.memory.pids.update(pids)
         phases: dict[str, Phase] = {}
         async with (
@@ -727,6 +728,8 @@ async def _measure(ctx: Context, index: int) -> tuple[dict[str, Phase], dict[str
         for name, process in started.items():
             ctx.memory.forget(name)
             await stop_service(process)
+        if reference is not None:
+            await stop_service(reference)
     return phases, extra
 
 
