@@ -232,9 +232,9 @@ class Repository:
         until the page is full or the range ends; each window is one query per stream of the
         plan, merged in order. The stretch of the range more than :data:`RETENTION` ago, when
         wider than the window, is one window: it holds only callbacks past their expiry that
-        the TTL monitor has yet to delete
-        (``last_30_days`` starts 16 days into it), and crossing it in doubling windows sent the
-        first window to reach kept callbacks hundreds of hours wide.
+        the TTL monitor has yet to delete (``last_30_days`` starts 16 days into it), and
+        crossing it in doubling windows sent the first window to reach kept callbacks hundreds
+        of hours wide.
         """
         found: list[Document] = []
         expired_before = utcnow() - RETENTION
