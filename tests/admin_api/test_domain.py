@@ -178,11 +178,24 @@ def test_cursors_round_trip_and_tampering_is_refused() -> None:
 
 def test_windows_follow_the_density_seen() -> None:
     hour = timedelta(hours=1)
-    assert next_window(hour, 0, 251) == 2 * hour
+    assert next_window(hour, 0, 251) == 1.5 * hour
     assert next_window(hour, 100, 100) == 1.25 * hour
     assert next_window(hour, 200, 51) == hour * 1.25 * 51 / 200  # shrinks: a few more needed
     assert next_window(hour, 245, 6) == 0.1 * hour  # no less than a tenth
     assert next_window(hour, 10, 241) == 16 * hour  # no more than 16 times
+
+
+def test_the_window_after_an_empty_stretch_is_at_most_half_as_wide_as_the_stretch() -> None:
+    # read blind: on a server that applies the limit late, every callback it holds is read
+    first = timedelta(hours=1)
+    for empty in range(1, 40):
+        window, crossed = first, timedelta(0)
+        for _ in range(empty):
+            crossed += window
+            window = next_window(window, 0, 250)
+        # (exactly half and the first, but for the microseconds a timedelta rounds to)
+        assert window <= crossed / 2 + first + timedelta(milliseconds=1), (empty, window, crossed)
+        assert window > crossed / 3  # and still grows: a long empty stretch takes few windows
 
 
 def test_windows_take_the_density_over_the_stretch_that_held_callbacks() -> None:

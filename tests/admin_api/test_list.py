@@ -268,10 +268,10 @@ async def test_a_page_after_an_empty_stretch_reads_about_a_page(
     service: str, mongo: AsyncDatabase[Document]
 ) -> None:
     """A range that starts 29 hours before the oldest callback (as "last 30 days" starts
-    before the oldest kept): the window that first reaches callbacks holds 2 hours of them in
-    16, and the next is sized by those 2 hours. Sized by the 16 it would match 1,300 callbacks
-    for the 130 still needed (a server that applies the limit after reading them all reads
-    them all)."""
+    before the oldest kept): the window that first reaches callbacks holds 3.2 hours of them in
+    11.4, and the next is sized by those 3.2 hours. Sized by the 11.4 it would match 264
+    callbacks for the 59 still needed (a server that applies the limit after reading them all
+    reads them all)."""
     start = now_s() - timedelta(days=3)
     first = start + timedelta(hours=29)
     docs = [stored_callback(service, desired=first + timedelta(minutes=m)) for m in range(1500)]
@@ -297,8 +297,9 @@ async def test_a_page_after_an_empty_stretch_reads_about_a_page(
     repository._read = counted  # type: ignore[method-assign]
     found, _ = await repository.page(criteria, plan, None, 250)
     assert [doc["_id"] for doc in found] == [doc["_id"] for doc in docs[:250]]
-    # windows of 1, 2, 4 and 8 hours before the first; 16 hours whose last 2 hold 120
-    assert matched[:5] == [0, 0, 0, 0, 120]
+    # windows of 1, 1.5, 2.25, 3.4, 5.1 and 7.6 hours before the first (each half as wide
+    # again as the last); 11.4 hours whose last 3.2 hold 191
+    assert matched[:7] == [0, 0, 0, 0, 0, 0, 191]
     assert sum(matched) <= 1.5 * 250, matched
 
 

@@ -45,6 +45,11 @@ PAGE_SORT = [(F.DESIRED_TIME, ASCENDING), ("_id", ASCENDING)]
 #: First window of desired time read for a page, unless the cursor carries a better one.
 INITIAL_WINDOW = timedelta(hours=1)
 MIN_WINDOW = timedelta(seconds=1)
+#: How much wider a window is than the empty one before it. The window after an empty stretch
+#: is read blind: it is ``EMPTY_GROWTH - 1`` times the stretch crossed, plus the stretch's first
+#: window (at 2, as wide as the stretch), and a server that applies the limit late reads every
+#: callback it holds (docs/design.md, "Windows of desired time").
+EMPTY_GROWTH = 1.5
 
 
 def page_order(doc: Document) -> tuple[datetime, bytes]:
@@ -56,7 +61,8 @@ def next_window(
     window: timedelta, found: int, still_needed: int, occupied: timedelta | None = None
 ) -> timedelta:
     """The window after one that held too few (``found``): sized by the density seen for what
-    is ``still_needed``, with a quarter to spare, within 0.1x..16x; after an empty one, 2x.
+    is ``still_needed``, with a quarter to spare, within 0.1x..16x; after an empty one,
+    :data:`EMPTY_GROWTH` times as wide.
 
     ``occupied`` is the stretch from the window's first callback to its end. The density is
     taken over that stretch (and the gap expected before a first of ``found``), not over the
@@ -65,7 +71,7 @@ def next_window(
     whole width would make the next window read several pages' worth."""
     if found == 0:
         # gently: an empty stretch (a night, a closed day) may end in a busy one
-        return window * 2
+        return window * EMPTY_GROWTH
     seen = window
     if occupied is not None:
         # ``found`` callbacks over a stretch leave on average 1/(found + 1) of it before the first
@@ -233,7 +239,7 @@ class Repository:
         plan, merged in order. The stretch of the range more than :data:`RETENTION` ago, when
         wider than the window, is one window: it holds only callbacks past their expiry that
         the TTL monitor has yet to delete (``last_30_days`` starts 16 days into it), and
-        crossing it in doubling windows sent the first window to reach kept callbacks hundreds
+        crossing it in growing windows sent the first window to reach kept callbacks hundreds
         of hours wide.
         """
         found: list[Document] = []
