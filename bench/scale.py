@@ -1,10 +1,10 @@
 """Growth with stored callbacks: each operation's latency, CPU and memory at 10k, 100k, 300k.
 
-One database is seeded incrementally (10k callbacks, everything measured, up to 100k, measured,
-up to 300k, measured): four weeks of desired times (13 days back, 15 ahead, evenly) over 20
-services with stored settings and every request guard on, past callbacks in every state, numbers
-``+1415`` and 7 random digits (one in 10 of a busy exchange: ``+141577`` and 5); those
-that come due during the run are emitted once (no routing runs: the scheduler emits nothing
+One database is seeded incrementally (10k callbacks, everything measured, up to 100k, measured, up
+to 300k, measured): four weeks of desired times (from 2 hours inside retention to 15 days ahead,
+evenly) over 20 services with stored settings and every request guard on, past callbacks in every
+state, numbers ``+1415`` and 7 random digits (one in 10 of a busy exchange: ``+141577`` and 5);
+those that come due during the run are emitted once (no routing runs: the scheduler emits nothing
 again within the hour). At each size admin-api, scheduler and state-tracker run as their own
 processes (``start_service``, restarted per size) and this process, their client, measures:
 
@@ -84,6 +84,7 @@ from callback_admin_api.tokens import mint_token
 from callback_dev.infra import Infrastructure
 from callback_scheduler.settings import SchedulerSettings
 from callback_shared.models import (
+    RETENTION,
     DuplicateCheck,
     RequestGuards,
     ServiceConfig,
@@ -136,8 +137,12 @@ DISPATCH_SERVICE = "bench-dispatch"
 ROUTING_SERVICE = "bench-routing"
 CANCEL_SERVICE = "bench-cancel"
 SECRET = secrets.token_urlsafe(48)
-#: seeded desired times: evenly this far back and ahead of the seeding
-PAST, FUTURE = timedelta(days=13), timedelta(days=15)
+#: seeded desired times: evenly this far back and ahead of the seeding. Back to just inside
+#: retention, as a collection in steady state holds (callbacks expire 14 days after their
+#: desired time, one after the other); the margin, longer than a run, so that none expires
+#: during it. (Until 2026-12-02: 13 days back, a day's empty stretch after the retention edge that
+#: every range starting there, the default one, crossed first.)
+PAST, FUTURE = RETENTION - timedelta(hours=2), timedelta(days=15)
 #: no routing runs here to take what the scheduler emits: never emit it again during the run
 REDISPATCH_AFTER_SECONDS = 3600.0
 #: the list's scenarios (query parameters): each read page 1, then page 2 by its cursor
