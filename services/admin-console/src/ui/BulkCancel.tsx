@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   bulkRequest,
   entriesOfBatch,
@@ -15,7 +15,7 @@ import {
   type ReportEntry,
 } from "../lib/bulk";
 import { saveBlob } from "../lib/download";
-import type { ListFilters } from "../lib/filters";
+import { latestRead, type ListFilters } from "../lib/filters";
 import { problemView } from "../lib/problems";
 import { can } from "../lib/roles";
 import { browserTimeZone, formatTime } from "../lib/time";
@@ -310,11 +310,13 @@ export function BulkCancelDialog(props: {
     allInRange ? { allInRange: true, filters: props.filters, tz: browserTimeZone() } : { allInRange: false, ids: props.ids },
   );
 
+  const begin = useMemo(() => latestRead(), []);
   useEffect(() => {
+    const stillLatest = begin();
     setPreview(null);
     setProblem(null);
     ctx.api.POST("/api/v1/callbacks/bulk-cancel/preview", { body: request }).then(({ data, error, response }) => {
-      if (!live.current) return;
+      if (!live.current || !stillLatest()) return; // closed, or the other choice previewed since
       if (data) setPreview(data);
       else if (response.status !== 401) setProblem(problemView(response.status, error).message);
     });

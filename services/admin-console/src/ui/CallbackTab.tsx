@@ -7,6 +7,7 @@ import {
   SEARCH_FIELDS,
   STATES,
   debounce,
+  latestRead,
   listQuery,
   type ListFilters,
 } from "../lib/filters";
@@ -69,10 +70,13 @@ export function CallbackTab({ ctx }: { ctx: Ctx }) {
     setPage(next);
   };
 
+  const begin = useMemo(() => latestRead(), []);
   const load = useCallback(async () => {
+    const stillLatest = begin();
     setLoading(true);
     const query = listQuery(filters, { tz: browserTimeZone(), cursor, pageSize: PAGE_SIZE });
     const { data, error: problem, response } = await api.GET("/api/v1/callbacks", { params: { query } });
+    if (!stillLatest()) return; // a read begun since (other filters, another page) answers instead
     setLoading(false);
     if (data) {
       showPage(data);

@@ -12,6 +12,7 @@ import {
   type ServiceForm,
   type Weekday,
 } from "../lib/serviceForm";
+import { latestRead } from "../lib/filters";
 import { clearDraft, loadDraft, saveDraft } from "../lib/storage";
 import type { Ctx } from "./context";
 import "./screens.css";
@@ -81,12 +82,16 @@ export function ServicesPage({ ctx, initial, onBack }: { ctx: Ctx; initial: stri
   const [busy, setBusy] = useState(false);
   const zones = useMemo(timeZones, []);
 
+  const begin = useMemo(() => latestRead(), []);
   const load = async (service: string, keepDraft = true) => {
+    const stillLatest = begin();
     setView(null);
     setForm(null, service);
     setProblem(null);
     if (!service) return;
     const { data, error, response } = await ctx.api.GET("/api/v1/services/{name}", { params: { path: { name: service } } });
+    // another service chosen since: its settings, not these, belong in the form
+    if (!stillLatest()) return;
     if (data) {
       setView(data);
       const draft = keepDraft ? loadDraft<ServiceDraft>(DRAFT) : null;

@@ -1,5 +1,6 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import type { SearchRow, ServiceView } from "../api/client";
+import { latestRead } from "../lib/filters";
 import { problemView } from "../lib/problems";
 import { can } from "../lib/roles";
 import { formatTime } from "../lib/time";
@@ -13,11 +14,14 @@ export function Tools({ ctx }: { ctx: Ctx }) {
   const [q, setQ] = useState("");
   const [rows, setRows] = useState<SearchRow[] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const begin = useMemo(() => latestRead(), []);
   const search = async (e: Event) => {
     e.preventDefault();
+    const stillLatest = begin();
     const term = q.trim();
     if (!term) return setError("Type a callback ID or a phone number.");
     const { data, error: problem, response } = await ctx.api.GET("/api/v1/search", { params: { query: { q: term } } });
+    if (!stillLatest()) return; // searched again since
     if (data) {
       setRows(data.items);
       setError(null);
