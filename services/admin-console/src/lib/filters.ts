@@ -73,9 +73,10 @@ export function listQuery(
 }
 
 /**
- * Reads that answer out of order: `started()` marks a read as begun and returns whether it is
- * still the latest begun. An earlier read (the range before, the page before, a poll) can answer
- * after a later one, and showing it would show rows the filters no longer select.
+ * Reads that answer out of order: `const begin = latestRead()`; each `begin()` marks a read as
+ * begun and returns a check of whether it is still the latest begun. An earlier read (the range
+ * before, the page before, a poll) can answer after a later one, and showing it would show rows
+ * the filters no longer select.
  */
 export function latestRead() {
   let begun = 0;
