@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { DEFAULT_FILTERS, debounce, latestRead, listQuery } from "../src/lib/filters";
+import { DEFAULT_FILTERS, debounce, listQuery } from "../src/lib/filters";
 
 describe("listQuery", () => {
   it("defaults: last 14 days, ALL states and services, no search", () => {
@@ -47,25 +47,5 @@ describe("debounce", () => {
     expect(seen).toEqual([]);
     vi.advanceTimersByTime(1);
     expect(seen).toEqual(["41"]);
-  });
-});
-
-describe("latestRead", () => {
-  it("only the read begun last is still the latest, whichever answers first", () => {
-    const begin = latestRead();
-    const lastFortnight = begin();
-    const nextTwoWeeks = begin();
-    expect(nextTwoWeeks()).toBe(true);
-    expect(lastFortnight()).toBe(false); // answering late, it is not shown
-    const poll = begin();
-    expect(nextTwoWeeks()).toBe(false);
-    expect(poll()).toBe(true);
-  });
-  it("each list keeps its own count", () => {
-    const one = latestRead();
-    const other = latestRead();
-    const read = one();
-    other();
-    expect(read()).toBe(true);
   });
 });

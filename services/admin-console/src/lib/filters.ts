@@ -72,20 +72,6 @@ export function listQuery(
   return query;
 }
 
-/**
- * Reads that answer out of order: `const begin = latestRead()`; each `begin()` marks a read as
- * begun and returns a check of whether it is still the latest begun. An earlier read (the range
- * before, the page before, a poll) can answer after a later one, and showing it would show rows
- * the filters no longer select.
- */
-export function latestRead() {
-  let begun = 0;
-  return () => {
-    const mine = ++begun;
-    return () => mine === begun;
-  };
-}
-
 /** Calls `fn` once `ms` after the last call (the search box filters as you type). */
 export function debounce<A extends unknown[]>(fn: (...args: A) => void, ms: number) {
   let timer: ReturnType<typeof setTimeout> | undefined;

@@ -15,8 +15,9 @@ import {
   type ReportEntry,
 } from "../lib/bulk";
 import { saveBlob } from "../lib/download";
-import { latestRead, type ListFilters } from "../lib/filters";
+import type { ListFilters } from "../lib/filters";
 import { problemView } from "../lib/problems";
+import { latestRead } from "../lib/reads";
 import { can } from "../lib/roles";
 import { browserTimeZone, formatTime } from "../lib/time";
 import type { Ctx } from "./context";
@@ -310,7 +311,7 @@ export function BulkCancelDialog(props: {
     allInRange ? { allInRange: true, filters: props.filters, tz: browserTimeZone() } : { allInRange: false, ids: props.ids },
   );
 
-  const begin = useMemo(() => latestRead(), []);
+  const begin = useMemo(latestRead, []);
   useEffect(() => {
     const stillLatest = begin();
     setPreview(null);

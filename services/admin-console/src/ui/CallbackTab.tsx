@@ -7,11 +7,11 @@ import {
   SEARCH_FIELDS,
   STATES,
   debounce,
-  latestRead,
   listQuery,
   type ListFilters,
 } from "../lib/filters";
 import { applyLiveEvent, pollInterval } from "../lib/live";
+import { newerAnswers } from "../lib/reads";
 import { COLUMNS, loadDraft } from "../lib/storage";
 import { browserTimeZone, displayZone, formatDuration, formatTime, wallTimeToIso } from "../lib/time";
 import type { Ctx } from "./context";
@@ -70,13 +70,15 @@ export function CallbackTab({ ctx }: { ctx: Ctx }) {
     setPage(next);
   };
 
-  const begin = useMemo(() => latestRead(), []);
+  const begin = useMemo(newerAnswers, []);
   const load = useCallback(async () => {
-    const stillLatest = begin();
+    const newer = begin();
     setLoading(true);
     const query = listQuery(filters, { tz: browserTimeZone(), cursor, pageSize: PAGE_SIZE });
     const { data, error: problem, response } = await api.GET("/api/v1/callbacks", { params: { query } });
-    if (!stillLatest()) return; // a read begun since (other filters, another page) answers instead
+    // not shown: an answer to other filters or another page than the screen's now (their own
+    // read answers for them), or one older than an answer shown already (polls, live reloads)
+    if (latest.current.load !== load || !newer()) return;
     setLoading(false);
     if (data) {
       showPage(data);

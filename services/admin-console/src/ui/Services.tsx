@@ -12,7 +12,7 @@ import {
   type ServiceForm,
   type Weekday,
 } from "../lib/serviceForm";
-import { latestRead } from "../lib/filters";
+import { latestRead } from "../lib/reads";
 import { clearDraft, loadDraft, saveDraft } from "../lib/storage";
 import type { Ctx } from "./context";
 import "./screens.css";
@@ -82,7 +82,7 @@ export function ServicesPage({ ctx, initial, onBack }: { ctx: Ctx; initial: stri
   const [busy, setBusy] = useState(false);
   const zones = useMemo(timeZones, []);
 
-  const begin = useMemo(() => latestRead(), []);
+  const begin = useMemo(latestRead, []);
   const load = async (service: string, keepDraft = true) => {
     const stillLatest = begin();
     setView(null);

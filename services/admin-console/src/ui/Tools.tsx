@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import type { SearchRow, ServiceView } from "../api/client";
-import { latestRead } from "../lib/filters";
 import { problemView } from "../lib/problems";
+import { latestRead } from "../lib/reads";
 import { can } from "../lib/roles";
 import { formatTime } from "../lib/time";
 import type { Ctx } from "./context";
@@ -14,7 +14,7 @@ export function Tools({ ctx }: { ctx: Ctx }) {
   const [q, setQ] = useState("");
   const [rows, setRows] = useState<SearchRow[] | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const begin = useMemo(() => latestRead(), []);
+  const begin = useMemo(latestRead, []);
   const search = async (e: Event) => {
     e.preventDefault();
     const stillLatest = begin();
